@@ -1,0 +1,53 @@
+# Two commands for a fresh Debian machine, run as root:
+#   make demo   the kill switch shown live in throwaway network namespaces
+#   make test   every test (unit + namespace lab), lint first
+# Both install what they need (Debian packages, a virtualenv) and touch
+# nothing outside the namespaces they create: the lab parts run under
+# `unshare --net`, and the lab refuses to start in the initial namespace.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEBS   := wireguard-tools wireguard-go iptables nftables iproute2 curl dnsutils dnsmasq \
+          psmisc util-linux python3-venv
+PYTEST_ARGS ?=
+
+.PHONY: all deps install demo test lint unit lab bench clean clean-lab
+
+all: test
+
+deps:
+	@missing=$$(for p in $(DEBS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# A plain, non-editable install, run from another directory: what users get.
+install: deps
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@cd / && $(CURDIR)/$(BIN)/pip install -q --disable-pip-version-check "$(CURDIR)[test]"
+	@cd / && $(CURDIR)/$(BIN)/pip install -q --disable-pip-version-check --no-deps --force-reinstall "$(CURDIR)"
+
+demo: install
+	unshare --net -- $(BIN)/python -m wgkill.demo
+
+lint: install
+	$(BIN)/ruff check wgkill templates tests
+
+test: lint
+	unshare --net -- $(BIN)/pytest $(PYTEST_ARGS)
+
+unit: install
+	$(BIN)/pytest -m "not lab" $(PYTEST_ARGS)
+
+lab: install
+	unshare --net -- $(BIN)/pytest -m lab $(PYTEST_ARGS)
+
+clean-lab: install
+	$(BIN)/python -c "from wgkill.lab import reap_stale; print('removed:', *reap_stale())"
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Jinja templates (rule text and config text only); installed as ``wgkill.templates``."""

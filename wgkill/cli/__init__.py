@@ -1,0 +1,41 @@
+"""Command-line entry points: parse, call one library function, map errors to exit codes.
+
+Every failure is one line on stderr, ``PROG: error: message``, and the exit
+code of its error class (see ``wgkill.errors`` and the README). Tracebacks are
+shown only with ``WGKILL_DEBUG=1``.
+"""
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from .. import runner
+from ..errors import WgkillError
+
+INTERNAL_ERROR = 1
+
+
+def say(prog: str, message: str) -> None:
+    print(f"{prog}: {message}", file=sys.stderr)
+
+
+def entry(prog: str, body: Callable[[Sequence[str]], int]) -> Callable[[], None]:
+    """Wrap ``body(argv)`` into a console-script ``main`` with the exit-code mapping."""
+
+    def main() -> None:
+        runner.trace = lambda line: print(line, file=sys.stderr, flush=True)
+        try:
+            code = body(sys.argv[1:])
+        except WgkillError as exc:
+            say(prog, f"error: {exc}")
+            code = exc.exit_code
+        except KeyboardInterrupt:
+            code = 130
+        except Exception as exc:  # noqa: BLE001 - one line, never a traceback, by contract
+            if os.environ.get("WGKILL_DEBUG"):
+                raise
+            say(prog, f"internal error: {type(exc).__name__}: {exc}")
+            code = INTERNAL_ERROR
+        sys.exit(code)
+
+    return main

@@ -1,0 +1,170 @@
+"""Engage and release the kill switch for one interface: the library behind the hooks.
+
+Order matters and is the contract: validate, resolve every binary, read the
+tunnel and render both payloads *before* the first change; then, under the
+state lock, record the intent, apply IPv4, apply IPv6. A failure after the
+first family leaves that family blocking (the safe side) and is reported.
+Release removes only what the state names, and keeps the state if anything
+could not be removed.
+"""
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import state as statefile
+from .errors import FirewallError, PrerequisiteError, StateError
+from .firewall import Removed
+from .firewall.iptables import (
+    FilterSnapshot,
+    IptablesFamily,
+    body_hash,
+    detect_variant,
+    jump_spec,
+    render_body,
+)
+from .ifname import chain_name, validate_interface
+from .policy import KillSwitchPolicy, build_policy, hostname_endpoints
+from .tunnel import read_tunnel
+from .wgconf import WgQuickConfig, load_config
+
+DEFAULT_CONFIG_DIR = "/etc/wireguard"
+IPV6_PROC = "/proc/sys/net/ipv6"
+
+
+@dataclass
+class Engaged:
+    interface: str
+    policy: KillSwitchPolicy
+    payloads: dict[int, str]
+    warnings: list[str] = field(default_factory=list)
+    state_path: Path | None = None
+
+
+@dataclass
+class Released:
+    interface: str
+    recorded: bool
+    removed: list[Removed] = field(default_factory=list)
+
+
+def ipv6_available() -> bool:
+    """Whether this kernel has an IPv6 stack at all (``ipv6.disable=1`` removes it)."""
+    return os.path.isdir(IPV6_PROC)
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise PrerequisiteError("must be run as root (it changes the firewall)")
+
+
+def _load_config(interface: str, config_path: str | None) -> WgQuickConfig | None:
+    """The explicit config, or /etc/wireguard/IFACE.conf if it exists (wg-quick may use a path)."""
+    if config_path is not None:
+        return load_config(config_path)
+    default = Path(DEFAULT_CONFIG_DIR) / f"{interface}.conf"
+    return load_config(default) if default.exists() else None
+
+
+def engage(interface: str, config_path: str | None = None, dry_run: bool = False) -> Engaged:
+    """Apply (or, with ``dry_run``, only render) the kill switch for ``interface``."""
+    validate_interface(interface)
+    families = (4, 6) if ipv6_available() else (4,)
+    backends = {family: IptablesFamily(family) for family in families}
+    if not dry_run:
+        _require_root()
+    config = _load_config(interface, config_path)
+    facts = read_tunnel(interface)
+    policy = build_policy(interface, facts, config, families)
+    bodies = {fp.family: render_body(fp) for fp in policy.families}
+    warnings = [
+        f"endpoint {name} is a hostname: it cannot be resolved while the block holds; "
+        "pin its address (see README, 'Hostname endpoints')"
+        for name in hostname_endpoints(config)
+    ]
+    if 6 not in families:
+        warnings.append("IPv6 is disabled in this kernel: no IPv6 rules needed")
+    result = Engaged(interface, policy, {}, warnings)
+    if dry_run:
+        for fp in policy.families:
+            snap = backends[fp.family].snapshot() if os.geteuid() == 0 else None
+            result.payloads[fp.family] = backends[fp.family].apply_payload(
+                fp, bodies[fp.family], snap or FilterSnapshot()
+            )
+        return result
+
+    with statefile.lock():
+        record = statefile.State(
+            interface=interface,
+            applied_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            iptables_variant=backends[4].variant,
+            fwmark=policy.fwmark,
+            config=config.path if config else None,
+            endpoints=[
+                {"address": e.address, "port": e.port, "name": e.name} for e in policy.endpoints
+            ],
+            allowed_ips=list(policy.allowed_ips),
+            families={
+                f"ipv{fp.family}": statefile.FamilyRecord(
+                    table="filter",
+                    chains=[fp.chain],
+                    jumps=[{"chain": "OUTPUT", "spec": jump_spec(fp.chain, fp.comment)}],
+                    payload_sha256=body_hash(bodies[fp.family]),
+                    rules=bodies[fp.family].count("\n"),
+                )
+                for fp in policy.families
+            },
+        )
+        result.state_path = statefile.save(record)
+        done: list[str] = []
+        for fp in policy.families:
+            try:
+                backends[fp.family].apply(fp, bodies[fp.family])
+            except FirewallError as exc:
+                kept = f"; the {', '.join(done)} block stays in place" if done else ""
+                raise FirewallError(f"{exc}{kept}") from exc
+            done.append(f"ipv{fp.family}")
+    return result
+
+
+def release(interface: str, force: bool = False) -> Released:
+    """Remove what the state records for ``interface``; with ``force``, find our chains by name.
+
+    Safe to call twice: a second call finds nothing recorded. Rules already
+    partly gone are not an error; a rule that cannot be removed keeps the state.
+    """
+    validate_interface(interface)
+    _require_root()
+    own = chain_name(interface)
+    with statefile.lock():
+        try:
+            recorded = statefile.load(interface)
+        except StateError:
+            if not force:
+                raise
+            recorded = None
+        if recorded is None and not force:
+            return Released(interface, recorded=False)
+        if recorded is not None:
+            variant = recorded.iptables_variant
+            targets = {int(name[-1]): rec.chains for name, rec in recorded.families.items()}
+        else:
+            variant = detect_variant(4)
+            targets = {4: [own], 6: [own]}
+        if any(chain != own for chains in targets.values() for chain in chains):
+            raise StateError(f"state for {interface} names a chain other than {own}: refusing")
+        result = Released(interface, recorded=recorded is not None)
+        failures = []
+        for family in sorted(targets):
+            if family == 6 and not ipv6_available():
+                continue
+            try:
+                backend = IptablesFamily(family, variant)
+                result.removed.extend(backend.remove(chain) for chain in targets[family])
+            except (FirewallError, PrerequisiteError) as exc:
+                failures.append(str(exc))
+        if failures:
+            raise FirewallError("; ".join(failures) + " (state kept: run wgkill-down again)")
+        statefile.remove(interface)
+    return result

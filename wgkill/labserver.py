@@ -1,0 +1,130 @@
+"""Small programs the lab runs inside its namespaces (never outside them).
+
+``serve``: a "what is my IP" HTTP server and a UDP sink, dual-stack, that log
+every request and datagram they see with its source address, so the far side
+can testify to what reached it.
+``probe``: tries TCP, UDP and HTTP the way programs do and reports, as JSON,
+whether each got through, was refused locally, or timed out.
+"""
+
+import argparse
+import json
+import socket
+import socketserver
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _source(address: str) -> str:
+    return address.removeprefix("::ffff:")
+
+
+class _DualStackHTTP(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+def serve(port: int, udp_port: int, log_path: str) -> None:
+    log_lock = threading.Lock()
+
+    def log(kind: str, source: str) -> None:
+        with log_lock, open(log_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"t": time.time(), "kind": kind, "src": source}) + "\n")
+
+    class WhoAmI(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            source = _source(self.client_address[0])
+            log("http", source)
+            body = (source + "\n").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    class Sink(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            log("udp", _source(self.client_address[0]))
+
+    class DualStackUDP(socketserver.ThreadingUDPServer):
+        address_family = socket.AF_INET6
+
+        def server_bind(self) -> None:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            super().server_bind()
+
+    udp = DualStackUDP(("::", udp_port), Sink)
+    threading.Thread(target=udp.serve_forever, daemon=True).start()
+    http = _DualStackHTTP(("::", port), WhoAmI)
+    print("ready", flush=True)
+    http.serve_forever()
+
+
+def _tcp(host: str, port: int, timeout: float) -> str:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return "connected"
+    except ConnectionRefusedError:
+        return "refused"
+    except TimeoutError:
+        return "timeout"
+    except OSError as exc:
+        return f"error:{exc.errno}"
+
+
+def _udp(host: str, port: int) -> str:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect((host, port))
+            sock.send(b"wgkill-lab-probe")
+            time.sleep(0.2)
+            sock.send(b"wgkill-lab-probe")  # a queued ICMP error surfaces on the next call
+            return "sent"
+        except (ConnectionRefusedError, PermissionError):
+            return "refused"  # an ICMP error, or EPERM: the local firewall dropped it on output
+        except OSError as exc:
+            return f"error:{exc.errno}"
+
+
+def probe(targets: list[str], port: int, udp_port: int, timeout: float) -> dict[str, str]:
+    """TCP and UDP to each target; ``refused`` means stopped locally, fast."""
+    results = {}
+    for host in targets:
+        results[f"tcp {host}"] = _tcp(host, port, timeout)
+        results[f"udp {host}"] = _udp(host, udp_port)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m wgkill.labserver")
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--port", type=int, default=80)
+    s.add_argument("--udp-port", type=int, default=9999)
+    s.add_argument("--log", required=True)
+    p = sub.add_parser("probe")
+    p.add_argument("targets", nargs="+")
+    p.add_argument("--port", type=int, default=80)
+    p.add_argument("--udp-port", type=int, default=9999)
+    p.add_argument("--timeout", type=float, default=3.0)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve(args.port, args.udp_port, args.log)
+        return 0
+    print(json.dumps(probe(args.targets, args.port, args.udp_port, args.timeout)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

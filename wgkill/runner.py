@@ -1,0 +1,61 @@
+"""The one place that runs commands: argv lists only, stderr captured, errors carry both.
+
+System changes are announced as ``[#] command`` (wg-quick's convention) through
+``trace``, which the CLI points at stderr; the library itself never prints.
+"""
+
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+
+from .errors import PrerequisiteError, WgkillError
+
+trace: Callable[[str], None] | None = None
+
+
+class CommandError(WgkillError):
+    """A command exited non-zero; ``stderr`` holds what it said."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        said = " ".join(stderr.split())[:300] or f"exit status {returncode}"
+        super().__init__(f"{shlex.join(self.argv)}: {said}")
+
+
+def which(name: str) -> str:
+    """Resolve a binary once, before any change, so we fail before the first rule."""
+    path = shutil.which(name)
+    if path is None:
+        raise PrerequisiteError(f"{name} not found on PATH: {_HINTS.get(name, 'install it')}")
+    return path
+
+
+_HINTS = {
+    "wg": "install wireguard-tools",
+    "iptables-restore": "install iptables",
+    "ip6tables-restore": "install iptables",
+    "iptables-save": "install iptables",
+    "ip6tables-save": "install iptables",
+}
+
+
+def run(argv: Sequence[str], *, stdin: str | None = None, change: bool = False) -> str:
+    """Run ``argv`` and return its stdout; raise CommandError on a non-zero exit.
+
+    ``change=True`` marks a system change: it is announced before it runs.
+    """
+    if change and trace is not None:
+        trace(f"[#] {shlex.join([os.path.basename(argv[0]), *argv[1:]])}")
+    try:
+        done = subprocess.run(
+            list(argv), input=stdin, capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError as exc:
+        raise PrerequisiteError(f"{argv[0]} not found: {_HINTS.get(argv[0], 'install it')}") from exc
+    if done.returncode != 0:
+        raise CommandError(argv, done.returncode, done.stderr)
+    return done.stdout
