@@ -116,12 +116,15 @@ def engage(interface: str, config_path: str | None = None, dry_run: bool = False
                 for fp in policy.families
             },
         )
-        result.state_path = statefile.save(record)
+        had_record = statefile.path_for(interface).exists()
+        result.state_path = statefile.save(record)  # intent first: a crash mid-way stays removable
         done: list[str] = []
         for fp in policy.families:
             try:
                 backends[fp.family].apply(fp, bodies[fp.family])
             except FirewallError as exc:
+                if not done and not had_record:
+                    statefile.remove(interface)  # nothing applied, nothing to record
                 kept = f"; the {', '.join(done)} block stays in place" if done else ""
                 raise FirewallError(f"{exc}{kept}") from exc
             done.append(f"ipv{fp.family}")

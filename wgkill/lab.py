@@ -244,7 +244,7 @@ class Lab:
         _run([*ip, "link", "add", "uplink0", "netns", c, "type", "veth", "peer", "name", "cust0", "netns", i])
         _run([*ip, "link", "add", "transit0", "netns", i, "type", "veth", "peer", "name", "eth0", "netns", v])
         steps = [
-            (c, ["link", "set", "lo", "up"]), (i, ["link", "set", "lo", "up"]), (v, ["link", "set", "lo", "up"]),
+            *((ns, ["link", "set", "lo", "up"]) for ns in (c, i, v)),
             (c, ["addr", "add", f"{CLIENT4}/28", "dev", "uplink0"]),
             (c, ["addr", "add", f"{CLIENT6}/64", "dev", "uplink0", "nodad"]),
             (c, ["link", "set", "uplink0", "up"]),

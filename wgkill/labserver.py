@@ -38,7 +38,7 @@ def serve(port: int, udp_port: int, log_path: str) -> None:
             handle.write(json.dumps({"t": time.time(), "kind": kind, "src": source}) + "\n")
 
     class WhoAmI(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             source = _source(self.client_address[0])
             log("http", source)
             body = (source + "\n").encode()

@@ -31,7 +31,7 @@ def entry(prog: str, body: Callable[[Sequence[str]], int]) -> Callable[[], None]
             code = exc.exit_code
         except KeyboardInterrupt:
             code = 130
-        except Exception as exc:  # noqa: BLE001 - one line, never a traceback, by contract
+        except Exception as exc:
             if os.environ.get("WGKILL_DEBUG"):
                 raise
             say(prog, f"internal error: {type(exc).__name__}: {exc}")

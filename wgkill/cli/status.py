@@ -50,10 +50,12 @@ def run(argv: Sequence[str]) -> int:
     parser = Parser(prog=PROG, description="Report whether recorded tunnels are protected.")
     parser.add_argument("interface", metavar="IFACE", nargs="?")
     args = parser.parse_args(argv)
+    if args.interface is not None:
+        validate_interface(args.interface)
     if os.geteuid() != 0:
         print("WGKILL UNKNOWN - must be run as root to read the firewall")
         return UNKNOWN
-    names = [validate_interface(args.interface)] if args.interface else statefile.recorded_interfaces()
+    names = [args.interface] if args.interface is not None else statefile.recorded_interfaces()
     if not names:
         print("WGKILL UNKNOWN - no interface has wgkill state")
         return UNKNOWN

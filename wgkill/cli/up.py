@@ -13,8 +13,12 @@ PROG = "wgkill-up"
 def run(argv: Sequence[str]) -> int:
     parser = Parser(prog=PROG, description="Block every packet that does not go through IFACE.")
     parser.add_argument("interface", metavar="IFACE")
-    parser.add_argument("--config", metavar="PATH", help="wg-quick config (default /etc/wireguard/IFACE.conf)")
-    parser.add_argument("--dry-run", action="store_true", help="print the iptables-restore payloads, change nothing")
+    parser.add_argument(
+        "--config", metavar="PATH", help="wg-quick config (default /etc/wireguard/IFACE.conf)"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the iptables-restore payloads, change nothing"
+    )
     args = parser.parse_args(argv)
     result = engage(args.interface, config_path=args.config, dry_run=args.dry_run)
     for warning in result.warnings:

@@ -1,0 +1,44 @@
+"""Assertions shared by lab tests: what the client saw and what the far side saw."""
+
+import json
+from pathlib import Path
+
+from wgkill.lab import CLIENT4, CLIENT6, VPN4, VPN6, Lab, Tunnel
+
+
+def assert_blocked(lab: Lab) -> dict[str, dict[str, int]]:
+    """Every kind of traffic is refused locally, fast, and the isp sees none of it."""
+    lab.reset_counters()
+    hits = len(lab.web_hits())
+    assert lab.whoami(4, timeout=3) is None
+    assert lab.whoami(6, timeout=3) is None
+    outcomes = lab.probe(timeout=3)
+    assert set(outcomes.values()) == {"refused"}, outcomes
+    seen = lab.counters()
+    assert seen["ipv4"]["leak"] == 0 and seen["ipv6"]["leak"] == 0, seen
+    assert len(lab.web_hits()) == hits
+    return seen
+
+
+def assert_through_tunnel(lab: Lab) -> None:
+    """The web server sees the VPN server's addresses, and the isp sees only tunnel packets."""
+    lab.reset_counters()
+    assert lab.whoami(4) == VPN4
+    assert lab.whoami(6) == VPN6
+    seen = lab.counters()
+    assert seen["ipv4"]["leak"] == 0 and seen["ipv6"]["leak"] == 0, seen
+    assert seen["ipv4"]["carrier"] > 0
+
+
+def assert_open_uplink(lab: Lab) -> None:
+    assert lab.whoami(4) == CLIENT4
+    assert lab.whoami(6) == CLIENT6
+
+
+def state(lab: Lab, tunnel: Tunnel) -> dict | None:
+    path = Path(lab.state_dir) / f"{tunnel.iface}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def wgkill_lines(lab: Lab) -> list[str]:
+    return [ln for family in (4, 6) for ln in lab.save(family).splitlines() if "wgkill" in ln]

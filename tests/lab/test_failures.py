@@ -1,0 +1,113 @@
+"""Bad input and broken pieces in the lab: one line, a documented code, never a leak."""
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from wgkill.lab import Lab
+
+from .checks import assert_blocked, assert_open_uplink, state, wgkill_lines
+
+
+@pytest.mark.parametrize("name", ["wg0;touch PWNED", "-j ACCEPT", "A" * 16, "$(touch PWNED)"])
+def test_hostile_interface_names_create_nothing(lab: Lab, name: str) -> None:
+    before = (lab.save(4), lab.save(6))
+    name = name.replace("PWNED", str(lab.tmp / "pwned"))
+    for command in ("wgkill-up", "wgkill-down"):
+        done = lab.client(command, "--", name, check=False)
+        assert done.returncode == 2
+        assert len(done.stderr.splitlines()) == 1 and "invalid interface name" in done.stderr
+    assert not (lab.tmp / "pwned").exists()
+    assert (lab.save(4), lab.save(6)) == before
+    assert not lab.state_dir.exists()
+
+
+def test_corrupt_state_keeps_blocking_until_force(lab: Lab) -> None:
+    tunnel = lab.add_tunnel()
+    lab.wg_quick("up", tunnel)
+    applied = (lab.save(4), lab.save(6))
+    (lab.state_dir / f"{tunnel.iface}.json").write_text('{"version": 1, "interf')
+    done = lab.client("wgkill-down", tunnel.iface, check=False)
+    assert done.returncode == 4 and len(done.stderr.splitlines()) == 1
+    assert "corrupt state file" in done.stderr
+    assert (lab.save(4), lab.save(6)) == applied
+    down = lab.wg_quick("down", tunnel, check=False)  # PreDown fails: wg-quick keeps the tunnel
+    assert down.returncode != 0
+    lab.client("ip", "link", "set", tunnel.iface, "down")
+    assert_blocked(lab)
+    forced = lab.client("wgkill-down", "--force", tunnel.iface)
+    assert forced.returncode == 0
+    assert wgkill_lines(lab) == [] and state(lab, tunnel) is None
+    lab.wg_quick("down", tunnel)  # nothing recorded now: PreDown succeeds
+    assert_open_uplink(lab)
+
+
+def _failing_shim(lab: Lab, name: str) -> str:
+    shim = lab.tmp / "failing-bin"
+    shim.mkdir(exist_ok=True)
+    script = shim / name
+    script.write_text("#!/bin/sh\necho 'simulated failure' >&2\nexit 1\n")
+    script.chmod(0o755)
+    return f"{shim}:{lab.env()['PATH']}"
+
+
+def test_second_family_failure_keeps_first_and_fails_the_bring_up(lab: Lab) -> None:
+    tunnel = lab.add_tunnel(hooks="")
+    lab.wg_quick("up", tunnel)
+    path = _failing_shim(lab, "ip6tables-nft-restore")
+    done = lab.client("env", f"PATH={path}", "wgkill-up", tunnel.iface, check=False)
+    assert done.returncode == 6
+    errors = [ln for ln in done.stderr.splitlines() if not ln.startswith("[#]")]
+    assert len(errors) == 1 and "ipv4 block stays in place" in errors[0]
+    assert f"wgkill-{tunnel.iface}" in lab.save(4)
+    assert "wgkill" not in lab.save(6)
+    assert state(lab, tunnel) is not None  # so that wgkill-down can find what was applied
+    lab.client("wgkill-down", tunnel.iface)
+    assert wgkill_lines(lab) == []
+
+
+def test_failing_post_up_aborts_wg_quick(lab: Lab) -> None:
+    tunnel = lab.add_tunnel(hooks="")
+    path = _failing_shim(lab, "iptables-nft-restore")
+    lab.write_client_config(
+        tunnel, hooks=f"PostUp = env PATH={path} wgkill-up %i\nPreDown = wgkill-down %i\n",
+        allowed_ips="0.0.0.0/0, ::/0", endpoint=f"198.51.100.2:{tunnel.port}",
+    )
+    up = lab.wg_quick("up", tunnel, check=False)
+    assert up.returncode != 0
+    assert lab.client("ip", "link", "show", tunnel.iface, check=False).returncode != 0
+    assert wgkill_lines(lab) == []
+    assert state(lab, tunnel) is None  # nothing was applied, so nothing is recorded
+
+
+def test_missing_binary_one_line(lab: Lab) -> None:
+    tunnel = lab.add_tunnel(hooks="")
+    lab.wg_quick("up", tunnel)
+    bare = lab.tmp / "bare-bin"
+    bare.mkdir()
+    (bare / "wg").symlink_to("/usr/bin/wg")
+    done = lab.client("/usr/bin/env", f"PATH={bare}", lab.bin_dir + "/wgkill-up", tunnel.iface, check=False)
+    assert done.returncode == 5
+    assert done.stderr.count("\n") == 1 and "iptables-restore not found" in done.stderr
+    assert wgkill_lines(lab) == []
+
+
+def test_dry_run_prints_payloads_and_changes_nothing(lab: Lab) -> None:
+    tunnel = lab.add_tunnel(hooks="")
+    lab.wg_quick("up", tunnel)
+    before = (lab.save(4), lab.save(6))
+    done = lab.client("wgkill-up", "--dry-run", tunnel.iface)
+    assert "# ipv4: iptables-restore -w -n" in done.stdout and "*filter" in done.stdout
+    assert f"-I OUTPUT 1 -m comment --comment \"wgkill:{tunnel.iface}\"" in done.stdout
+    assert (lab.save(4), lab.save(6)) == before
+    assert not lab.state_dir.exists()
+
+
+def test_state_directory_is_private(lab: Lab) -> None:
+    os.umask(0o022)
+    tunnel = lab.add_tunnel()
+    lab.wg_quick("up", tunnel)
+    assert stat.S_IMODE(Path(lab.state_dir).stat().st_mode) == 0o700
+    lab.wg_quick("down", tunnel)

@@ -1,0 +1,85 @@
+"""The console scripts as installed: exit codes and one-line errors, before any change.
+
+None of these reach the firewall: each stops at validation, at the state file
+or at a missing prerequisite, which is exactly what they check.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def _run(tmp_path: Path, *argv: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": path if path is not None else f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin",
+        "WGKILL_STATE_DIR": str(tmp_path / "state"),
+        "LC_ALL": "C",
+    }
+    return subprocess.run([str(BIN / argv[0]), *argv[1:]], capture_output=True, text=True, env=env,
+                          check=False, timeout=60)
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", ["wg0;touch /tmp/x", "-j ACCEPT", "A" * 16, "", "$(reboot)"])
+@pytest.mark.parametrize("command", ["wgkill-up", "wgkill-down", "wgkill-status"])
+def test_hostile_names_refused_before_anything(tmp_path: Path, command: str, name: str) -> None:
+    done = _run(tmp_path, command, "--", name)
+    assert done.returncode == 2
+    assert "invalid interface name" in _one_line(done.stderr)
+    assert not (tmp_path / "state").exists()
+    assert done.stdout == ""
+
+
+def test_down_with_nothing_recorded_succeeds_quietly(tmp_path: Path) -> None:
+    done = _run(tmp_path, "wgkill-down", "wg0")
+    assert done.returncode == 0
+    assert _one_line(done.stderr) == "wgkill-down: nothing recorded for wg0: nothing to remove"
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"version": 7}', ""])
+def test_down_with_corrupt_state_fails_closed(tmp_path: Path, content: str) -> None:
+    (tmp_path / "state").mkdir(mode=0o700)
+    (tmp_path / "state" / "wg0.json").write_text(content)
+    done = _run(tmp_path, "wgkill-down", "wg0")
+    assert done.returncode == 4
+    line = _one_line(done.stderr)
+    assert line.startswith("wgkill-down: error:") and "state file" in line
+    assert (tmp_path / "state" / "wg0.json").read_text() == content  # kept for --force
+
+
+def test_up_without_iptables_names_what_is_missing(tmp_path: Path) -> None:
+    empty = tmp_path / "emptybin"
+    empty.mkdir()
+    done = _run(tmp_path, "wgkill-up", "wg0", path=str(empty))
+    assert done.returncode == 5
+    assert "iptables-restore not found" in _one_line(done.stderr)
+    assert not (tmp_path / "state").exists()
+
+
+def test_up_for_a_missing_interface_changes_nothing(tmp_path: Path) -> None:
+    done = _run(tmp_path, "wgkill-up", "wgkillnone0", "--config", str(tmp_path / "absent.conf"))
+    assert done.returncode == 3
+    assert "cannot read wg-quick config" in _one_line(done.stderr)
+    assert not (tmp_path / "state").exists()
+
+
+def test_unknown_option_is_a_usage_error(tmp_path: Path) -> None:
+    done = _run(tmp_path, "wgkill-up", "wg0", "--frobnicate")
+    assert done.returncode == 2
+    assert "unrecognized arguments" in _one_line(done.stderr)
+
+
+def test_render_prints_the_hook_lines(tmp_path: Path) -> None:
+    done = _run(tmp_path, "wgkill-render")
+    assert done.returncode == 0
+    assert "PostUp = wgkill-up %i\n" in done.stdout and "PreDown = wgkill-down %i\n" in done.stdout

@@ -1,0 +1,114 @@
+"""Golden payloads: the exact iptables-restore text for each shape of tunnel.
+
+Regenerate after an intended change with WGKILL_UPDATE_GOLDEN=1 and review the diff.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from wgkill.firewall.iptables import FilterSnapshot, IptablesFamily, parse_save, render_body
+from wgkill.policy import build_policy
+from wgkill.templating import render
+from wgkill.tunnel import LivePeer, TunnelFacts
+from wgkill.wgconf import Endpoint, parse_config
+
+GOLDEN = Path(__file__).parent / "golden" / "payloads"
+
+
+def _facts(fwmark: int | None, *endpoints: Endpoint | None) -> TunnelFacts:
+    peers = tuple(LivePeer(f"key{i}", ep, ("0.0.0.0/0",)) for i, ep in enumerate(endpoints))
+    return TunnelFacts("wg0", fwmark, 51820, peers)
+
+
+CASES = {
+    "full-tunnel": _facts(51820, Endpoint("198.51.100.2", 51820)),
+    "fwmark-off": _facts(None, Endpoint("198.51.100.2", 51820)),
+    "multiple-peers": _facts(
+        51820,
+        Endpoint("198.51.100.2", 51820),
+        Endpoint("203.0.113.9", 443),
+        Endpoint("2001:db8:d::2", 51821),
+        Endpoint("198.51.100.2", 51820),  # duplicate: one rule
+        None,  # a peer without an endpoint adds nothing
+    ),
+    "ipv6-endpoint": _facts(0x1234, Endpoint("2001:db8:d::2", 51820)),
+}
+
+
+def _check(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("WGKILL_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} differs from its golden file"
+
+
+@pytest.fixture
+def backend(monkeypatch: pytest.MonkeyPatch) -> IptablesFamily:
+    """A backend object for rendering only: no binary is looked up or run."""
+    monkeypatch.setattr(IptablesFamily, "_binary", lambda self, verb: f"/nonexistent/{verb}")
+    return IptablesFamily(4, "nf_tables")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bodies(case: str) -> None:
+    policy = build_policy("wg0", CASES[case], None)
+    for fp in policy.families:
+        _check(f"{case}.ipv{fp.family}.rules", render_body(fp))
+
+
+def test_fresh_apply_inserts_one_jump_first(backend: IptablesFamily) -> None:
+    (fp,) = build_policy("wg0", CASES["full-tunnel"], None, families=(4,)).families
+    _check("apply-fresh.ipv4", backend.apply_payload(fp, render_body(fp), FilterSnapshot()))
+
+
+def test_reapply_in_place_only_replaces_the_body(backend: IptablesFamily) -> None:
+    (fp,) = build_policy("wg0", CASES["full-tunnel"], None, families=(4,)).families
+    snap = parse_save(
+        "*filter\n:OUTPUT ACCEPT [0:0]\n:wgkill-wg0 - [0:0]\n"
+        '-A OUTPUT -m comment --comment "wgkill:wg0" -j wgkill-wg0\n'
+        "-A OUTPUT -j ufw-before-output\nCOMMIT\n"
+    )
+    payload = backend.apply_payload(fp, render_body(fp), snap)
+    assert "OUTPUT" not in payload
+    _check("apply-in-place.ipv4", payload)
+
+
+def test_reapply_moves_a_displaced_jump_back_to_the_top(backend: IptablesFamily) -> None:
+    (fp,) = build_policy("wg0", CASES["full-tunnel"], None, families=(4,)).families
+    snap = parse_save(
+        "*filter\n:OUTPUT ACCEPT [0:0]\n:wgkill-wg0 - [0:0]\n-A OUTPUT -j ACCEPT\n"
+        '-A OUTPUT -m comment --comment "wgkill:wg0" -j wgkill-wg0\n'
+        '-A OUTPUT -m comment --comment "wgkill:wg0" -j wgkill-wg0\nCOMMIT\n'
+    )
+    _check("apply-displaced.ipv4", backend.apply_payload(fp, render_body(fp), snap))
+
+
+def test_remove_payload() -> None:
+    text = render("restore-remove.j2", chain="wgkill-wg0", chain_present=True,
+                  delete_jumps=['-m comment --comment "wgkill:wg0" -j wgkill-wg0'])
+    _check("remove.ipv4", text)
+
+
+def test_hostile_looking_but_valid_interface_is_quoted() -> None:
+    facts = TunnelFacts("-j", None, None, ())
+    (fp,) = build_policy("-j", facts, None, families=(4,)).families
+    assert '-A wgkill--j -o "-j" -j RETURN' in render_body(fp)
+
+
+def test_config_only_policy_uses_literal_endpoints_and_fwmark() -> None:
+    config = parse_config(
+        "[Interface]\nFwMark = 51820\n[Peer]\nEndpoint = vpn.example.com:51820\n"
+        "[Peer]\nEndpoint = 198.51.100.2:51820\nAllowedIPs = 192.0.2.0/24\n"
+    )
+    policy = build_policy("wg0", None, config)
+    assert policy.fwmark == 51820
+    assert [(e.address, e.port) for e in policy.endpoints] == [("198.51.100.2", 51820)]
+    assert policy.allowed_ips == ("192.0.2.0/24",)
+
+
+def test_hostname_endpoint_is_named_in_the_record() -> None:
+    config = parse_config("[Peer]\nPublicKey = key0\nEndpoint = vpn.example.com:51820\n")
+    policy = build_policy("wg0", _facts(None, Endpoint("198.51.100.2", 51820)), config)
+    assert policy.endpoints[0].name == "vpn.example.com"
