@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from wgkill.errors import ConfigError
 from wgkill.firewall.iptables import FilterSnapshot, IptablesFamily, parse_save, render_body
-from wgkill.policy import build_policy
+from wgkill.policy import build_policy, dns_qname_hex
 from wgkill.templating import render
 from wgkill.tunnel import LivePeer, TunnelFacts
 from wgkill.wgconf import Endpoint, parse_config
@@ -112,3 +113,22 @@ def test_hostname_endpoint_is_named_in_the_record() -> None:
     config = parse_config("[Peer]\nPublicKey = key0\nEndpoint = vpn.example.com:51820\n")
     policy = build_policy("wg0", _facts(None, Endpoint("198.51.100.2", 51820)), config)
     assert policy.endpoints[0].name == "vpn.example.com"
+
+
+def test_hostname_endpoint_allows_only_its_own_lookup() -> None:
+    config = parse_config(
+        "[Peer]\nPublicKey = key0\nEndpoint = VPN.Example.com.:51820\n"
+        "[Peer]\nPublicKey = key1\nEndpoint = vpn.example.com:51821\n"
+    )
+    facts = _facts(51820, Endpoint("198.51.100.2", 51820), Endpoint("198.51.100.2", 51821))
+    policy = build_policy("wg0", facts, config)
+    for fp in policy.families:
+        _check(f"hostname-endpoint.ipv{fp.family}.rules", render_body(fp))
+    assert dns_qname_hex("vpn.example.com") == "0376706e076578616d706c6503636f6d00"
+    assert dns_qname_hex("bücher.example") == dns_qname_hex("xn--bcher-kva.example")
+
+
+@pytest.mark.parametrize("name", ["a..b", "x" * 64 + ".com"])
+def test_invalid_endpoint_names(name: str) -> None:
+    with pytest.raises(ConfigError):
+        dns_qname_hex(name)

@@ -79,8 +79,8 @@ def engage(interface: str, config_path: str | None = None, dry_run: bool = False
     policy = build_policy(interface, facts, config, families)
     bodies = {fp.family: render_body(fp) for fp in policy.families}
     warnings = [
-        f"endpoint {name} is a hostname: it cannot be resolved while the block holds; "
-        "pin its address (see README, 'Hostname endpoints')"
+        f"endpoint {name} is a hostname: while the block holds, only lookups of this one name "
+        "may leave (see README, 'Hostname endpoints')"
         for name in hostname_endpoints(config)
     ]
     if 6 not in families:

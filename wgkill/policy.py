@@ -43,6 +43,7 @@ class FamilyPolicy:
     endpoints: tuple[EndpointRule, ...]
     reject_with: str
     host_prefix: int
+    endpoint_lookups: tuple[str, ...] = ()
     uplink_upkeep: bool = True
 
 
@@ -93,10 +94,35 @@ def _endpoints(facts: TunnelFacts | None, config: WgQuickConfig | None) -> list[
 
 
 def hostname_endpoints(config: WgQuickConfig | None) -> list[str]:
-    """Endpoints given by name: they cannot be re-resolved while the block holds."""
+    """Endpoint hostnames, in config order, each once."""
     if config is None:
         return []
-    return [str(p.endpoint) for p in config.peers if p.endpoint and not p.endpoint.is_address]
+    names = (p.endpoint.host.lower().rstrip(".") for p in config.peers if p.endpoint)
+    return list(dict.fromkeys(n for n in names if not _is_address(n)))
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def dns_qname_hex(name: str) -> str:
+    """``name`` in DNS wire format as hex, the way iptables-save prints a --hex-string.
+
+    The block lets out UDP port 53 only when the query carries this exact
+    name, so ``wg-quick up`` can re-resolve a hostname endpoint while the
+    block holds and no other lookup leaves.
+    """
+    wire = b""
+    for label in name.lower().rstrip(".").split("."):
+        raw = label.encode("idna") if not label.isascii() else label.encode()
+        if not 0 < len(raw) < 64:
+            raise ConfigError(f"endpoint name {name!r} is not a valid DNS name")
+        wire += bytes([len(raw)]) + raw
+    return (wire + b"\0").hex()
 
 
 def build_policy(
@@ -108,6 +134,7 @@ def build_policy(
     """Decide the rules for ``interface`` from what the tunnel and its config say."""
     fwmark = facts.fwmark if facts is not None else _config_fwmark(config)
     endpoints = tuple(_endpoints(facts, config))
+    lookups = tuple(dns_qname_hex(name) for name in hostname_endpoints(config))
     if facts is not None:
         allowed = tuple(ip for peer in facts.peers for ip in peer.allowed_ips)
     else:
@@ -122,6 +149,7 @@ def build_policy(
             endpoints=tuple(e for e in endpoints if e.family == family),
             reject_with=_REJECT[family],
             host_prefix=32 if family == 4 else 128,
+            endpoint_lookups=lookups,
         )
         for family in families
     )
