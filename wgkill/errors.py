@@ -45,3 +45,9 @@ class TunnelError(WgkillError):
     """The WireGuard interface could not be read."""
 
     exit_code = 7
+
+
+class DnsError(WgkillError):
+    """The host's resolver configuration could not be changed or put back."""
+
+    exit_code = 8

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import dns, hostspin
 from . import state as statefile
 from .errors import FirewallError, PrerequisiteError, StateError
 from .firewall import Removed
@@ -47,6 +48,7 @@ class Released:
     interface: str
     recorded: bool
     removed: list[Removed] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def ipv6_available() -> bool:
@@ -67,26 +69,98 @@ def _load_config(interface: str, config_path: str | None) -> WgQuickConfig | Non
     return load_config(default) if default.exists() else None
 
 
-def engage(interface: str, config_path: str | None = None, dry_run: bool = False) -> Engaged:
-    """Apply (or, with ``dry_run``, only render) the kill switch for ``interface``."""
+@dataclass(frozen=True)
+class UpOptions:
+    """What ``wgkill-up`` was asked to do, beyond the interface name."""
+
+    config_path: str | None = None
+    dry_run: bool = False
+    dns: tuple[str, ...] = ()
+    dns_domains: tuple[str, ...] = ()
+    no_dns_lock: bool = False
+    lock_resolv_conf: bool = False
+    dns_backend: str = "auto"
+
+
+def _state_record(
+    interface: str,
+    policy: KillSwitchPolicy,
+    bodies: dict[int, str],
+    variant: str,
+    config: WgQuickConfig | None,
+    dns_record: dict | None,
+    backend: str,
+) -> statefile.State:
+    plan = policy.dns
+    return statefile.State(
+        interface=interface,
+        applied_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        iptables_variant=variant,
+        fwmark=policy.fwmark,
+        config=config.path if config else None,
+        endpoints=[{"address": e.address, "port": e.port, "name": e.name} for e in policy.endpoints],
+        allowed_ips=list(policy.allowed_ips),
+        families={
+            f"ipv{fp.family}": statefile.FamilyRecord(
+                table="filter",
+                chains=[fp.chain],
+                jumps=[{"chain": "OUTPUT", "spec": jump_spec(fp.chain, fp.comment)}],
+                payload_sha256=body_hash(bodies[fp.family]),
+                rules=bodies[fp.family].count("\n"),
+            )
+            for fp in policy.families
+        },
+        dns={
+            "servers": list(plan.servers),
+            "domains": list(plan.domains),
+            "lock": plan.lock,
+            "backend": backend if plan.active else "none",
+            "record": dns_record,
+        },
+    )
+
+
+def _previous_dns_record(interface: str) -> dict | None:
+    """The DNS record of an earlier run, so re-running never mistakes our own file for the original."""
+    try:
+        previous = statefile.load(interface)
+    except StateError:
+        return None
+    return (previous.dns or {}).get("record") if previous else None
+
+
+def engage(interface: str, options: UpOptions | None = None) -> Engaged:
+    """Apply (or, with ``dry_run``, only render) the kill switch and DNS for ``interface``.
+
+    May be called again at any time: the result is the same as calling it once.
+    """
+    options = options or UpOptions()
     validate_interface(interface)
     families = (4, 6) if ipv6_available() else (4,)
     backends = {family: IptablesFamily(family) for family in families}
-    if not dry_run:
+    if not options.dry_run:
         _require_root()
-    config = _load_config(interface, config_path)
+    config = _load_config(interface, options.config_path)
+    dns_plan = dns.plan(
+        config, options.dns, options.dns_domains, options.no_dns_lock, options.lock_resolv_conf,
+        options.dns_backend,
+    )
+    dns_backend = dns.detect_backend(dns_plan.backend)
+    warnings = dns.preflight(dns_plan, dns_backend, _previous_dns_record(interface))
     facts = read_tunnel(interface)
-    policy = build_policy(interface, facts, config, families)
+    policy = build_policy(interface, facts, config, families, dns_plan)
     bodies = {fp.family: render_body(fp) for fp in policy.families}
-    warnings = [
+    warnings += [
         f"endpoint {name} is a hostname: while the block holds, only lookups of this one name "
         "may leave (see README, 'Hostname endpoints')"
         for name in hostname_endpoints(config)
     ]
     if 6 not in families:
         warnings.append("IPv6 is disabled in this kernel: no IPv6 rules needed")
+    if dns_plan.active and not dns_plan.lock:
+        warnings.append("DNS lock is off (--no-dns-lock): queries may reach resolvers outside the tunnel")
     result = Engaged(interface, policy, {}, warnings)
-    if dry_run:
+    if options.dry_run:
         for fp in policy.families:
             snap = backends[fp.family].snapshot() if os.geteuid() == 0 else None
             result.payloads[fp.family] = backends[fp.family].apply_payload(
@@ -95,28 +169,11 @@ def engage(interface: str, config_path: str | None = None, dry_run: bool = False
         return result
 
     with statefile.lock():
-        record = statefile.State(
-            interface=interface,
-            applied_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            iptables_variant=backends[4].variant,
-            fwmark=policy.fwmark,
-            config=config.path if config else None,
-            endpoints=[
-                {"address": e.address, "port": e.port, "name": e.name} for e in policy.endpoints
-            ],
-            allowed_ips=list(policy.allowed_ips),
-            families={
-                f"ipv{fp.family}": statefile.FamilyRecord(
-                    table="filter",
-                    chains=[fp.chain],
-                    jumps=[{"chain": "OUTPUT", "spec": jump_spec(fp.chain, fp.comment)}],
-                    payload_sha256=body_hash(bodies[fp.family]),
-                    rules=bodies[fp.family].count("\n"),
-                )
-                for fp in policy.families
-            },
-        )
+        previous_dns = _previous_dns_record(interface)
         had_record = statefile.path_for(interface).exists()
+        record = _state_record(
+            interface, policy, bodies, backends[4].variant, config, previous_dns, dns_backend
+        )
         result.state_path = statefile.save(record)  # intent first: a crash mid-way stays removable
         done: list[str] = []
         for fp in policy.families:
@@ -128,6 +185,9 @@ def engage(interface: str, config_path: str | None = None, dry_run: bool = False
                 kept = f"; the {', '.join(done)} block stays in place" if done else ""
                 raise FirewallError(f"{exc}{kept}") from exc
             done.append(f"ipv{fp.family}")
+        record.dns["record"] = dns.apply(dns_plan, dns_backend, interface, previous_dns)
+        statefile.save(record)
+        hostspin.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
     return result
 
 
@@ -158,6 +218,11 @@ def release(interface: str, force: bool = False) -> Released:
         if any(chain != own for chains in targets.values() for chain in chains):
             raise StateError(f"state for {interface} names a chain other than {own}: refusing")
         result = Released(interface, recorded=recorded is not None)
+        if recorded is not None and recorded.dns:
+            # resolver first, while the block still holds; a failure keeps both
+            result.warnings += dns.revert(recorded.dns.get("record"))
+        elif recorded is None:
+            result.warnings.append("state unreadable: resolver configuration (if any) not restored")
         failures = []
         for family in sorted(targets):
             if family == 6 and not ipv6_available():
@@ -169,5 +234,6 @@ def release(interface: str, force: bool = False) -> Released:
                 failures.append(str(exc))
         if failures:
             raise FirewallError("; ".join(failures) + " (state kept: run wgkill-down again)")
+        hostspin.unpin(interface)
         statefile.remove(interface)
     return result

@@ -24,6 +24,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -117,11 +118,21 @@ def reap_stale() -> list[str]:
             _remove_netns(name)
             removed.append(name)
     for sock in WG_SOCKETS.glob("wk*.sock"):
-        try:
-            subprocess.run(["fuser", "-s", str(sock)], check=True, capture_output=True)
-        except (subprocess.CalledProcessError, FileNotFoundError):
+        if not _socket_alive(sock):
             sock.unlink(missing_ok=True)
     return removed
+
+
+def _socket_alive(path: Path) -> bool:
+    """A UAPI socket someone still listens on (another lab's live daemon) must stay."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 @dataclass
@@ -238,6 +249,7 @@ class Lab:
         for ns in self.namespaces:
             (ETC_NETNS / ns / "wireguard").mkdir(parents=True, mode=0o700)
             (ETC_NETNS / ns / "resolv.conf").write_text("nameserver 203.0.113.53\n")
+            (ETC_NETNS / ns / "hosts").write_text("127.0.0.1 localhost\n::1 localhost\n")
             _run(["ip", "netns", "add", ns])
         c, i, v = self.namespaces
         ip = ["ip"]
@@ -327,9 +339,9 @@ class Lab:
         ))
         self.vpn("wireguard-go", tunnel.server_iface)
         self.vpn("wg", "setconf", tunnel.server_iface, str(server_conf))
+        self.vpn("ip", "link", "set", tunnel.server_iface, "up")  # up first: IPv6 binds at once
         self.vpn("ip", "addr", "add", f"{tunnel.server4}/28", "dev", tunnel.server_iface)
         self.vpn("ip", "addr", "add", f"{tunnel.server6}/64", "dev", tunnel.server_iface, "nodad")
-        self.vpn("ip", "link", "set", tunnel.server_iface, "up")
         endpoint = f"{VPN4}:{port}" if endpoint_family == 4 else f"[{VPN6}]:{port}"
         self.write_client_config(tunnel, hooks=hooks, allowed_ips=allowed_ips, endpoint=endpoint, extra=extra)
         return tunnel

@@ -12,6 +12,7 @@ else is rejected, in IPv6 too even when the tunnel carries none.
 import ipaddress
 from dataclasses import dataclass
 
+from .dns import DnsPlan
 from .errors import ConfigError
 from .ifname import chain_name, jump_comment
 from .tunnel import TunnelFacts
@@ -44,6 +45,10 @@ class FamilyPolicy:
     reject_with: str
     host_prefix: int
     endpoint_lookups: tuple[str, ...] = ()
+    dns_lock: bool = False
+    dns_servers: tuple[str, ...] = ()
+    dns_any_via_tunnel: bool = False
+    dns_private_names: tuple[str, ...] = ()
     uplink_upkeep: bool = True
 
 
@@ -54,6 +59,7 @@ class KillSwitchPolicy:
     endpoints: tuple[EndpointRule, ...]
     allowed_ips: tuple[str, ...]
     families: tuple[FamilyPolicy, ...]
+    dns: DnsPlan
 
 
 _REJECT = {4: "icmp-port-unreachable", 6: "icmp6-port-unreachable"}
@@ -130,8 +136,18 @@ def build_policy(
     facts: TunnelFacts | None,
     config: WgQuickConfig | None,
     families: tuple[int, ...] = (4, 6),
+    dns: DnsPlan | None = None,
 ) -> KillSwitchPolicy:
-    """Decide the rules for ``interface`` from what the tunnel and its config say."""
+    """Decide the rules for ``interface`` from what the tunnel and its config say.
+
+    The DNS lock (when ``dns.lock``): ports 53 and 853 may reach only the
+    tunnel's resolvers and only out the tunnel; a loopback resolver (a local
+    stub) lets its upstream use any resolver, but still only out the tunnel.
+    With split DNS (``dns.domains``) other names may use the uplink's resolver,
+    but a query carrying one of those domains never leaves except to the
+    tunnel's resolvers, and encrypted DNS (853) only goes through the tunnel.
+    """
+    dns = dns or DnsPlan()
     fwmark = facts.fwmark if facts is not None else _config_fwmark(config)
     endpoints = tuple(_endpoints(facts, config))
     lookups = tuple(dns_qname_hex(name) for name in hostname_endpoints(config))
@@ -150,7 +166,11 @@ def build_policy(
             reject_with=_REJECT[family],
             host_prefix=32 if family == 4 else 128,
             endpoint_lookups=lookups,
+            dns_lock=dns.lock,
+            dns_servers=tuple(s for s in dns.servers_of(family) if not ipaddress.ip_address(s).is_loopback),
+            dns_any_via_tunnel=dns.local_stub,
+            dns_private_names=tuple(dns_qname_hex(d) for d in dns.domains),
         )
         for family in families
     )
-    return KillSwitchPolicy(interface, fwmark, endpoints, allowed, per_family)
+    return KillSwitchPolicy(interface, fwmark, endpoints, allowed, per_family, dns)

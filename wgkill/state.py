@@ -48,6 +48,7 @@ class State:
     endpoints: list[dict[str, Any]] = field(default_factory=list)
     allowed_ips: list[str] = field(default_factory=list)
     families: dict[str, FamilyRecord] = field(default_factory=dict)
+    dns: dict[str, Any] | None = None
     version: int = VERSION
 
     def to_json(self) -> str:
@@ -153,6 +154,12 @@ def load(interface: str, directory: Path | None = None) -> State | None:
     fwmark = data.get("fwmark")
     if fwmark is not None and not isinstance(fwmark, int):
         raise StateError(f"corrupt state file {path}: field 'fwmark' invalid")
+    dns = data.get("dns")
+    if dns is not None and not (
+        isinstance(dns, dict) and isinstance(dns.get("record"), dict | None)
+        and isinstance(dns.get("servers", []), list)
+    ):
+        raise StateError(f"corrupt state file {path}: field 'dns' invalid")
     return State(
         interface=interface,
         applied_at=_require(data, "applied_at", str, path),
@@ -162,6 +169,7 @@ def load(interface: str, directory: Path | None = None) -> State | None:
         endpoints=_require(data, "endpoints", list, path),
         allowed_ips=_require(data, "allowed_ips", list, path),
         families=families,
+        dns=dns,
     )
 
 

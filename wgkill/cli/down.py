@@ -22,6 +22,8 @@ def run(argv: Sequence[str]) -> int:
     )
     args = parser.parse_args(argv)
     result = release(args.interface, force=args.force)
+    for warning in result.warnings:
+        say(PROG, f"warning: {warning}")
     if not result.recorded and not any(r.anything for r in result.removed):
         say(PROG, f"nothing recorded for {args.interface}: nothing to remove")
     elif result.recorded and not all(r.anything for r in result.removed):

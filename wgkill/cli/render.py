@@ -1,30 +1,81 @@
-"""wgkill-render: print the wg-quick lines that wire wgkill into a config.
+"""wgkill-render: a ready-to-use wg-quick config with wgkill's hooks, an upgrade, or a snippet.
 
-Starts small (the hook lines for the [Interface] section); full configs,
-``--from`` upgrades and snippets come with their own issue.
+Thin on purpose: every check and decision is in ``wgkill.render``, which
+raises before anything is produced, so a bad value leaves stdout empty.
 """
 
-import shlex
+import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from ..templating import render
-from ..wgconf import load_config
-from . import entry
+from .. import render
+from . import entry, say
 from .args import Parser
 
 PROG = "wgkill-render"
+EPILOG = """\
+`wgkill-render ... > wg0.conf`: the shell empties wg0.conf before wgkill-render
+runs, so an error leaves it empty, and `--from wg0.conf > wg0.conf` loses the
+config. Prefer --output FILE (written atomically) or --from FILE --in-place."""
+
+
+def _parser() -> Parser:
+    parser = Parser(prog=PROG, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                    description=(
+        "Print a wg-quick config with wgkill's kill-switch hooks (new from flags, or\n"
+        "--from an existing config), or a companion snippet."))
+    new = parser.add_argument_group("a new config (flags named after the wg-quick keys they fill)")
+    new.add_argument("--private-key", metavar="KEY", help="visible to other users in `ps`: prefer the file")
+    new.add_argument("--private-key-file", metavar="PATH")
+    new.add_argument("--genkey", action="store_true", help="run `wg genkey`; the public key goes to stderr")
+    new.add_argument("--address", dest="addresses", action="append", default=[], metavar="IP[/PREFIX]")
+    new.add_argument("--dns", action="append", default=[], metavar="ADDRESS|DOMAIN")
+    new.add_argument("--mtu", metavar="BYTES")
+    new.add_argument("--public-key", metavar="KEY", help="the server's (peer's) public key")
+    new.add_argument("--preshared-key-file", metavar="PATH")
+    new.add_argument("--endpoint", metavar="HOST:PORT", help="an IPv6 address as [ADDR]:PORT")
+    new.add_argument("--allowed-ips", action="append", default=[], metavar="CIDR,...",
+                     help="default 0.0.0.0/0, ::/0 (full tunnel)")
+    new.add_argument("--split", action="append", default=[], metavar="CIDR,...",
+                     help="split tunnel: only these destinations go through the tunnel")
+    new.add_argument("--persistent-keepalive", metavar="SECONDS")
+    hooks = parser.add_argument_group("options passed to wgkill-up")
+    hooks.add_argument("--allow-lan", action="store_true", help="keep the local network reachable")
+    hooks.add_argument("--dns-domain", dest="dns_domains", action="append", default=[], metavar="DOMAIN",
+                       help="split DNS: resolve only DOMAIN through the tunnel (repeatable)")
+    hooks.add_argument("--no-dns-lock", action="store_true", help="do not lock DNS to the tunnel")
+    hooks.add_argument("--config", metavar="PATH", help="wgkill-up reads PATH, not /etc/wireguard/IFACE.conf")
+    parser.add_argument("--pin-endpoint", action="store_true",
+                        help="resolve hostname endpoints now and write their addresses")
+    parser.add_argument("--from", dest="source", metavar="FILE",
+                        help="upgrade FILE: add or replace the hooks, keep every other line")
+    parser.add_argument("--in-place", action="store_true", help="with --from: write back, keep FILE.bak")
+    parser.add_argument("--output", metavar="PATH", help="write PATH atomically instead of printing")
+    parser.add_argument("--snippet", choices=render.SNIPPETS,
+                        help="a systemd-resolved drop-in, a dnscrypt-proxy fragment, or systemd notes")
+    parser.add_argument("--interface", metavar="IFACE", help="the interface named in --snippet output")
+    return parser
 
 
 def run(argv: Sequence[str]) -> int:
-    parser = Parser(prog=PROG, description="Print wgkill's PostUp/PreDown lines for a wg-quick config.")
-    parser.add_argument("--config", metavar="PATH", help="pass --config PATH to wgkill-up")
-    args = parser.parse_args(argv)
-    options = ""
-    if args.config:
-        load_config(args.config)  # refuse to wire in a config we cannot read
-        options = f" --config {shlex.quote(args.config)}"
-    sys.stdout.write(render("hooks.conf.j2", up_options=options))
+    args = _parser().parse_args(argv)
+    request = render.Request(**vars(args))
+    bin_dir = os.path.dirname(os.path.abspath(sys.argv[0]))
+    result = render.build(request, bin_dir)
+    if request.in_place:
+        backup = render.write_in_place(result)
+        say(PROG, f"{request.source}: unchanged" if backup is None
+            else f"wrote {request.source} (previous version in {backup})")
+    elif request.output:
+        render.write_atomic(request.output, result.text.encode("utf-8"), private=result.private)
+    else:
+        sys.stdout.buffer.write(result.text.encode("utf-8"))
+        sys.stdout.flush()
+    if result.public_key:
+        say(PROG, f"public key: {result.public_key}")
+    for warning in result.warnings:
+        say(PROG, f"warning: {warning}")
     return 0
 
 

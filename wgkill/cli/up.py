@@ -3,7 +3,8 @@
 import sys
 from collections.abc import Sequence
 
-from ..killswitch import engage
+from ..dns import BACKENDS
+from ..killswitch import UpOptions, engage
 from . import entry, say
 from .args import Parser
 
@@ -19,8 +20,28 @@ def run(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--dry-run", action="store_true", help="print the iptables-restore payloads, change nothing"
     )
+    dns = parser.add_argument_group("DNS")
+    dns.add_argument("--dns", metavar="ADDR", action="append", default=[],
+                     help="the tunnel's resolver (repeatable); replaces the config's DNS = servers")
+    dns.add_argument("--dns-domain", metavar="DOMAIN", action="append", default=[],
+                     help="split DNS: only DOMAIN goes to the tunnel's resolvers (repeatable)")
+    dns.add_argument("--no-dns-lock", action="store_true",
+                     help="do not restrict ports 53/853 to the tunnel's resolvers")
+    dns.add_argument("--lock-resolv-conf", action="store_true",
+                     help="make /etc/resolv.conf immutable while up (fights NetworkManager/DHCP)")
+    dns.add_argument("--dns-backend", default="auto", choices=BACKENDS,
+                     help="how to point the host at the tunnel's resolvers (default: detect)")
     args = parser.parse_args(argv)
-    result = engage(args.interface, config_path=args.config, dry_run=args.dry_run)
+    options = UpOptions(
+        config_path=args.config,
+        dry_run=args.dry_run,
+        dns=tuple(args.dns),
+        dns_domains=tuple(args.dns_domain),
+        no_dns_lock=args.no_dns_lock,
+        lock_resolv_conf=args.lock_resolv_conf,
+        dns_backend=args.dns_backend,
+    )
+    result = engage(args.interface, options)
     for warning in result.warnings:
         say(PROG, f"warning: {warning}")
     for family, payload in sorted(result.payloads.items()):

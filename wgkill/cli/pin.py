@@ -1,0 +1,25 @@
+"""wgkill-pin IFACE: ``PreUp`` step for hostname endpoints while a block holds (see ``hostspin``)."""
+
+from collections.abc import Sequence
+
+from .. import state as statefile
+from ..hostspin import pin
+from ..ifname import validate_interface
+from . import entry, say
+from .args import Parser
+
+PROG = "wgkill-pin"
+
+
+def run(argv: Sequence[str]) -> int:
+    parser = Parser(prog=PROG, description="Pin IFACE's recorded endpoint addresses in /etc/hosts.")
+    parser.add_argument("interface", metavar="IFACE")
+    args = parser.parse_args(argv)
+    validate_interface(args.interface)
+    with statefile.lock():
+        for line in pin(args.interface):
+            say(PROG, f"pinned {line.split(' #')[0]} until wgkill-up runs")
+    return 0
+
+
+main = entry(PROG, run)

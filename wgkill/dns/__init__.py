@@ -1,0 +1,142 @@
+"""DNS leak prevention: which resolvers the tunnel uses, and pointing the host at them.
+
+The firewall half (the DNS lock) is decided in ``policy`` from a ``DnsPlan``;
+this package owns the other half: the host's resolver configuration, through
+one of three backends chosen by what the host runs — systemd-resolved (per-link
+settings over D-Bus via ``resolvectl``), resolvconf (as wg-quick itself uses
+it), or a plain /etc/resolv.conf that is kept byte for byte and put back.
+Every backend checks what it needs *before* the first change (``preflight``),
+records what it did as a JSON-able dict, and reverts exactly that.
+"""
+
+import ipaddress
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import ConfigError, UsageError
+from ..wgconf import WgQuickConfig
+
+RESOLVED_SOCKET = "/run/systemd/resolve/io.systemd.Resolve"
+BACKENDS = ("auto", "resolved", "resolvconf", "file", "none")
+GLIBC_MAX_NAMESERVERS = 3
+
+
+@dataclass(frozen=True)
+class DnsPlan:
+    """What the tunnel's DNS should be, decided once from the config and the options."""
+
+    servers: tuple[str, ...] = ()
+    search: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()  # split DNS: only these go to the tunnel
+    lock: bool = False
+    lock_resolv_conf: bool = False
+    backend: str = "auto"
+    from_config: bool = False  # wg-quick already handed DNS = to resolvconf
+
+    @property
+    def active(self) -> bool:
+        return bool(self.servers)
+
+    def servers_of(self, family: int) -> tuple[str, ...]:
+        return tuple(s for s in self.servers if ipaddress.ip_address(s).version == family)
+
+    @property
+    def local_stub(self) -> bool:
+        """A resolver on loopback (systemd-resolved, dnscrypt-proxy, stubby): its upstream is
+        held to the tunnel, whatever address it uses there."""
+        return any(ipaddress.ip_address(s).is_loopback for s in self.servers)
+
+
+def _valid_domain(name: str) -> str:
+    name = name.strip().lower().rstrip(".")
+    labels = name.split(".")
+    if not name or any(not 0 < len(label) < 64 for label in labels) or len(name) > 253:
+        raise UsageError(f"invalid DNS domain {name!r}")
+    return name
+
+
+def plan(
+    config: WgQuickConfig | None,
+    dns: Sequence[str] = (),
+    domains: Sequence[str] = (),
+    no_lock: bool = False,
+    lock_resolv_conf: bool = False,
+    backend: str = "auto",
+) -> DnsPlan:
+    """Decide the DNS plan: ``--dns`` replaces the config's ``DNS =`` servers."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown DNS backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    source = "--dns" if dns else "DNS ="
+    servers = list(dns) if dns else list(config.dns_servers if config else ())
+    checked = []
+    for server in servers:
+        try:
+            checked.append(str(ipaddress.ip_address(server)))
+        except ValueError as exc:
+            error = UsageError if dns else ConfigError
+            raise error(f"{source} entry {server!r} is not an IP address") from exc
+    search = tuple(_valid_domain(d) for d in (config.dns_search if config else ()))
+    return DnsPlan(
+        servers=tuple(dict.fromkeys(checked)),
+        search=search,
+        domains=tuple(dict.fromkeys(_valid_domain(d) for d in domains)),
+        lock=bool(checked) and not no_lock,
+        lock_resolv_conf=lock_resolv_conf,
+        backend=backend,
+        from_config=not dns and bool(checked),
+    )
+
+
+def detect_backend(requested: str = "auto") -> str:
+    """resolved if it runs, else resolvconf if installed, else the plain file."""
+    if requested != "auto":
+        return requested
+    if os.path.exists(RESOLVED_SOCKET) and shutil.which("resolvectl"):
+        return "resolved"
+    if shutil.which("resolvconf"):
+        return "resolvconf"
+    return "file"
+
+
+def _module(backend: str):  # type: ignore[no-untyped-def]
+    from . import resolvconf, resolved, resolvfile
+
+    return {"resolved": resolved, "resolvconf": resolvconf, "file": resolvfile}[backend]
+
+
+def preflight(dns_plan: DnsPlan, backend: str, previous: dict | None = None) -> list[str]:
+    """Everything that can be checked before the first change; returns warnings."""
+    if not dns_plan.active or backend == "none":
+        return []
+    same = previous if previous and previous.get("backend") == backend else None
+    warnings: list[str] = _module(backend).preflight(dns_plan, same)
+    return warnings
+
+
+def apply(dns_plan: DnsPlan, backend: str, interface: str, previous: dict | None = None) -> dict | None:
+    """Point the host's resolver at the tunnel; the returned record says how to undo it.
+
+    ``previous`` is the record of an earlier run for the same interface: what
+    it saved as the original is kept, never replaced by our own earlier output.
+    """
+    if not dns_plan.active or backend == "none":
+        return None
+    module = _module(backend)
+    if previous is not None and previous.get("backend") != backend:
+        module_prev = _module(previous["backend"])
+        module_prev.revert(previous)
+        previous = None
+    record: dict = module.apply(dns_plan, interface, previous) if backend == "file" else module.apply(
+        dns_plan, interface
+    )
+    return record
+
+
+def revert(record: dict | None) -> list[str]:
+    """Undo what ``apply`` recorded; returns warnings for what was deliberately left alone."""
+    if not record:
+        return []
+    warnings: list[str] = _module(record["backend"]).revert(record)
+    return warnings
