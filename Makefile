@@ -8,8 +8,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-DEBS   := wireguard-tools wireguard-go iptables nftables iproute2 curl dnsutils dnsmasq \
-          psmisc util-linux python3-venv
+DEBS   := wireguard-tools wireguard-go iptables nftables ipset iproute2 curl dnsutils dnsmasq-base \
+          psmisc util-linux e2fsprogs python3-venv strace openssl \
+          dbus-daemon dbus-system-bus-common libevent-2.1-7 libnghttp2-14 libpython3.11
 PYTEST_ARGS ?=
 
 .PHONY: all deps install demo test lint unit lab bench clean clean-lab
@@ -30,6 +31,8 @@ install: deps
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@cd / && $(CURDIR)/$(BIN)/pip install -q --disable-pip-version-check "$(CURDIR)[test]"
 	@cd / && $(CURDIR)/$(BIN)/pip install -q --disable-pip-version-check --no-deps --force-reinstall "$(CURDIR)"
+	@# systemd-resolved and unbound for the DNS lab: unpacked into a cache, never installed
+	@cd / && $(CURDIR)/$(BIN)/python -m wgkill.labdns fetch
 
 demo: install
 	unshare --net -- $(BIN)/python -m wgkill.demo
@@ -45,6 +48,10 @@ unit: install
 
 lab: install
 	unshare --net -- $(BIN)/pytest -m lab $(PYTEST_ARGS)
+
+# Benchmarks against the article's rules and against no rules (issue 8): writes docs/benchmarks.md.
+bench: install
+	unshare --net -- $(BIN)/python bench/run.py
 
 clean-lab: install
 	$(BIN)/python -c "from wgkill.lab import reap_stale; print('removed:', *reap_stale())"

@@ -199,6 +199,10 @@ class Lab:
                 (WG_SOCKETS / f"{name}.sock").unlink(missing_ok=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def adopt(self, proc: "subprocess.Popen[str]") -> None:
+        """Have ``close()`` kill and reap ``proc``, a server started inside one of our namespaces."""
+        self._servers.append(proc)
+
     # ---- running things --------------------------------------------------
     def env(self) -> dict[str, str]:
         path = [self.bin_dir, "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
