@@ -179,6 +179,9 @@ def engage(interface: str, options: UpOptions | None = None) -> Engaged:
         for fp in policy.families:
             try:
                 backends[fp.family].apply(fp, bodies[fp.family])
+                record.families[f"ipv{fp.family}"].saved_sha256 = (
+                    backends[fp.family].snapshot().chain_sha256(fp.chain)
+                )
             except FirewallError as exc:
                 if not done and not had_record:
                     statefile.remove(interface)  # nothing applied, nothing to record

@@ -36,6 +36,8 @@ class FamilyRecord:
     jumps: list[dict[str, str]]
     payload_sha256: str
     rules: int
+    saved_sha256: str | None = None  # the chain as iptables-save prints it, read back after applying
+    sets: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -50,6 +50,12 @@ class FilterSnapshot:
     chains: set[str] = field(default_factory=set)
     rules: dict[str, list[str]] = field(default_factory=dict)
 
+    def chain_sha256(self, chain: str) -> str | None:
+        """A fingerprint of ``chain``'s rules as iptables-save prints them; None if it is absent."""
+        if chain not in self.chains:
+            return None
+        return hashlib.sha256("\n".join(self.rules.get(chain, [])).encode()).hexdigest()
+
     def jumps_to(self, chain: str) -> list[tuple[int, str]]:
         """OUTPUT rules (position, spec) whose target is ``chain``."""
         return [
