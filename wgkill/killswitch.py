@@ -9,11 +9,12 @@ could not be removed.
 """
 
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import dns, hostspin
+from . import dns, hostspin, ipset, prefixes
 from . import state as statefile
 from .errors import FirewallError, PrerequisiteError, StateError
 from .firewall import Removed
@@ -26,7 +27,9 @@ from .firewall.iptables import (
     render_body,
 )
 from .ifname import chain_name, validate_interface
-from .policy import KillSwitchPolicy, build_policy, hostname_endpoints
+from .ipset import set_name
+from .policy import KillSwitchPolicy, build_policy, decide_split, hostname_endpoints
+from .runner import which
 from .tunnel import read_tunnel
 from .wgconf import WgQuickConfig, load_config
 
@@ -80,6 +83,8 @@ class UpOptions:
     no_dns_lock: bool = False
     lock_resolv_conf: bool = False
     dns_backend: str = "auto"
+    allowed_ips_file: str | None = None
+    block_all: bool = False
 
 
 def _state_record(
@@ -107,6 +112,7 @@ def _state_record(
                 jumps=[{"chain": "OUTPUT", "spec": jump_spec(fp.chain, fp.comment)}],
                 payload_sha256=body_hash(bodies[fp.family]),
                 rules=bodies[fp.family].count("\n"),
+                sets=[fp.split_set] if fp.split_set else [],
             )
             for fp in policy.families
         },
@@ -129,6 +135,14 @@ def _previous_dns_record(interface: str) -> dict | None:
     return (previous.dns or {}).get("record") if previous else None
 
 
+def _previous_sets(interface: str) -> set[str]:
+    try:
+        previous = statefile.load(interface)
+    except StateError:
+        return set()
+    return {name for rec in (previous.families.values() if previous else ()) for name in rec.sets}
+
+
 def engage(interface: str, options: UpOptions | None = None) -> Engaged:
     """Apply (or, with ``dry_run``, only render) the kill switch and DNS for ``interface``.
 
@@ -148,7 +162,12 @@ def engage(interface: str, options: UpOptions | None = None) -> Engaged:
     dns_backend = dns.detect_backend(dns_plan.backend)
     warnings = dns.preflight(dns_plan, dns_backend, _previous_dns_record(interface))
     facts = read_tunnel(interface)
-    policy = build_policy(interface, facts, config, families, dns_plan)
+    listed = prefixes.load_file(options.allowed_ips_file) if options.allowed_ips_file else None
+    allowed = prefixes.parse_allowed_ips([ip for peer in facts.peers for ip in peer.allowed_ips])
+    split = decide_split(allowed, listed, options.block_all)
+    if split is not None:
+        which("ipset")
+    policy = build_policy(interface, facts, config, families, dns_plan, split)
     bodies = {fp.family: render_body(fp) for fp in policy.families}
     warnings += [
         f"endpoint {name} is a hostname: while the block holds, only lookups of this one name "
@@ -170,6 +189,7 @@ def engage(interface: str, options: UpOptions | None = None) -> Engaged:
 
     with statefile.lock():
         previous_dns = _previous_dns_record(interface)
+        previous_sets = _previous_sets(interface)
         had_record = statefile.path_for(interface).exists()
         record = _state_record(
             interface, policy, bodies, backends[4].variant, config, previous_dns, dns_backend
@@ -178,6 +198,8 @@ def engage(interface: str, options: UpOptions | None = None) -> Engaged:
         done: list[str] = []
         for fp in policy.families:
             try:
+                if fp.split_set and split is not None:  # the set exists before any rule names it
+                    ipset.sync(fp.split_set, fp.family, split.family(fp.family))
                 backends[fp.family].apply(fp, bodies[fp.family])
                 record.families[f"ipv{fp.family}"].saved_sha256 = (
                     backends[fp.family].snapshot().chain_sha256(fp.chain)
@@ -188,6 +210,8 @@ def engage(interface: str, options: UpOptions | None = None) -> Engaged:
                 kept = f"; the {', '.join(done)} block stays in place" if done else ""
                 raise FirewallError(f"{exc}{kept}") from exc
             done.append(f"ipv{fp.family}")
+        for name in previous_sets - {fp.split_set for fp in policy.families}:
+            ipset.destroy(name)  # the tunnel was split last time and is full now
         record.dns["record"] = dns.apply(dns_plan, dns_backend, interface, previous_dns)
         statefile.save(record)
         hostspin.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
@@ -215,9 +239,13 @@ def release(interface: str, force: bool = False) -> Released:
         if recorded is not None:
             variant = recorded.iptables_variant
             targets = {int(name[-1]): rec.chains for name, rec in recorded.families.items()}
+            sets = {int(name[-1]): rec.sets for name, rec in recorded.families.items()}
         else:
             variant = detect_variant(4)
             targets = {4: [own], 6: [own]}
+            sets = {f: [set_name(interface, f)] if shutil.which("ipset") else [] for f in (4, 6)}
+        if any(not name.startswith(own + "-") for names in sets.values() for name in names):
+            raise StateError(f"state for {interface} names a set that is not {own}-4/6: refusing")
         if any(chain != own for chains in targets.values() for chain in chains):
             raise StateError(f"state for {interface} names a chain other than {own}: refusing")
         result = Released(interface, recorded=recorded is not None)
@@ -233,6 +261,8 @@ def release(interface: str, force: bool = False) -> Released:
             try:
                 backend = IptablesFamily(family, variant)
                 result.removed.extend(backend.remove(chain) for chain in targets[family])
+                for name in sets.get(family, ()):
+                    ipset.destroy(name)  # after the rules that name it are gone
             except (FirewallError, PrerequisiteError) as exc:
                 failures.append(str(exc))
         if failures:

@@ -397,9 +397,10 @@ class Lab:
     def leaks(self) -> dict[str, int]:
         return {family: kinds.get("leak", 0) for family, kinds in self.counters().items()}
 
-    def whoami(self, family: int = 4, timeout: float = 5) -> str | None:
+    def whoami(self, family: int = 4, timeout: float = 5, target: str | None = None) -> str | None:
         """What the web server says our address is, or None if the request failed."""
-        url = f"http://{WEB4}/" if family == 4 else f"http://[{WEB6}]/"
+        target = target or (WEB4 if family == 4 else WEB6)
+        url = f"http://[{target}]/" if ":" in target else f"http://{target}/"
         done = self.client("curl", "-s", "--max-time", str(timeout), url, check=False, timeout=timeout + 5)
         return done.stdout.strip() if done.returncode == 0 else None
 

@@ -33,14 +33,15 @@ class _DualStackHTTP(ThreadingHTTPServer):
 def serve(port: int, udp_port: int, log_path: str) -> None:
     log_lock = threading.Lock()
 
-    def log(kind: str, source: str) -> None:
+    def log(kind: str, source: str, destination: str) -> None:
+        entry = {"t": time.time(), "kind": kind, "src": source, "dst": destination}
         with log_lock, open(log_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"t": time.time(), "kind": kind, "src": source}) + "\n")
+            handle.write(json.dumps(entry) + "\n")
 
     class WhoAmI(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             source = _source(self.client_address[0])
-            log("http", source)
+            log("http", source, _source(self.connection.getsockname()[0]))
             body = (source + "\n").encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
@@ -53,7 +54,7 @@ def serve(port: int, udp_port: int, log_path: str) -> None:
 
     class Sink(socketserver.BaseRequestHandler):
         def handle(self) -> None:
-            log("udp", _source(self.client_address[0]))
+            log("udp", _source(self.client_address[0]), "")
 
     class DualStackUDP(socketserver.ThreadingUDPServer):
         address_family = socket.AF_INET6

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from .dns import DnsPlan
 from .errors import ConfigError
 from .ifname import chain_name, jump_comment
+from .ipset import set_name
+from .prefixes import PrefixList, merge
 from .tunnel import TunnelFacts
 from .wgconf import WgQuickConfig
 
@@ -49,6 +51,7 @@ class FamilyPolicy:
     dns_servers: tuple[str, ...] = ()
     dns_any_via_tunnel: bool = False
     dns_private_names: tuple[str, ...] = ()
+    split_set: str | None = None
     uplink_upkeep: bool = True
 
 
@@ -60,6 +63,7 @@ class KillSwitchPolicy:
     allowed_ips: tuple[str, ...]
     families: tuple[FamilyPolicy, ...]
     dns: DnsPlan
+    split: PrefixList | None = None
 
 
 _REJECT = {4: "icmp-port-unreachable", 6: "icmp6-port-unreachable"}
@@ -131,12 +135,36 @@ def dns_qname_hex(name: str) -> str:
     return (wire + b"\0").hex()
 
 
+def decide_split(
+    allowed: PrefixList, listed: PrefixList | None = None, block_all: bool = False
+) -> PrefixList | None:
+    """Full or split: None means block everything outside the tunnel.
+
+    A tunnel whose AllowedIPs hold a default route (``/0``) of either family is
+    a full tunnel: both families are blocked, IPv6 too when only IPv4 goes
+    through it. Otherwise only the tunnel's destinations are held to it and the
+    rest flows normally. A prefix file (``--allowed-ips-file``) always means
+    split, its list (plus any non-default AllowedIPs) being the destinations.
+    """
+    if block_all:
+        return None
+    defaults = {"0.0.0.0/0", "::/0"}
+    has_default = bool(defaults & set(allowed.v4 + allowed.v6))
+    if listed is None:
+        return None if has_default else allowed
+    rest = PrefixList(
+        tuple(p for p in allowed.v4 if p not in defaults), tuple(p for p in allowed.v6 if p not in defaults)
+    )
+    return merge(listed, rest)
+
+
 def build_policy(
     interface: str,
     facts: TunnelFacts | None,
     config: WgQuickConfig | None,
     families: tuple[int, ...] = (4, 6),
     dns: DnsPlan | None = None,
+    split: PrefixList | None = None,
 ) -> KillSwitchPolicy:
     """Decide the rules for ``interface`` from what the tunnel and its config say.
 
@@ -170,7 +198,8 @@ def build_policy(
             dns_servers=tuple(s for s in dns.servers_of(family) if not ipaddress.ip_address(s).is_loopback),
             dns_any_via_tunnel=dns.local_stub,
             dns_private_names=tuple(dns_qname_hex(d) for d in dns.domains),
+            split_set=set_name(interface, family) if split is not None else None,
         )
         for family in families
     )
-    return KillSwitchPolicy(interface, fwmark, endpoints, allowed, per_family, dns)
+    return KillSwitchPolicy(interface, fwmark, endpoints, allowed, per_family, dns, split)

@@ -20,6 +20,11 @@ def run(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--dry-run", action="store_true", help="print the iptables-restore payloads, change nothing"
     )
+    split = parser.add_argument_group("split tunnels")
+    split.add_argument("--allowed-ips-file", metavar="PATH",
+                       help="the tunnel's destinations, one CIDR per line (split tunnel)")
+    split.add_argument("--block-all", action="store_true",
+                       help="block everything outside the tunnel even for a split tunnel")
     dns = parser.add_argument_group("DNS")
     dns.add_argument("--dns", metavar="ADDR", action="append", default=[],
                      help="the tunnel's resolver (repeatable); replaces the config's DNS = servers")
@@ -40,6 +45,8 @@ def run(argv: Sequence[str]) -> int:
         no_dns_lock=args.no_dns_lock,
         lock_resolv_conf=args.lock_resolv_conf,
         dns_backend=args.dns_backend,
+        allowed_ips_file=args.allowed_ips_file,
+        block_all=args.block_all,
     )
     result = engage(args.interface, options)
     for warning in result.warnings:

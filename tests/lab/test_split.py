@@ -1,0 +1,81 @@
+"""Split tunnels: only the tunnel's destinations are held to it, through a kernel set."""
+
+from pathlib import Path
+
+from wgkill.lab import CLIENT4, VPN4, WEB4, Lab
+
+from .checks import state, wgkill_lines
+
+OTHER4 = "203.0.113.81"  # on the isp too, but not a tunnel destination
+
+
+def _prefix_file(path: Path, count: int) -> Path:
+    """``count`` non-adjacent /32s in 198.18.0.0/15 (benchmarking range): collapsing keeps them all."""
+    lines = ["# generated", *(f"198.18.{(2 * i) // 256}.{(2 * i) % 256}/32" for i in range(count))]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _tunnel(lab: Lab, count: int):  # type: ignore[no-untyped-def]
+    listing = _prefix_file(lab.tmp / f"list-{count}.txt", count)
+    hooks = f"PostUp = wgkill-up %i --allowed-ips-file {listing}\nPreDown = wgkill-down %i\n"
+    return lab.add_tunnel(hooks=hooks, allowed_ips=f"{WEB4}/32, 2001:db8:80::80/128")
+
+
+def test_split_tunnel_holds_only_its_destinations(lab: Lab) -> None:
+    lab.isp("ip", "addr", "add", f"{OTHER4}/32", "dev", "lo")
+    tunnel = _tunnel(lab, 10_000)
+    lab.wg_quick("up", tunnel)
+    lab.wait_handshake(tunnel)
+    record = state(lab, tunnel)
+    assert record and record["families"]["ipv4"]["sets"] == [f"wgkill-{tunnel.iface}-4"]
+    count = lab.client("ipset", "list", "-t", f"wgkill-{tunnel.iface}-4").stdout
+    assert "Number of entries: 10001" in count  # the list plus the web server's AllowedIPs entry
+    assert lab.whoami(4) == VPN4  # listed: through the tunnel
+    assert lab.whoami(6) == "2001:db8:d::2"
+    assert lab.whoami(4, target=OTHER4) == CLIENT4  # not listed: the uplink, as a split tunnel should
+
+    lab.client("ip", "link", "set", tunnel.iface, "down")
+    lab.reset_counters()
+    hits = len(lab.web_hits())
+    assert lab.whoami(4, timeout=3) is None and lab.whoami(6, timeout=3) is None
+    probe = lab.probe(timeout=3)
+    assert set(probe.values()) == {"refused"}, probe
+    assert lab.whoami(4, target=OTHER4) == CLIENT4  # everything else still flows
+    during = lab.web_hits()[hits:]
+    assert [h["dst"] for h in during] == [OTHER4]  # the far side saw nothing for listed addresses
+    lab.wg_quick("down", tunnel)
+    assert wgkill_lines(lab) == []
+    assert lab.client("ipset", "list", "-n").stdout.strip() == ""
+    assert lab.whoami(4) == CLIENT4
+
+
+def test_ruleset_size_does_not_grow_with_the_list(lab: Lab) -> None:
+    sizes = []
+    for count in (3, 10_000):
+        tunnel = _tunnel(lab, count)
+        lab.wg_quick("up", tunnel)
+        sizes.append((len(lab.save(4).splitlines()), len(lab.save(6).splitlines())))
+        lab.wg_quick("down", tunnel)
+    assert sizes[0] == sizes[1]
+
+
+def test_split_then_full_rerun_drops_the_set(lab: Lab) -> None:
+    tunnel = _tunnel(lab, 3)
+    lab.wg_quick("up", tunnel)
+    lab.client("wgkill-up", tunnel.iface, "--block-all")
+    assert lab.client("ipset", "list", "-n").stdout.strip() == ""
+    assert state(lab, tunnel)["families"]["ipv4"]["sets"] == []  # type: ignore[index]
+    lab.wg_quick("down", tunnel)
+    assert wgkill_lines(lab) == []
+
+
+def test_invalid_prefix_line_refuses_the_whole_list(lab: Lab) -> None:
+    tunnel = lab.add_tunnel(hooks="", allowed_ips=f"{WEB4}/32")
+    lab.wg_quick("up", tunnel)
+    bad = lab.tmp / "bad.txt"
+    bad.write_text("198.18.0.0/24\n198.18.1.0/33\n# fine\nnot-a-prefix\n")
+    done = lab.client("wgkill-up", tunnel.iface, "--allowed-ips-file", str(bad), check=False)
+    assert done.returncode == 3
+    assert "line 2" in done.stderr and "line 4" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert wgkill_lines(lab) == [] and lab.client("ipset", "list", "-n").stdout.strip() == ""

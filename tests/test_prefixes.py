@@ -1,0 +1,174 @@
+"""Prefix lists: parsing, collapsing, the v4/v6 split, and invalid lines refusing the whole list."""
+
+import ipaddress
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from wgkill.errors import ConfigError
+from wgkill.prefixes import PrefixList, collapse, load_file, merge, parse_allowed_ips, parse_lines
+
+
+def _reference(lines: list[str]) -> tuple[list[str], list[str]]:
+    nets = [ipaddress.ip_network(line, strict=False) for line in lines]
+    return (
+        [str(n) for n in ipaddress.collapse_addresses(n for n in nets if n.version == 4)],
+        [str(n) for n in ipaddress.collapse_addresses(n for n in nets if n.version == 6)],
+    )
+
+
+def test_siblings_merge_into_their_parent_repeatedly() -> None:
+    listed = parse_lines(["10.0.0.0/26", "10.0.0.64/26", "10.0.0.128/26", "10.0.0.192/26", "10.0.1.0/24"])
+    assert listed.v4 == ("10.0.0.0/23",)
+
+
+def test_non_siblings_do_not_merge() -> None:
+    # adjacent but not the two halves of one block
+    listed = parse_lines(["10.0.1.0/24", "10.0.2.0/24"])
+    assert listed.v4 == ("10.0.1.0/24", "10.0.2.0/24")
+
+
+def test_duplicates_and_nested_prefixes_collapse() -> None:
+    listed = parse_lines(["10.1.0.0/16", "10.0.0.0/8", "10.1.2.3/32", "10.0.0.0/8", "192.0.2.0/24"])
+    assert listed.v4 == ("10.0.0.0/8", "192.0.2.0/24")
+    assert listed.read == 5
+
+
+def test_families_are_split_and_sorted() -> None:
+    listed = parse_allowed_ips("2001:db8::/32, 198.51.100.0/24 192.0.2.0/24,::/0")
+    assert listed.v4 == ("192.0.2.0/24", "198.51.100.0/24")
+    assert listed.v6 == ("::/0",)
+    assert listed.family(4) == listed.v4 and listed.family(6) == listed.v6
+    assert len(listed) == 3 and bool(listed)
+    assert not PrefixList()
+
+
+def test_default_routes_and_bare_addresses() -> None:
+    listed = parse_lines(["0.0.0.0/0", "1.2.3.4", "2001:db8::1"])
+    assert listed.v4 == ("0.0.0.0/0",)
+    assert listed.v6 == ("2001:db8::1/128",)
+    assert parse_lines(["1.2.3.4"]).v4 == ("1.2.3.4/32",)
+
+
+def test_host_bits_are_normalised_like_wg_and_counted() -> None:
+    # `wg set ... allowed-ips 10.0.0.1/24` is accepted and shown as 10.0.0.0/24: do the same.
+    listed = parse_lines(["10.0.0.1/24", "2001:db8::1/64", "192.0.2.0/24"])
+    assert listed.v4 == ("10.0.0.0/24", "192.0.2.0/24")
+    assert listed.v6 == ("2001:db8::/64",)
+    assert listed.normalised == 2
+
+
+def test_comments_blank_lines_and_crlf() -> None:
+    text = (
+        "# a provider's list\r\n\r\n10.0.0.0/8   # trailing comment\r\n   \r\n\t192.0.2.0/24\r\n#10.9.9.9\n"
+    )
+    listed = parse_lines(text.splitlines())
+    assert listed.v4 == ("10.0.0.0/8", "192.0.2.0/24")
+    assert listed.read == 2
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "10.0.0.0/33", "2001:db8::/129", "300.1.2.3/8", "1.2.3", "01.2.3.4", "1.2.3.4/-1", "1.2.3.4/",
+        "fe80::1%eth0", "10.0.0.0/255.0.0.0", "example.com", "1.2.3.0/24 5.6.7.0/24", "1.2.3.0/24,5.6.7.0/24",
+        ":::", "1.2.3.4/1000",
+    ],
+)
+def test_invalid_entries_are_refused_with_their_line(bad: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_lines(["10.0.0.0/8", "# comment", bad], "list.txt")
+    message = str(caught.value)
+    assert message.startswith("list.txt: 1 invalid entry, nothing applied: line 3: ")
+    assert repr(bad) in message
+
+
+def test_many_invalid_lines_show_the_first_five_and_the_count() -> None:
+    lines = ["10.0.0.0/8"] + [f"bad{i}" for i in range(9)] + ["192.0.2.0/24", "10.0.0.0/40"]
+    with pytest.raises(ConfigError) as caught:
+        parse_lines(lines, "big.txt")
+    message = str(caught.value)
+    assert "big.txt: 10 invalid entries, nothing applied" in message
+    for number in (2, 3, 4, 5, 6):
+        assert f"line {number}: 'bad{number - 2}'" in message
+    assert "line 7" not in message
+    assert message.endswith("; and 5 more")
+    assert ConfigError.exit_code == 3
+
+
+def test_allowed_ips_errors_name_the_entry() -> None:
+    with pytest.raises(ConfigError, match=r"AllowedIPs: 1 invalid entry.*entry 2: '10\.0\.0\.0/99'"):
+        parse_allowed_ips(["0.0.0.0/0,", " 10.0.0.0/99"])
+
+
+def test_long_garbage_is_shortened_in_the_message() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_lines(["x" * 500])
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_same_result_as_ipaddress_collapse_addresses(seed: int) -> None:
+    rng = random.Random(seed)  # noqa: S311 - test data, not secrets
+    lines = []
+    for _ in range(3000):
+        if rng.random() < 0.7:
+            # a small space, so duplicates, nesting and siblings are frequent
+            base = (10 << 24) | rng.getrandbits(14) << 10
+            lines.append(str(ipaddress.ip_network((base, rng.randint(8, 32)), strict=False)))
+        else:
+            base = (0x20010DB8 << 96) | rng.getrandbits(16) << 80
+            lines.append(str(ipaddress.ip_network((base, rng.randint(32, 128)), strict=False)))
+    listed = parse_lines(lines)
+    want4, want6 = _reference(lines)
+    assert list(listed.v4) == want4
+    assert [str(ipaddress.ip_network(p)) for p in listed.v6] == want6
+
+
+def test_collapse_on_integers() -> None:
+    assert collapse([(0, 1), (1 << 31, 1)], 32) == [(0, 0)]
+    assert collapse([(5 << 8, 24), (5 << 8, 24), (5 << 8, 32)], 32) == [(5 << 8, 24)]
+
+
+def test_merge_recollapses_and_adds_counts() -> None:
+    config = parse_allowed_ips("10.0.0.0/25, 2001:db8::/33")
+    listed = parse_lines(["10.0.0.128/25", "2001:db8:8000::/33", "10.0.0.5/24"])
+    merged = merge(config, listed)
+    assert merged.v4 == ("10.0.0.0/24",)
+    assert merged.v6 == ("2001:db8::/32",)
+    assert merged.read == 5 and merged.normalised == 1
+
+
+def test_load_file(tmp_path: Path) -> None:
+    path = tmp_path / "list.txt"
+    path.write_text("# comment\n203.0.113.0/24\n2001:db8:80::/48\n")
+    listed = load_file(path)
+    assert listed.v4 == ("203.0.113.0/24",) and listed.v6 == ("2001:db8:80::/48",)
+    path.write_bytes(b"10.0.0.0/8\n\xff\xfe\n")
+    with pytest.raises(ConfigError, match="cannot read prefix file"):
+        load_file(path)
+    with pytest.raises(ConfigError, match="No such file"):
+        load_file(tmp_path / "missing.txt")
+
+
+def test_bad_line_in_a_large_file_names_its_number(tmp_path: Path) -> None:
+    lines = [f"{ipaddress.IPv4Address((11 << 24) + i * 512)}/24" for i in range(20000)]
+    lines[12344] = "11.0.0.0/24x"
+    path = tmp_path / "large.txt"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"1 invalid entry, nothing applied: line 12345: '11\.0\.0\.0/24x'"):
+        load_file(path)
+
+
+def test_100000_lines_parse_and_collapse_fast() -> None:
+    # A regression guard with room for a slow CI machine: measured ~0.25 s here
+    # (ipaddress.ip_network + collapse_addresses: ~2.5 s).
+    lengths = (24, 25, 26, 28, 32)
+    lines = [f"{ipaddress.IPv4Address((11 << 24) + i * 512)}/{lengths[i % 5]}" for i in range(100000)]
+    started = time.perf_counter()
+    listed = parse_lines(lines)
+    elapsed = time.perf_counter() - started
+    assert len(listed.v4) == 100000
+    assert elapsed < 2.0, f"100,000 lines took {elapsed:.2f}s"
