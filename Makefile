@@ -13,7 +13,7 @@ DEBS   := wireguard-tools wireguard-go iptables nftables ipset iproute2 curl dns
           dbus-daemon dbus-system-bus-common libevent-2.1-7 libnghttp2-14 libpython3.11
 PYTEST_ARGS ?=
 
-.PHONY: all deps install demo test lint unit lab bench clean clean-lab
+.PHONY: all deps install demo test lint unit lab bench clean clean-lab install-systemd
 
 all: test
 
@@ -52,6 +52,15 @@ lab: install
 # Benchmarks against the article's rules and against no rules (issue 8): writes docs/benchmarks.md.
 bench: install
 	unshare --net -- $(BIN)/python bench/run.py
+
+# Boot-time re-application of engaged blocks (needs wgkill installed where root's PATH finds it,
+# or WGKILL_BOOT=/path/to/wgkill-boot).
+WGKILL_BOOT ?= $(shell command -v wgkill-boot || echo $(CURDIR)/$(BIN)/wgkill-boot)
+install-systemd:
+	@test -x "$(WGKILL_BOOT)" || { echo "wgkill-boot not found: pip install . first, or set WGKILL_BOOT"; exit 1; }
+	sed 's|@WGKILL_BOOT@|$(WGKILL_BOOT)|' hooks/wgkill-boot.service > /etc/systemd/system/wgkill-boot.service
+	systemctl daemon-reload
+	systemctl enable wgkill-boot.service
 
 clean-lab: install
 	$(BIN)/python -c "from wgkill.lab import reap_stale; print('removed:', *reap_stale())"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from wgkill.errors import ConfigError
-from wgkill.firewall.iptables import FilterSnapshot, IptablesFamily, parse_save, render_body
-from wgkill.policy import build_policy, dns_qname_hex
+from wgkill.firewall.iptables import FilterSnapshot, IptablesFamily, chain_specs, parse_save, render_body
+from wgkill.policy import build_policy, decide_split, dns_qname_hex
 from wgkill.templating import render
 from wgkill.tunnel import LivePeer, TunnelFacts
 from wgkill.wgconf import Endpoint, parse_config
@@ -61,7 +61,7 @@ def test_bodies(case: str) -> None:
 
 def test_fresh_apply_inserts_one_jump_first(backend: IptablesFamily) -> None:
     (fp,) = build_policy("wg0", CASES["full-tunnel"], None, families=(4,)).families
-    _check("apply-fresh.ipv4", backend.apply_payload(fp, render_body(fp), FilterSnapshot()))
+    _check("apply-fresh.ipv4", backend.apply_payload(chain_specs(fp), FilterSnapshot()))
 
 
 def test_reapply_in_place_only_replaces_the_body(backend: IptablesFamily) -> None:
@@ -71,7 +71,7 @@ def test_reapply_in_place_only_replaces_the_body(backend: IptablesFamily) -> Non
         '-A OUTPUT -m comment --comment "wgkill:wg0" -j wgkill-wg0\n'
         "-A OUTPUT -j ufw-before-output\nCOMMIT\n"
     )
-    payload = backend.apply_payload(fp, render_body(fp), snap)
+    payload = backend.apply_payload(chain_specs(fp), snap)
     assert "OUTPUT" not in payload
     _check("apply-in-place.ipv4", payload)
 
@@ -83,12 +83,14 @@ def test_reapply_moves_a_displaced_jump_back_to_the_top(backend: IptablesFamily)
         '-A OUTPUT -m comment --comment "wgkill:wg0" -j wgkill-wg0\n'
         '-A OUTPUT -m comment --comment "wgkill:wg0" -j wgkill-wg0\nCOMMIT\n'
     )
-    _check("apply-displaced.ipv4", backend.apply_payload(fp, render_body(fp), snap))
+    _check("apply-displaced.ipv4", backend.apply_payload(chain_specs(fp), snap))
 
 
 def test_remove_payload() -> None:
-    text = render("restore-remove.j2", chain="wgkill-wg0", chain_present=True,
-                  delete_jumps=['-m comment --comment "wgkill:wg0" -j wgkill-wg0'])
+    text = render("restore-remove.j2", chains=[{
+        "chain": "wgkill-wg0", "hook": "OUTPUT", "present": True,
+        "delete_jumps": ['-m comment --comment "wgkill:wg0" -j wgkill-wg0'],
+    }])
     _check("remove.ipv4", text)
 
 
@@ -132,3 +134,38 @@ def test_hostname_endpoint_allows_only_its_own_lookup() -> None:
 def test_invalid_endpoint_names(name: str) -> None:
     with pytest.raises(ConfigError):
         dns_qname_hex(name)
+
+
+def _dns(**kw: object):  # type: ignore[no-untyped-def]
+    from wgkill import dns
+
+    return dns.plan(None, **kw)  # type: ignore[arg-type]
+
+
+FEATURES = {
+    "dns-lock": {"dns": _dns(dns=["192.0.2.129", "2001:db8:7::1"])},
+    "dns-stub": {"dns": _dns(dns=["127.0.0.1"])},
+    "split-dns": {"dns": _dns(dns=["192.0.2.129"], domains=["company.internal"])},
+    "allow-lan": {"lan": ("10.0.0.0/8", "fe80::/10")},
+    "allow-lan-no-lock": {"lan": ("192.168.0.0/16",), "dns": _dns(dns=["192.0.2.129"], no_lock=True)},
+    "gateway": {"gateway": True, "dns": _dns(dns=["192.0.2.129"])},
+}
+
+
+@pytest.mark.parametrize("case", sorted(FEATURES))
+def test_feature_bodies(case: str) -> None:
+    policy = build_policy("wg0", CASES["full-tunnel"], None, **FEATURES[case])  # type: ignore[arg-type]
+    for fp in policy.families:
+        _check(f"{case}.ipv{fp.family}.rules", render_body(fp))
+
+
+def test_split_tunnel_body_rejects_only_the_set() -> None:
+    from wgkill.prefixes import parse_allowed_ips
+
+    split = decide_split(parse_allowed_ips("203.0.113.0/24, 2001:db8:80::/64"))
+    assert split is not None and split.v4 == ("203.0.113.0/24",)
+    policy = build_policy("wg0", CASES["fwmark-off"], None, split=split, gateway=True)
+    for fp in policy.families:
+        _check(f"split.ipv{fp.family}.rules", render_body(fp))
+    assert decide_split(parse_allowed_ips("0.0.0.0/0")) is None  # any default route: full
+    assert decide_split(parse_allowed_ips("203.0.113.0/24"), block_all=True) is None

@@ -16,19 +16,19 @@ from pathlib import Path
 
 from . import dns, hostspin, ipset, prefixes
 from . import state as statefile
-from .errors import FirewallError, PrerequisiteError, StateError
+from .errors import FirewallError, PrerequisiteError, StateError, WgkillError
 from .firewall import Removed
 from .firewall.iptables import (
+    ChainSpec,
     FilterSnapshot,
     IptablesFamily,
     body_hash,
+    chain_specs,
     detect_variant,
-    jump_spec,
-    render_body,
 )
-from .ifname import chain_name, validate_interface
+from .ifname import chain_name, jump_comment, validate_interface
 from .ipset import set_name
-from .policy import KillSwitchPolicy, build_policy, decide_split, hostname_endpoints
+from .policy import KillSwitchPolicy, build_policy, decide_split, hostname_endpoints, lan_ranges
 from .runner import which
 from .tunnel import read_tunnel
 from .wgconf import WgQuickConfig, load_config
@@ -52,6 +52,7 @@ class Released:
     recorded: bool
     removed: list[Removed] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    kept_for_lockdown: bool = False
 
 
 def ipv6_available() -> bool:
@@ -85,18 +86,35 @@ class UpOptions:
     dns_backend: str = "auto"
     allowed_ips_file: str | None = None
     block_all: bool = False
+    allow_lan: bool = False
+    lan: tuple[str, ...] = ()
+    gateway: bool = False
+    lockdown: bool = False
 
 
 def _state_record(
     interface: str,
     policy: KillSwitchPolicy,
-    bodies: dict[int, str],
+    specs: dict[int, list[ChainSpec]],
     variant: str,
     config: WgQuickConfig | None,
-    dns_record: dict | None,
-    backend: str,
+    options: UpOptions,
+    dns_backend: str,
 ) -> statefile.State:
     plan = policy.dns
+    families = {}
+    for fp in policy.families:
+        chains = specs[fp.family]
+        text = "".join(spec.body for spec in chains)
+        families[f"ipv{fp.family}"] = statefile.FamilyRecord(
+            table="filter",
+            chains=[spec.chain for spec in chains],
+            jumps=[{"chain": spec.hook, "target": spec.chain, "spec": spec.jump} for spec in chains],
+            payload_sha256=body_hash(text),
+            rules=text.count("\n"),
+            sets=[fp.split_set] if fp.split_set else [],
+            bodies={spec.chain: spec.body for spec in chains},
+        )
     return statefile.State(
         interface=interface,
         applied_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -105,42 +123,25 @@ def _state_record(
         config=config.path if config else None,
         endpoints=[{"address": e.address, "port": e.port, "name": e.name} for e in policy.endpoints],
         allowed_ips=list(policy.allowed_ips),
-        families={
-            f"ipv{fp.family}": statefile.FamilyRecord(
-                table="filter",
-                chains=[fp.chain],
-                jumps=[{"chain": "OUTPUT", "spec": jump_spec(fp.chain, fp.comment)}],
-                payload_sha256=body_hash(bodies[fp.family]),
-                rules=bodies[fp.family].count("\n"),
-                sets=[fp.split_set] if fp.split_set else [],
-            )
-            for fp in policy.families
-        },
+        families=families,
         dns={
             "servers": list(plan.servers),
             "domains": list(plan.domains),
             "lock": plan.lock,
-            "backend": backend if plan.active else "none",
-            "record": dns_record,
+            "backend": dns_backend if plan.active else "none",
+            "record": None,
         },
+        lockdown=options.lockdown,
+        allowed_ips_file=options.allowed_ips_file,
     )
 
 
-def _previous_dns_record(interface: str) -> dict | None:
-    """The DNS record of an earlier run, so re-running never mistakes our own file for the original."""
+def _previous(interface: str) -> statefile.State | None:
+    """An earlier run's state (None if absent or unreadable): re-running builds on it."""
     try:
-        previous = statefile.load(interface)
+        return statefile.load(interface)
     except StateError:
         return None
-    return (previous.dns or {}).get("record") if previous else None
-
-
-def _previous_sets(interface: str) -> set[str]:
-    try:
-        previous = statefile.load(interface)
-    except StateError:
-        return set()
-    return {name for rec in (previous.families.values() if previous else ()) for name in rec.sets}
 
 
 def engage(interface: str, options: UpOptions | None = None) -> Engaged:
@@ -155,20 +156,23 @@ def engage(interface: str, options: UpOptions | None = None) -> Engaged:
     if not options.dry_run:
         _require_root()
     config = _load_config(interface, options.config_path)
+    previous = _previous(interface)
+    previous_dns = (previous.dns or {}).get("record") if previous else None
     dns_plan = dns.plan(
         config, options.dns, options.dns_domains, options.no_dns_lock, options.lock_resolv_conf,
         options.dns_backend,
     )
     dns_backend = dns.detect_backend(dns_plan.backend)
-    warnings = dns.preflight(dns_plan, dns_backend, _previous_dns_record(interface))
+    warnings = dns.preflight(dns_plan, dns_backend, previous_dns)
+    lan = lan_ranges(options.lan, defaults=options.allow_lan) if options.allow_lan or options.lan else ()
     facts = read_tunnel(interface)
     listed = prefixes.load_file(options.allowed_ips_file) if options.allowed_ips_file else None
     allowed = prefixes.parse_allowed_ips([ip for peer in facts.peers for ip in peer.allowed_ips])
     split = decide_split(allowed, listed, options.block_all)
     if split is not None:
         which("ipset")
-    policy = build_policy(interface, facts, config, families, dns_plan, split)
-    bodies = {fp.family: render_body(fp) for fp in policy.families}
+    policy = build_policy(interface, facts, config, families, dns_plan, split, lan, options.gateway)
+    specs = {fp.family: chain_specs(fp) for fp in policy.families}
     warnings += [
         f"endpoint {name} is a hostname: while the block holds, only lookups of this one name "
         "may leave (see README, 'Hostname endpoints')"
@@ -180,27 +184,22 @@ def engage(interface: str, options: UpOptions | None = None) -> Engaged:
         warnings.append("DNS lock is off (--no-dns-lock): queries may reach resolvers outside the tunnel")
     result = Engaged(interface, policy, {}, warnings)
     if options.dry_run:
-        for fp in policy.families:
-            snap = backends[fp.family].snapshot() if os.geteuid() == 0 else None
-            result.payloads[fp.family] = backends[fp.family].apply_payload(
-                fp, bodies[fp.family], snap or FilterSnapshot()
-            )
+        for family, chains in specs.items():
+            snap = backends[family].snapshot() if os.geteuid() == 0 else FilterSnapshot()
+            result.payloads[family] = backends[family].apply_payload(chains, snap)
         return result
 
     with statefile.lock():
-        previous_dns = _previous_dns_record(interface)
-        previous_sets = _previous_sets(interface)
         had_record = statefile.path_for(interface).exists()
-        record = _state_record(
-            interface, policy, bodies, backends[4].variant, config, previous_dns, dns_backend
-        )
+        record = _state_record(interface, policy, specs, backends[4].variant, config, options, dns_backend)
+        record.dns["record"] = previous_dns  # until this run's resolver change is done
         result.state_path = statefile.save(record)  # intent first: a crash mid-way stays removable
         done: list[str] = []
         for fp in policy.families:
             try:
                 if fp.split_set and split is not None:  # the set exists before any rule names it
                     ipset.sync(fp.split_set, fp.family, split.family(fp.family))
-                backends[fp.family].apply(fp, bodies[fp.family])
+                backends[fp.family].apply(specs[fp.family])
                 record.families[f"ipv{fp.family}"].saved_sha256 = (
                     backends[fp.family].snapshot().chain_sha256(fp.chain)
                 )
@@ -210,23 +209,56 @@ def engage(interface: str, options: UpOptions | None = None) -> Engaged:
                 kept = f"; the {', '.join(done)} block stays in place" if done else ""
                 raise FirewallError(f"{exc}{kept}") from exc
             done.append(f"ipv{fp.family}")
-        for name in previous_sets - {fp.split_set for fp in policy.families}:
-            ipset.destroy(name)  # the tunnel was split last time and is full now
+        _drop_stale(previous, record, backends)
         record.dns["record"] = dns.apply(dns_plan, dns_backend, interface, previous_dns)
         statefile.save(record)
         hostspin.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
     return result
 
 
-def release(interface: str, force: bool = False) -> Released:
+def _drop_stale(
+    previous: statefile.State | None, record: statefile.State, backends: dict[int, IptablesFamily]
+) -> None:
+    """What an earlier run applied and this one does not (a gateway chain, a split set)."""
+    if previous is None:
+        return
+    for name, old in previous.families.items():
+        new = record.families.get(name)
+        family = int(name[-1])
+        if family not in backends:
+            continue
+        gone = [(j["chain"], j.get("target", old.chains[0])) for j in old.jumps
+                if new is None or j.get("target", old.chains[0]) not in new.chains]
+        if gone:
+            backends[family].remove(gone)
+        for set_ in set(old.sets) - set(new.sets if new else ()):
+            ipset.destroy(set_)
+
+
+def _owned(interface: str, recorded: statefile.State | None) -> dict[int, list[tuple[str, str]]]:
+    """(hook, chain) pairs per family: from the state, or by name when it is unreadable."""
+    own = chain_name(interface)
+    if recorded is None:
+        return {f: [("OUTPUT", own), ("FORWARD", f"{own}-fwd")] for f in (4, 6)}
+    owned = {
+        int(name[-1]): [(j["chain"], j.get("target", rec.chains[0])) for j in rec.jumps]
+        for name, rec in recorded.families.items()
+    }
+    allowed = {("OUTPUT", own), ("FORWARD", f"{own}-fwd")}
+    if any(pair not in allowed for pairs in owned.values() for pair in pairs):
+        raise StateError(f"state for {interface} names chains other than {own}: refusing")
+    return owned
+
+
+def release(interface: str, force: bool = False, lift_lockdown: bool = False) -> Released:
     """Remove what the state records for ``interface``; with ``force``, find our chains by name.
 
     Safe to call twice: a second call finds nothing recorded. Rules already
     partly gone are not an error; a rule that cannot be removed keeps the state.
+    A lockdown state is kept (the block holds) unless ``lift_lockdown``.
     """
     validate_interface(interface)
     _require_root()
-    own = chain_name(interface)
     with statefile.lock():
         try:
             recorded = statefile.load(interface)
@@ -236,18 +268,17 @@ def release(interface: str, force: bool = False) -> Released:
             recorded = None
         if recorded is None and not force:
             return Released(interface, recorded=False)
+        if recorded is not None and recorded.lockdown and not (lift_lockdown or force):
+            return Released(interface, recorded=True, kept_for_lockdown=True)
+        owned = _owned(interface, recorded)
         if recorded is not None:
             variant = recorded.iptables_variant
-            targets = {int(name[-1]): rec.chains for name, rec in recorded.families.items()}
             sets = {int(name[-1]): rec.sets for name, rec in recorded.families.items()}
         else:
             variant = detect_variant(4)
-            targets = {4: [own], 6: [own]}
             sets = {f: [set_name(interface, f)] if shutil.which("ipset") else [] for f in (4, 6)}
-        if any(not name.startswith(own + "-") for names in sets.values() for name in names):
-            raise StateError(f"state for {interface} names a set that is not {own}-4/6: refusing")
-        if any(chain != own for chains in targets.values() for chain in chains):
-            raise StateError(f"state for {interface} names a chain other than {own}: refusing")
+        if any(not name.startswith(chain_name(interface) + "-") for names in sets.values() for name in names):
+            raise StateError(f"state for {interface} names a set that is not its own: refusing")
         result = Released(interface, recorded=recorded is not None)
         if recorded is not None and recorded.dns:
             # resolver first, while the block still holds; a failure keeps both
@@ -255,12 +286,11 @@ def release(interface: str, force: bool = False) -> Released:
         elif recorded is None:
             result.warnings.append("state unreadable: resolver configuration (if any) not restored")
         failures = []
-        for family in sorted(targets):
+        for family in sorted(owned):
             if family == 6 and not ipv6_available():
                 continue
             try:
-                backend = IptablesFamily(family, variant)
-                result.removed.extend(backend.remove(chain) for chain in targets[family])
+                result.removed.append(IptablesFamily(family, variant).remove(owned[family]))
                 for name in sets.get(family, ()):
                     ipset.destroy(name)  # after the rules that name it are gone
             except (FirewallError, PrerequisiteError) as exc:
@@ -270,3 +300,61 @@ def release(interface: str, force: bool = False) -> Released:
         hostspin.unpin(interface)
         statefile.remove(interface)
     return result
+
+
+def boot() -> list[tuple[str, str]]:
+    """Re-apply every recorded block, exactly as recorded, before the network comes up.
+
+    A state file exists only while a block is engaged (an unclean drop, or
+    lockdown), so each one is re-applied. A state that cannot be read gets a
+    full block by name (lo, local and link upkeep only): Mullvad treats an
+    unreadable state as "secured", and so do we. Returns (interface, what was
+    done) pairs; raises only when nothing could be applied at all.
+    """
+    _require_root()
+    done: list[tuple[str, str]] = []
+    failures: list[str] = []
+    with statefile.lock():
+        for interface in statefile.recorded_interfaces():
+            try:
+                validate_interface(interface)
+            except WgkillError:
+                failures.append(f"{interface}.json: not an interface name, ignored")
+                continue
+            try:
+                recorded = statefile.load(interface)
+            except StateError:
+                recorded = None
+            try:
+                done.append((interface, _boot_one(interface, recorded)))
+            except WgkillError as exc:
+                failures.append(f"{interface}: {exc}")
+    if failures and not done:
+        raise FirewallError("; ".join(failures))
+    done += [("-", failure) for failure in failures]
+    return done
+
+
+def _boot_one(interface: str, recorded: statefile.State | None) -> str:
+    families = (4, 6) if ipv6_available() else (4,)
+    if recorded is None or not all(rec.bodies for rec in recorded.families.values()):
+        policy = build_policy(interface, None, None, families)
+        for fp in policy.families:
+            IptablesFamily(fp.family).apply(chain_specs(fp))
+        return "state unreadable: full block applied"
+    listed = prefixes.load_file(recorded.allowed_ips_file) if recorded.allowed_ips_file else None
+    allowed = prefixes.parse_allowed_ips(recorded.allowed_ips)
+    split = decide_split(allowed, listed) if any(rec.sets for rec in recorded.families.values()) else None
+    for name, rec in sorted(recorded.families.items()):
+        family = int(name[-1])
+        if family not in families:
+            continue
+        for set_ in rec.sets:
+            ipset.sync(set_, family, split.family(family) if split else ())
+        specs = [
+            ChainSpec(j.get("target", rec.chains[0]), j["chain"], jump_comment(interface),
+                      rec.bodies[j.get("target", rec.chains[0])])
+            for j in rec.jumps
+        ]
+        IptablesFamily(family, recorded.iptables_variant).apply(specs)
+    return "recorded block re-applied" + (" (lockdown)" if recorded.lockdown else "")

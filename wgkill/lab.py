@@ -162,6 +162,7 @@ class Lab:
         self.client_ns = f"{PREFIX}{self.tag}-client"
         self.isp_ns = f"{PREFIX}{self.tag}-isp"
         self.vpn_ns = f"{PREFIX}{self.tag}-vpn"
+        self.lan_ns: str | None = None
         self.legacy = legacy
         self.bin_dir = bin_dir or os.path.dirname(sys.executable)
         self.tmp = Path(tempfile.mkdtemp(prefix=f"wgkill-lab-{self.tag}-"))
@@ -186,7 +187,7 @@ class Lab:
 
     @property
     def namespaces(self) -> list[str]:
-        return [self.client_ns, self.isp_ns, self.vpn_ns]
+        return [self.client_ns, self.isp_ns, self.vpn_ns, *([self.lan_ns] if self.lan_ns else [])]
 
     def close(self) -> None:
         for server in self._servers:
@@ -313,6 +314,32 @@ class Lab:
         self._servers.append(server)
         if server.stdout is None or server.stdout.readline().strip() != "ready":
             raise LabError("the lab web server did not start")
+
+    def add_lan_host(self) -> str:
+        """A host on a LAN behind the client (192.0.2.34, 2001:db8:e::34), routed through it:
+        the client becomes a gateway (forwarding on). Returns the namespace."""
+        self.lan_ns = f"{PREFIX}{self.tag}-lan"
+        (ETC_NETNS / self.lan_ns).mkdir(parents=True, mode=0o700)
+        (ETC_NETNS / self.lan_ns / "resolv.conf").write_text("nameserver 203.0.113.53\n")
+        _run(["ip", "netns", "add", self.lan_ns])
+        c, h = self.client_ns, self.lan_ns
+        _run(["ip", "link", "add", "lan0", "netns", c, "type", "veth", "peer", "name", "eth0", "netns", h])
+        for ns, args in (
+            (h, ["link", "set", "lo", "up"]),
+            (c, ["link", "set", "lan0", "up"]),
+            (h, ["link", "set", "eth0", "up"]),
+            (c, ["addr", "add", "192.0.2.33/28", "dev", "lan0"]),
+            (c, ["addr", "add", "2001:db8:e::1/64", "dev", "lan0", "nodad"]),
+            (h, ["addr", "add", "192.0.2.34/28", "dev", "eth0"]),
+            (h, ["addr", "add", "2001:db8:e::34/64", "dev", "eth0", "nodad"]),
+            (h, ["route", "add", "default", "via", "192.0.2.33"]),
+            (h, ["-6", "route", "add", "default", "via", "2001:db8:e::1"]),
+            (self.isp_ns, ["route", "add", "192.0.2.32/28", "via", CLIENT4]),
+            (self.isp_ns, ["-6", "route", "add", "2001:db8:e::/64", "via", CLIENT6]),
+        ):
+            _run(["ip", "-n", ns, *args])
+        self.client("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+        return self.lan_ns
 
     # ---- tunnels ---------------------------------------------------------
     def add_tunnel(self, *, hooks: str = "PostUp = wgkill-up %i\nPreDown = wgkill-down %i\n",

@@ -107,6 +107,18 @@ def probe(targets: list[str], port: int, udp_port: int, timeout: float) -> dict[
     return results
 
 
+def hammer(target: str, port: int, duration: float, interval: float) -> dict[str, int]:
+    """Connect to ``target`` again and again for ``duration`` seconds: a continuous probe
+    that would catch even a short gap in the block."""
+    outcomes: dict[str, int] = {}
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        outcome = _tcp(target, port, 0.5)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        time.sleep(interval)
+    return outcomes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wgkill.labserver")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,7 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=80)
     p.add_argument("--udp-port", type=int, default=9999)
     p.add_argument("--timeout", type=float, default=3.0)
+    h = sub.add_parser("hammer")
+    h.add_argument("target")
+    h.add_argument("--port", type=int, default=80)
+    h.add_argument("--duration", type=float, default=5.0)
+    h.add_argument("--interval", type=float, default=0.02)
     args = parser.parse_args(argv)
+    if args.command == "hammer":
+        print(json.dumps(hammer(args.target, args.port, args.duration, args.interval)))
+        return 0
     if args.command == "serve":
         serve(args.port, args.udp_port, args.log)
         return 0

@@ -13,7 +13,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from .dns import DnsPlan
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 from .ifname import chain_name, jump_comment
 from .ipset import set_name
 from .prefixes import PrefixList, merge
@@ -52,6 +52,8 @@ class FamilyPolicy:
     dns_any_via_tunnel: bool = False
     dns_private_names: tuple[str, ...] = ()
     split_set: str | None = None
+    lan: tuple[str, ...] = ()
+    forward_chain: str | None = None
     uplink_upkeep: bool = True
 
 
@@ -67,6 +69,24 @@ class KillSwitchPolicy:
 
 
 _REJECT = {4: "icmp-port-unreachable", 6: "icmp6-port-unreachable"}
+
+# --allow-lan: private, link-local, and their (link- and site-scoped) multicast.
+LAN_RANGES = (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+    "224.0.0.0/24", "239.0.0.0/8", "255.255.255.255/32",
+    "fe80::/10", "fc00::/7", "ff02::/16", "ff05::/16",
+)
+
+
+def lan_ranges(extra: tuple[str, ...] = (), defaults: bool = True) -> tuple[str, ...]:
+    """The LAN ranges --allow-lan opens: the private defaults, plus any ``--lan CIDR``."""
+    nets = []
+    for text in (LAN_RANGES if defaults else ()) + tuple(extra):
+        try:
+            nets.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError as exc:
+            raise UsageError(f"--lan {text!r} is not a CIDR") from exc
+    return tuple(dict.fromkeys(nets))
 
 
 def _config_fwmark(config: WgQuickConfig | None) -> int | None:
@@ -165,6 +185,8 @@ def build_policy(
     families: tuple[int, ...] = (4, 6),
     dns: DnsPlan | None = None,
     split: PrefixList | None = None,
+    lan: tuple[str, ...] = (),
+    gateway: bool = False,
 ) -> KillSwitchPolicy:
     """Decide the rules for ``interface`` from what the tunnel and its config say.
 
@@ -199,6 +221,8 @@ def build_policy(
             dns_any_via_tunnel=dns.local_stub,
             dns_private_names=tuple(dns_qname_hex(d) for d in dns.domains),
             split_set=set_name(interface, family) if split is not None else None,
+            lan=tuple(n for n in lan if ipaddress.ip_network(n).version == family),
+            forward_chain=f"{chain_name(interface)}-fwd" if gateway else None,
         )
         for family in families
     )

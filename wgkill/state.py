@@ -38,6 +38,7 @@ class FamilyRecord:
     rules: int
     saved_sha256: str | None = None  # the chain as iptables-save prints it, read back after applying
     sets: list[str] = field(default_factory=list)
+    bodies: dict[str, str] = field(default_factory=dict)  # chain -> rules, re-applied as is at boot
 
 
 @dataclass
@@ -51,6 +52,8 @@ class State:
     allowed_ips: list[str] = field(default_factory=list)
     families: dict[str, FamilyRecord] = field(default_factory=dict)
     dns: dict[str, Any] | None = None
+    lockdown: bool = False
+    allowed_ips_file: str | None = None
     version: int = VERSION
 
     def to_json(self) -> str:
@@ -172,6 +175,8 @@ def load(interface: str, directory: Path | None = None) -> State | None:
         allowed_ips=_require(data, "allowed_ips", list, path),
         families=families,
         dns=dns,
+        lockdown=data.get("lockdown") is True,
+        allowed_ips_file=data["allowed_ips_file"] if isinstance(data.get("allowed_ips_file"), str) else None,
     )
 
 

@@ -24,7 +24,9 @@ def run(argv: Sequence[str]) -> int:
     result = release(args.interface, force=args.force)
     for warning in result.warnings:
         say(PROG, f"warning: {warning}")
-    if not result.recorded and not any(r.anything for r in result.removed):
+    if result.kept_for_lockdown:
+        say(PROG, f"{args.interface}: lockdown: the block stays (wgkill-release {args.interface} lifts it)")
+    elif not result.recorded and not any(r.anything for r in result.removed):
         say(PROG, f"nothing recorded for {args.interface}: nothing to remove")
     elif result.recorded and not all(r.anything for r in result.removed):
         say(PROG, f"{args.interface}: some recorded rules were already gone; removed the rest")

@@ -25,6 +25,15 @@ def run(argv: Sequence[str]) -> int:
                        help="the tunnel's destinations, one CIDR per line (split tunnel)")
     split.add_argument("--block-all", action="store_true",
                        help="block everything outside the tunnel even for a split tunnel")
+    more = parser.add_argument_group("beyond the tunnel")
+    more.add_argument("--allow-lan", action="store_true",
+                      help="keep private and link-local ranges reachable while blocked (not their DNS)")
+    more.add_argument("--lan", metavar="CIDR", action="append", default=[],
+                      help="a LAN range to keep reachable (repeatable; with or instead of --allow-lan)")
+    more.add_argument("--gateway", action="store_true",
+                      help="also hold traffic routed through this box (FORWARD) to the tunnel")
+    more.add_argument("--lockdown", action="store_true",
+                      help="a clean wg-quick down keeps blocking; wgkill-release IFACE lifts it")
     dns = parser.add_argument_group("DNS")
     dns.add_argument("--dns", metavar="ADDR", action="append", default=[],
                      help="the tunnel's resolver (repeatable); replaces the config's DNS = servers")
@@ -47,6 +56,10 @@ def run(argv: Sequence[str]) -> int:
         dns_backend=args.dns_backend,
         allowed_ips_file=args.allowed_ips_file,
         block_all=args.block_all,
+        allow_lan=args.allow_lan,
+        lan=tuple(args.lan),
+        gateway=args.gateway,
+        lockdown=args.lockdown,
     )
     result = engage(args.interface, options)
     for warning in result.warnings:

@@ -15,7 +15,7 @@ from ..errors import FirewallError, PrerequisiteError
 from ..policy import FamilyPolicy
 from ..runner import CommandError, run
 from ..templating import render
-from . import Applied, Removed
+from . import Removed
 
 _TOOL = {4: "iptables", 6: "ip6tables"}
 VARIANTS = ("nf_tables", "legacy")
@@ -56,11 +56,11 @@ class FilterSnapshot:
             return None
         return hashlib.sha256("\n".join(self.rules.get(chain, [])).encode()).hexdigest()
 
-    def jumps_to(self, chain: str) -> list[tuple[int, str]]:
-        """OUTPUT rules (position, spec) whose target is ``chain``."""
+    def jumps_to(self, chain: str, hook: str = "OUTPUT") -> list[tuple[int, str]]:
+        """Rules of built-in chain ``hook`` (position, spec) whose target is ``chain``."""
         return [
             (index, spec)
-            for index, spec in enumerate(self.rules.get("OUTPUT", []))
+            for index, spec in enumerate(self.rules.get(hook, []))
             if spec.split()[-2:] == ["-j", chain]
         ]
 
@@ -82,9 +82,37 @@ def parse_save(text: str) -> FilterSnapshot:
     return snap
 
 
+@dataclass(frozen=True)
+class ChainSpec:
+    """One chain wgkill owns: its rules, and the built-in chain that jumps to it first."""
+
+    chain: str
+    hook: str  # OUTPUT, or FORWARD in gateway mode
+    comment: str
+    body: str
+
+    @property
+    def jump(self) -> str:
+        return jump_spec(self.chain, self.comment)
+
+
+def _rules(template: str, policy: FamilyPolicy) -> str:
+    """Rendered rule lines; blank lines (left by template logic) never reach a payload."""
+    return "".join(line + "\n" for line in render(template, p=policy).splitlines() if line.strip())
+
+
+def chain_specs(policy: FamilyPolicy) -> list[ChainSpec]:
+    """Render one family's chains: the host's (OUTPUT) and, for a gateway, the routed (FORWARD)."""
+    specs = [ChainSpec(policy.chain, "OUTPUT", policy.comment, _rules("killswitch.rules.j2", policy))]
+    if policy.forward_chain:
+        body = _rules("killswitch-forward.rules.j2", policy)
+        specs.append(ChainSpec(policy.forward_chain, "FORWARD", policy.comment, body))
+    return specs
+
+
 def render_body(policy: FamilyPolicy) -> str:
-    """The chain body for one family; its hash is what the state records."""
-    return render("killswitch.rules.j2", p=policy)
+    """All of one family's rule text; its hash is what the state records."""
+    return "".join(spec.body for spec in chain_specs(policy))
 
 
 def body_hash(body: str) -> str:
@@ -125,44 +153,39 @@ class IptablesFamily:
         except CommandError as exc:
             raise FirewallError(f"{self.name}: cannot read rules: {exc}") from exc
 
-    def apply_payload(self, policy: FamilyPolicy, body: str, snap: FilterSnapshot) -> str:
-        """The restore payload that makes the live table hold exactly ``body`` once, jumped to first."""
-        jump = jump_spec(policy.chain, policy.comment)
-        jumps = snap.jumps_to(policy.chain)
-        in_place = [(index, spec) for index, spec in jumps] == [(0, jump)]
-        return render(
-            "restore-apply.j2",
-            chain=policy.chain,
-            jump=jump,
-            delete_jumps=[] if in_place else [spec for _, spec in jumps],
-            insert_jump=not in_place,
-            body=body,
-        )
+    def apply_payload(self, specs: list[ChainSpec], snap: FilterSnapshot) -> str:
+        """The restore payload that makes the live table hold exactly ``specs``, each jumped to first."""
+        chains = []
+        for spec in specs:
+            jumps = snap.jumps_to(spec.chain, spec.hook)
+            in_place = jumps == [(0, spec.jump)]
+            chains.append({
+                "chain": spec.chain, "hook": spec.hook, "jump": spec.jump, "body": spec.body,
+                "delete_jumps": [] if in_place else [j for _, j in jumps], "insert_jump": not in_place,
+            })
+        return render("restore-apply.j2", chains=chains)
 
-    def apply(self, policy: FamilyPolicy, body: str) -> Applied:
-        payload = self.apply_payload(policy, body, self.snapshot())
-        self._restore(payload, f"{policy.chain} ({body.count(chr(10))} rules)")
-        return Applied(
-            family=self.family,
-            variant=self.variant,
-            chain=policy.chain,
-            jump=jump_spec(policy.chain, policy.comment),
-            payload_sha256=body_hash(body),
-            rules=body.count("\n"),
-        )
+    def apply(self, specs: list[ChainSpec]) -> None:
+        """Make the table hold ``specs`` in one transaction; may be called again with the same result."""
+        payload = self.apply_payload(specs, self.snapshot())
+        rules = sum(spec.body.count("\n") for spec in specs)
+        self._restore(payload, f"{', '.join(s.chain for s in specs)} ({rules} rules)")
 
-    def remove(self, chain: str) -> Removed:
-        """Remove every OUTPUT jump to ``chain`` and the chain itself; nothing else."""
+    def remove(self, owned: list[tuple[str, str]]) -> Removed:
+        """Remove each (hook, chain): every jump to it from its hook, then the chain; nothing else."""
         snap = self.snapshot()
-        jumps = [spec for _, spec in snap.jumps_to(chain)]
-        present = chain in snap.chains
-        if not jumps and not present:
+        chains = []
+        for hook, chain in owned:
+            jumps = [spec for _, spec in snap.jumps_to(chain, hook)]
+            if jumps or chain in snap.chains:
+                chains.append({"chain": chain, "hook": hook, "delete_jumps": jumps,
+                               "present": chain in snap.chains})
+        if not chains:
             return Removed(self.family, False, 0)
-        payload = render(
-            "restore-remove.j2", chain=chain, delete_jumps=jumps, chain_present=present
-        )
-        self._restore(payload, f"remove {chain}")
-        return Removed(self.family, present, len(jumps))
+        names = " ".join(c["chain"] for c in chains)
+        self._restore(render("restore-remove.j2", chains=chains), f"remove {names}")
+        return Removed(self.family, any(c["present"] for c in chains),
+                       sum(len(c["delete_jumps"]) for c in chains))
 
     def _restore(self, payload: str, what: str) -> None:
         try:
