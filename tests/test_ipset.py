@@ -104,6 +104,8 @@ def test_record_round_trips_through_json() -> None:
         lambda d: d.update(version=2),
         lambda d: d["families"].update(ipv5=d["families"]["ipv4"]),
         lambda d: d.pop("table"),
+        lambda d: d["sysctls"].append({"key": "net/ipv4/ip_forward", "old": "1", "new": "0"}),
+        lambda d: d["sysctls"][0].update(old="1; reboot"),
     ],
 )
 def test_tampered_records_are_refused(tamper) -> None:  # type: ignore[no-untyped-def]

@@ -74,8 +74,9 @@ class _Collector:
         self.read = 0
         self.normalised = 0
 
-    def add_all(self, items: Iterable[tuple[int, str]], label: str) -> None:
+    def add_all(self, items: Iterable[tuple[int, str]], label: str, lines: bool = False) -> None:
         """Add (number, text) entries; ``label`` names the numbering ("line", "entry").
+        With ``lines``, each text is a file line: a ``#`` comment is cut, blanks are skipped.
 
         One loop with everything in locals: this is the hot path for 100,000 lines.
         """
@@ -84,10 +85,16 @@ class _Collector:
         add4, add6, errors = self.entries[4].append, self.entries[6].append, self.errors.append
         read = normalised = 0
         for number, text in items:
+            if lines:
+                if "#" in text:
+                    text = text.split("#", 1)[0]
+                text = text.strip()
+                if not text:
+                    continue
             read += 1
             match = fullmatch(text)
             if match is None:
-                why = "one prefix per line" if label == "line" and (" " in text or "," in text) else (
+                why = "one prefix per line" if lines and (" " in text or "," in text) else (
                     "not an IPv4 or IPv6 prefix")
                 errors((f"{label} {number}", text, why))
                 continue
@@ -188,8 +195,7 @@ def parse_allowed_ips(values: str | Iterable[str], source: str = "AllowedIPs") -
 def parse_lines(lines: Iterable[str], source: str = "<prefix list>") -> PrefixList:
     """Parse a prefix file's lines: one prefix per line, ``#`` starts a comment anywhere."""
     collector = _Collector(source)
-    stripped = ((number, line.split("#", 1)[0].strip()) for number, line in enumerate(lines, start=1))
-    collector.add_all(((number, text) for number, text in stripped if text), "line")
+    collector.add_all(enumerate(lines, start=1), "line", lines=True)
     return collector.finish()
 
 

@@ -40,6 +40,11 @@ _HINTS = {
     "ip6tables-restore": "install iptables",
     "iptables-save": "install iptables",
     "ip6tables-save": "install iptables",
+    "ipset": "install ipset",
+    "sysctl": "install procps",
+    "resolvectl": "install systemd-resolved, or use --dns-backend file",
+    "resolvconf": "install openresolv, or use --dns-backend file",
+    "chattr": "install e2fsprogs",
 }
 
 

@@ -1,0 +1,515 @@
+"""Route a split tunnel's whole prefix set through the tunnel with one rule per family.
+
+wg-quick adds one route per AllowedIPs prefix, one process each (16-24 s for
+1,000 prefixes, quadratic). Here the kernel set built by ``wgkill.ipset``
+drives routing instead, so the cost does not depend on the list:
+
+* mangle ``OUTPUT`` jumps (first) to our chain ``wgkill-IFACE-rt``, which marks
+  packets whose destination is in ``wgkill-IFACE-4``/``-6`` with ``MARK/MASK``
+  (a 4-bit field, bits 24-27, one value per interface). The tunnel's own
+  encrypted packets are exempt (by endpoint address and port, and by the
+  tunnel's fwmark if it has one), or a list that contains the VPN server would
+  route the tunnel into itself.
+* one ``ip rule``: ``fwmark MARK/MASK lookup TABLE`` at ``PRIORITY``, and in
+  TABLE ``default dev IFACE`` plus ``unreachable default`` at the highest
+  metric: when the interface vanishes (or goes down) the kernel drops the
+  first, and marked packets are then dropped at the re-route instead of
+  falling through to main and the uplink — without it they leak (seen in the
+  lab). Dropped silently: refusing fast is the kill switch's job.
+* the source address: a socket picks its source from the unmarked route (the
+  uplink's), and the mark re-routes the packet after that. WireGuard's peer
+  would drop a packet whose source is not in its AllowedIPs, so nat
+  ``POSTROUTING`` jumps to ``wgkill-IFACE-nat``: ``-o IFACE`` and marked ->
+  ``MASQUERADE`` (the tunnel's own address). Replies arrive on IFACE from
+  sources that the unmarked main table routes via the uplink, which a strict
+  IPv4 reverse-path filter drops; when ``rp_filter`` is strict (1) for IFACE,
+  IFACE's own setting is raised to loose (2), recorded, and put back.
+
+``ip`` is used rather than pyroute2: two rule reads and two ``ip -batch``
+processes take 9-20 ms, pyroute2 165-200 ms of which 150-190 ms is its import
+(bench/split_scale.py). iptables goes through one ``iptables-restore -w -n``
+per family.
+
+Order (the caller syncs the set and engages the kill switch first): routes in
+TABLE, then the mangle/nat chains, then the rp_filter setting, and the rules
+last — the rule is the one step that moves traffic, per family. ``teardown``
+goes the other way round: rules first.
+
+``setup`` may be called again with the ``previous`` record (same mark and
+table; iptables-save and the routing tables come out identical); ``teardown``
+may be called twice and with pieces already gone.
+"""
+
+import ipaddress
+import json
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import FirewallError, PrerequisiteError, StateError
+from .firewall.iptables import IptablesFamily, detect_variant
+from .ifname import CHAIN_PREFIX, validate_interface
+from .ipset import set_name
+from .runner import CommandError, run
+
+RECORD_VERSION = 1
+MARK_SHIFT = 24
+MARK_MASK = 0x0F000000  # bits 24-27: clear of wg-quick (51820 = 0xca6c), k8s (0xc000), tailscale (0xff0000)
+SLOTS = range(1, 16)  # one mark value, table and priority per interface routed this way
+TABLE_BASE = 52820  # tables 52821..52835: clear of wg-quick's 51820 + n
+PRIORITY_BASE = 32000  # 32001..32015: before main (32766) and wg-quick's auto rules (32765, 32764)
+UNREACHABLE_METRIC = 4294967295
+_FAMILY_FLAG = {4: "-4", 6: "-6"}
+_HOST_BITS = {4: 32, 6: 128}
+_HOOKS = {"mangle": "OUTPUT", "nat": "POSTROUTING"}  # where each of our chains is jumped to from
+
+
+@dataclass
+class FamilyRoutes:
+    """What ``setup`` put in place for one family."""
+
+    family: int
+    set_name: str
+    rule: str  # as given to `ip rule add/del`
+    routes: list[str]  # as given to `ip route replace/del`
+    chains: dict[str, str]  # iptables table -> our chain
+    jumps: list[dict[str, str]]  # {"table", "chain", "spec"} as iptables-save prints them
+
+
+@dataclass
+class RouteRecord:
+    """Exactly what ``setup`` added; JSON-serialisable (``to_dict``/``from_dict``) for the state."""
+
+    interface: str
+    mark: int
+    mask: int
+    table: int
+    priority: int
+    iptables_variant: str
+    families: dict[str, FamilyRoutes] = field(default_factory=dict)
+    sysctls: list[dict[str, str]] = field(default_factory=list)  # {"key", "old", "new"}
+    version: int = RECORD_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RouteRecord":
+        """Rebuild a record from its JSON form; anything malformed is a StateError."""
+        try:
+            if data.get("version") != RECORD_VERSION:
+                raise StateError(f"route record of unknown version {data.get('version')!r}")
+            families = {
+                name: FamilyRoutes(**value) for name, value in dict(data["families"]).items()
+            }
+            record = cls(**{**data, "families": families})
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise StateError(f"corrupt route record: {exc}") from exc
+        validate_interface(record.interface)
+        numbers = (record.mark, record.mask, record.table, record.priority)
+        if not all(type(v) is int and 0 < v < 2**32 for v in numbers) or record.mark & ~record.mask:
+            raise StateError("corrupt route record: bad mark, mask, table or priority")
+        # Commands are rebuilt from these numbers, never taken from the file: a record
+        # whose text differs from what setup would have written is refused.
+        for name, fam in record.families.items():
+            family = {"ipv4": 4, "ipv6": 6}.get(name)
+            expected = family and _family_record(record.interface, family, record.mark, record.mask,
+                                                 record.table, record.priority)
+            if fam != expected:
+                raise StateError(f"route record for {record.interface}: {name} is not what wgkill writes")
+        for change in record.sysctls:  # teardown writes these back: only our one key, only digits
+            if (not isinstance(change, dict) or set(change) != {"key", "old", "new"}
+                    or change["key"] != sysctl_key(record.interface)
+                    or not all(isinstance(change[k], str) and change[k].isdigit() for k in ("old", "new"))):
+                raise StateError(f"route record for {record.interface}: a sysctl wgkill does not change")
+        return record
+
+
+def chain_names(interface: str) -> dict[str, str]:
+    """Our chains: mangle ``wgkill-IFACE-rt`` and nat ``wgkill-IFACE-nat`` (<= 26 of 28 chars)."""
+    return {"mangle": f"{CHAIN_PREFIX}{interface}-rt", "nat": f"{CHAIN_PREFIX}{interface}-nat"}
+
+
+def jump_comment(interface: str) -> str:
+    return f"wgkill:{interface}:routes"
+
+
+def _jump_spec(interface: str, chain: str) -> str:
+    return f'-m comment --comment "{jump_comment(interface)}" -j {chain}'
+
+
+def _family_record(interface: str, family: int, mark: int, mask: int, table: int,
+                   priority: int) -> FamilyRoutes:
+    return FamilyRoutes(
+        family=family,
+        set_name=set_name(interface, family),
+        rule=f"fwmark {mark:#x}/{mask:#x} lookup {table} priority {priority}",
+        routes=[
+            f"default dev {interface} table {table}",
+            f"unreachable default metric {UNREACHABLE_METRIC} table {table}",
+        ],
+        chains=chain_names(interface),
+        jumps=[
+            {"table": t, "chain": _HOOKS[t], "spec": _jump_spec(interface, c)}
+            for t, c in chain_names(interface).items()
+        ],
+    )
+
+
+# ---- reading what is there ------------------------------------------------------------------
+
+
+def _ip() -> str:
+    path = shutil.which("ip")
+    if path is None:
+        raise PrerequisiteError("ip not found on PATH: install iproute2")
+    return path
+
+
+def _read_json(argv: list[str]) -> list[dict[str, Any]]:
+    """``ip -j ... show`` output; a table that does not exist yet reads as empty."""
+    try:
+        text = run(argv)
+    except CommandError as exc:
+        if "does not exist" in exc.stderr:
+            return []
+        raise FirewallError(f"cannot read routing state: {exc}") from exc
+    return json.loads(text) if text.strip() else []
+
+
+def _rules(family: int) -> list[dict[str, Any]]:
+    return _read_json([_ip(), "-j", _FAMILY_FLAG[family], "rule", "show"])
+
+
+def _table_routes(family: int, table: int) -> list[dict[str, Any]]:
+    return _read_json([_ip(), "-j", _FAMILY_FLAG[family], "route", "show", "table", str(table)])
+
+
+def _rule_matches(rule: dict[str, Any], mark: int, mask: int, table: int, priority: int) -> bool:
+    return (
+        rule.get("priority") == priority
+        and str(rule.get("table")) == str(table)
+        and int(str(rule.get("fwmark", "0")), 0) == mark
+        and int(str(rule.get("fwmask", "0xffffffff")), 0) == mask
+        and rule.get("src", "all") == "all"
+        and not rule.get("not")
+    )
+
+
+def _ours(route: dict[str, Any], interface: str) -> str | None:
+    """Which of our two routes ``route`` (from ``ip -j route show table T``) is, if either."""
+    if route.get("dst") != "default":
+        return None
+    if route.get("type") == "unreachable" and route.get("metric") == UNREACHABLE_METRIC:
+        return "unreachable"
+    if "type" not in route and route.get("dev") == interface:
+        return "dev"
+    return None
+
+
+def _slot_in_use(slot: int, rules: Iterable[dict[str, Any]], wg_fwmark: int | None) -> bool:
+    mark, table, priority = slot << MARK_SHIFT, TABLE_BASE + slot, PRIORITY_BASE + slot
+    if wg_fwmark is not None and wg_fwmark & MARK_MASK == mark:
+        return True
+    for rule in rules:
+        if rule.get("priority") == priority or str(rule.get("table")) == str(table):
+            return True
+        if "fwmark" in rule and int(str(rule["fwmark"]), 0) & MARK_MASK == mark:
+            return True
+    return any(_table_routes(family, table) for family in (4, 6))
+
+
+def allocate(wg_fwmark: int | None = None) -> int:
+    """The first slot whose mark, table and priority nobody uses (rules of both families,
+    routes in the table); FirewallError if all 15 are taken."""
+    rules = _rules(4) + _rules(6)
+    for slot in SLOTS:
+        if not _slot_in_use(slot, rules, wg_fwmark):
+            return slot
+    raise FirewallError(
+        f"no free routing slot: fwmarks {MARK_MASK:#x}, tables {TABLE_BASE + 1}-{TABLE_BASE + 15} "
+        f"and rule priorities {PRIORITY_BASE + 1}-{PRIORITY_BASE + 15} are all in use"
+    )
+
+
+# ---- iptables -------------------------------------------------------------------------------
+
+
+def _parse_save(text: str) -> tuple[set[str], dict[str, list[str]]]:
+    chains: set[str] = set()
+    rules: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.startswith(":"):
+            chains.add(line[1:].split()[0])
+        elif line.startswith("-A "):
+            chain, _, spec = line[3:].partition(" ")
+            rules.setdefault(chain, []).append(spec)
+    return chains, rules
+
+
+def _snapshot(backend: IptablesFamily, table: str) -> tuple[set[str], dict[str, list[str]]]:
+    try:
+        return _parse_save(run([backend.save, "-t", table]))
+    except CommandError as exc:
+        raise FirewallError(f"ipv{backend.family}: cannot read the {table} table: {exc}") from exc
+
+
+def _jumps_to(rules: dict[str, list[str]], hook: str, chain: str) -> list[tuple[int, str]]:
+    return [(i, spec) for i, spec in enumerate(rules.get(hook, [])) if spec.split()[-2:] == ["-j", chain]]
+
+
+
+def chain_bodies(
+    interface: str, family: int, mark: int, mask: int,
+    endpoints: Sequence[tuple[str, int]] = (), wg_fwmark: int | None = None,
+) -> dict[str, list[str]]:
+    """The rules of our mangle and nat chains for one family (``-A`` lines)."""
+    chains = chain_names(interface)
+    rt, nat = chains["mangle"], chains["nat"]
+    body = []
+    if wg_fwmark:
+        body.append(f"-A {rt} -m mark --mark {wg_fwmark:#x} -j RETURN")
+    for address, port in endpoints:
+        address = str(ipaddress.ip_address(address))  # it goes into a restore payload: no surprises
+        body.append(f"-A {rt} -d {address}/{_HOST_BITS[family]} -p udp -m udp --dport {int(port)} -j RETURN")
+    match = f"-m set --match-set {set_name(interface, family)} dst"
+    body.append(f"-A {rt} {match} -j MARK --set-xmark {mark:#x}/{mask:#x}")
+    return {
+        "mangle": body,
+        "nat": [f"-A {nat} -o {interface} -m mark --mark {mark:#x}/{mask:#x} -j MASQUERADE"],
+    }
+
+
+def _apply_payload(interface: str, bodies: dict[str, list[str]],
+                   snaps: dict[str, tuple[set[str], dict[str, list[str]]]]) -> str:
+    """One --noflush transaction: declaring a chain flushes it, the jump goes (or stays) first."""
+    lines = []
+    for table, chain in chain_names(interface).items():
+        hook = _HOOKS[table]
+        jump = _jump_spec(interface, chain)
+        jumps = _jumps_to(snaps[table][1], hook, chain)
+        lines += [f"*{table}", f":{chain} - [0:0]"]
+        if jumps != [(0, jump)]:
+            lines += [f"-D {hook} {spec}" for _, spec in jumps]
+            lines.append(f"-I {hook} 1 {jump}")
+        lines += [*bodies[table], "COMMIT"]
+    return "\n".join(lines) + "\n"
+
+
+def _restore(backend: IptablesFamily, payload: str, what: str) -> None:
+    try:
+        run([backend.restore, "-w", "-n"], stdin=payload, change=True)
+    except CommandError as exc:
+        raise FirewallError(f"ipv{backend.family}: {what}: {exc}") from exc
+
+
+# ---- sysctl ---------------------------------------------------------------------------------
+
+
+def _read_sysctl(key: str) -> str | None:
+    try:
+        return (Path("/proc/sys") / key).read_text().strip()
+    except OSError:
+        return None
+
+
+def _write_sysctl(key: str, value: str) -> None:
+    try:
+        run(["sysctl", "-q", "-w", f"{key}={value}"], change=True)
+    except CommandError as exc:
+        raise FirewallError(f"cannot set {key}: {exc}") from exc
+
+
+def _loosen_rp_filter(interface: str) -> list[dict[str, str]]:
+    """If IPv4 rp_filter is strict for ``interface`` (max of all and the interface), make the
+    interface loose: replies from listed destinations arrive on it unmarked."""
+    key = sysctl_key(interface)
+    own, every = _read_sysctl(key), _read_sysctl("net/ipv4/conf/all/rp_filter")
+    if own is None or every is None or max(int(own), int(every)) != 1:
+        return []
+    _write_sysctl(key, "2")
+    return [{"key": key, "old": own, "new": "2"}]
+
+
+# ---- the two entry points -------------------------------------------------------------------
+
+
+def plan(interface: str, families: Sequence[int] = (4, 6), *, wg_fwmark: int | None = None) -> RouteRecord:
+    """The record ``setup`` would write, changing nothing: a free slot and the iptables variant.
+
+    Save it as intent before ``setup(..., previous=planned)`` so an interrupted run
+    stays removable; save the record ``setup`` returns afterwards (it adds the sysctl).
+    """
+    validate_interface(interface)
+    slot = allocate(wg_fwmark)
+    mark, table, priority = slot << MARK_SHIFT, TABLE_BASE + slot, PRIORITY_BASE + slot
+    record = RouteRecord(interface, mark, MARK_MASK, table, priority, detect_variant(4))
+    for family in families:
+        record.families[f"ipv{family}"] = _family_record(interface, family, mark, MARK_MASK, table, priority)
+    return record
+
+
+def setup(
+    interface: str,
+    families: Sequence[int] = (4, 6),
+    *,
+    endpoints: Sequence[tuple[str, int]] = (),
+    wg_fwmark: int | None = None,
+    previous: RouteRecord | None = None,
+) -> RouteRecord:
+    """Route every destination in the interface's ipsets through ``interface``.
+
+    ``endpoints``: the peers' (address, port), exempt from marking; ``wg_fwmark``:
+    the tunnel's fwmark, if any, exempt too. ``previous``: the record of an
+    earlier ``setup`` or ``plan`` for this interface, whose slot is reused
+    (idempotent re-run); without it a free slot is allocated.
+    The sets must exist (``wgkill.ipset.sync``) — iptables refuses a rule
+    naming a missing set, and nothing moves then.
+    """
+    validate_interface(interface)
+    ip = _ip()
+    if previous is None:
+        previous = plan(interface, families, wg_fwmark=wg_fwmark)
+    elif previous.interface != interface:
+        raise StateError(f"route record is for {previous.interface}, not {interface}")
+    mark, table, priority = previous.mark, previous.table, previous.priority
+    variant = previous.iptables_variant
+    backends = {family: IptablesFamily(family, variant) for family in families}
+    record = RouteRecord(interface, mark, MARK_MASK, table, priority, variant)
+    for family in families:
+        record.families[f"ipv{family}"] = _family_record(interface, family, mark, MARK_MASK, table, priority)
+
+    # 1. routes in our table: nothing uses the table before the rule exists.
+    for family in families:
+        batch = "".join(f"route replace {route}\n" for route in record.families[f"ipv{family}"].routes)
+        _batch(ip, family, batch)
+    # 2. marks and source NAT, one transaction per family.
+    for family in families:
+        backend = backends[family]
+        endpoints_here = [(a, p) for a, p in endpoints if (":" in a) == (family == 6)]
+        bodies = chain_bodies(interface, family, mark, MARK_MASK, endpoints_here, wg_fwmark)
+        snaps = {table_: _snapshot(backend, table_) for table_ in _HOOKS}
+        _restore(backend, _apply_payload(interface, bodies, snaps), f"routing marks for {interface}")
+    # 3. replies on the tunnel must pass the IPv4 reverse-path filter.
+    if 4 in families:
+        record.sysctls = _loosen_rp_filter(interface) or [
+            change for change in (previous.sysctls if previous else [])
+            if change["key"] == sysctl_key(interface) and _read_sysctl(change["key"]) == change["new"]
+        ]  # already loosened by the previous run: keep its "old" for teardown
+    # 4. the rules: this is where traffic moves, one family at a time.
+    for family in families:
+        present = any(_rule_matches(r, mark, MARK_MASK, table, priority) for r in _rules(family))
+        if not present:
+            _batch(ip, family, f"rule add {record.families[f'ipv{family}'].rule}\n")
+    return record
+
+
+def teardown(record: RouteRecord) -> list[str]:
+    """Remove exactly what ``record`` says, rules first; pieces already gone are fine.
+
+    Returns what was removed, one phrase each. Raises FirewallError if something
+    recorded could not be removed or read (every other piece is still removed).
+    """
+    validate_interface(record.interface)
+    ip = _ip()
+    removed: list[str] = []
+    failures: list[str] = []
+    families = sorted(fam.family for fam in record.families.values())
+
+    def rule(family: int) -> None:
+        fam = record.families[f"ipv{family}"]
+        if any(_rule_matches(r, record.mark, record.mask, record.table, record.priority)
+               for r in _rules(family)):
+            _batch(ip, family, f"rule del {fam.rule}\n")
+            removed.append(f"ipv{family} rule {fam.rule}")
+
+    def chains(family: int) -> None:
+        backend = IptablesFamily(family, record.iptables_variant)
+        removed.extend(_remove_chains(backend, record.interface, record.families[f"ipv{family}"]))
+
+    def table(family: int) -> None:
+        kinds = {_ours(r, record.interface) for r in _table_routes(family, record.table)}
+        gone = [
+            route for route in record.families[f"ipv{family}"].routes
+            if ("unreachable" if route.startswith("unreachable") else "dev") in kinds
+        ]
+        if gone:
+            _batch(ip, family, "".join(f"route del {route}\n" for route in gone))
+            removed.extend(f"ipv{family} route {route}" for route in gone)
+
+    for step in (rule, chains, table):
+        for family in families:
+            try:
+                step(family)
+            except (FirewallError, PrerequisiteError) as exc:
+                failures.append(str(exc))
+    for change in record.sysctls:
+        if _read_sysctl(change["key"]) == change["new"]:
+            try:
+                _write_sysctl(change["key"], change["old"])
+                removed.append(f"{change['key']}={change['new']} (back to {change['old']})")
+            except FirewallError as exc:
+                failures.append(str(exc))
+    if failures:
+        raise FirewallError("; ".join(failures))
+    return removed
+
+
+def _remove_chains(backend: IptablesFamily, interface: str, fam: FamilyRoutes) -> list[str]:
+    lines: list[str] = []
+    done: list[str] = []
+    for table, chain in fam.chains.items():
+        chains, rules = _snapshot(backend, table)
+        jumps = [spec for _, spec in _jumps_to(rules, _HOOKS[table], chain)]
+        if not jumps and chain not in chains:
+            continue
+        lines += [f"*{table}", *(f"-D {_HOOKS[table]} {spec}" for spec in jumps)]
+        if chain in chains:
+            lines += [f"-F {chain}", f"-X {chain}"]
+            done.append(f"ipv{fam.family} {table} chain {chain}")
+        lines.append("COMMIT")
+    if lines:
+        _restore(backend, "\n".join(lines) + "\n", f"remove routing marks for {interface}")
+    return done
+
+
+def _batch(ip: str, family: int, commands: str) -> None:
+    try:
+        run([ip, _FAMILY_FLAG[family], "-batch", "-"], stdin=commands, change=True)
+    except CommandError as exc:
+        raise FirewallError(f"ipv{family}: {exc}") from exc
+
+
+def check(record: RouteRecord) -> list[str]:
+    """What of ``record`` is missing now (for status); empty when everything is in place."""
+    missing = []
+    for name, fam in sorted(record.families.items()):
+        if not any(_rule_matches(r, record.mark, record.mask, record.table, record.priority)
+                   for r in _rules(fam.family)):
+            missing.append(f"{name} rule {fam.rule}")
+        kinds = {_ours(r, record.interface) for r in _table_routes(fam.family, record.table)}
+        if "dev" not in kinds:
+            missing.append(f"{name} route default dev {record.interface} table {record.table}")
+        backend = IptablesFamily(fam.family, record.iptables_variant)
+        for table, chain in fam.chains.items():
+            chains, rules = _snapshot(backend, table)
+            if chain not in chains or not _jumps_to(rules, _HOOKS[table], chain):
+                missing.append(f"{name} {table} chain {chain}")
+    return missing
+
+
+def record_from_json(text: str) -> RouteRecord:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateError(f"corrupt route record: {exc}") from exc
+    if not isinstance(data, dict):
+        raise StateError("corrupt route record: not a JSON object")
+    return RouteRecord.from_dict(data)
+
+
+def sysctl_key(interface: str) -> str:
+    """The rp_filter key for ``interface`` in sysctl's slash form (names may contain dots)."""
+    return f"net/ipv4/conf/{validate_interface(interface)}/rp_filter"
