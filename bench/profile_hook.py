@@ -1,0 +1,85 @@
+"""Where one hook's time goes, measured inside the hook's own process (no profiler overhead).
+
+Run by ``bench/run.py`` in the client namespace as ``profile_hook.py up|down IFACE``.
+It times the imports of the CLI module, then calls the CLI body with light
+wrappers around the four things that can cost: child processes
+(``subprocess.run``), jinja2 (import, template compilation, rendering) and the
+state file (lock, atomic write). Everything else is "other Python".
+Prints one JSON object. Interpreter start-up happens before this file runs and is
+measured separately (``python -c pass``).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+Timings = dict[str, float]
+
+
+def _timed(into: Timings, key: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            into[key] = into.get(key, 0.0) + time.perf_counter() - start
+    return wrapper
+
+
+def main() -> int:
+    verb, iface = sys.argv[1], sys.argv[2]
+    spent: Timings = {}
+    children: list[tuple[str, float]] = []
+    start = time.perf_counter()
+    if verb == "up":
+        from wgkill.cli.up import run
+    else:
+        from wgkill.cli.down import run
+    spent["import wgkill.cli"] = time.perf_counter() - start
+
+    import wgkill.firewall.iptables
+    import wgkill.state
+    import wgkill.templating
+
+    real_run = subprocess.run
+
+    def child(argv: Any, *args: Any, **kwargs: Any) -> Any:
+        begin = time.perf_counter()
+        try:
+            return real_run(argv, *args, **kwargs)
+        finally:
+            children.append((os.path.basename(argv[0]), time.perf_counter() - begin))
+
+    subprocess.run = child  # type: ignore[assignment]
+
+    real_environment = wgkill.templating.environment
+
+    def environment() -> Any:
+        if "jinja2 import + environment" in spent:
+            return real_environment()
+        begin = time.perf_counter()
+        env = real_environment()
+        spent["jinja2 import + environment"] = time.perf_counter() - begin
+        env.get_template = _timed(spent, "jinja2 template compile", env.get_template)
+        return env
+
+    wgkill.templating.environment = environment  # type: ignore[assignment]
+    wgkill.firewall.iptables.render = _timed(  # type: ignore[assignment]
+        spent, "templates (all: import, compile, render)", wgkill.firewall.iptables.render)
+    wgkill.state.write_atomic = _timed(spent, "state file write (fsync)", wgkill.state.write_atomic)
+
+    begin = time.perf_counter()
+    code = run([iface])
+    spent["hook body"] = time.perf_counter() - begin
+    spent["child processes"] = sum(seconds for _, seconds in children)
+    print(json.dumps({"code": code, "spent": spent, "children": children,
+                      "total": time.perf_counter() - start}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

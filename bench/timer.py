@@ -1,0 +1,77 @@
+"""Time commands inside a lab namespace, alternating variants, one child at a time.
+
+Run by ``bench/run.py`` through ``ip netns exec`` so that the namespace entry
+itself (a mount namespace and bind mounts per call) is paid once, not inside
+every measured command: wg-quick runs its hooks from within the namespace too.
+Stdlib only, so the timer's own start-up never depends on the code it measures.
+
+Input (stdin, JSON): ``{"rounds": N, "warmup": W, "variants": {name: [argv, ...]}}``.
+Output (stdout, JSON): ``{name: [{"seconds": [...per step], "maxrss_kb": [...]}, ...]}``
+with one entry per measured round. Round ``i`` runs the variants in order when
+``i`` is even and in reverse order when it is odd (A B, B A, ...), so a trend in
+the machine's load does not favour whichever variant always runs first.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+def run_step(argv: list[str]) -> tuple[float, int]:
+    """Run one command; return its wall time and the peak RSS (KiB) of its largest process.
+
+    ``os.wait4`` reports the child's own usage merged with the descendants it
+    reaped, so ``ru_maxrss`` is the biggest process of the whole tree (a
+    ``bash -c`` line, the Python it execs, the iptables-restore it runs).
+    """
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            said = err.read().decode(errors="replace").strip()[-400:]
+            raise StepFailed(f"{argv!r} exited {proc.returncode}: {said}")
+    return elapsed, usage.ru_maxrss
+
+
+def run_variant(steps: list[list[str]]) -> dict[str, list[float] | list[int]]:
+    seconds: list[float] = []
+    rss: list[int] = []
+    for argv in steps:
+        elapsed, maxrss = run_step(argv)
+        seconds.append(elapsed)
+        rss.append(maxrss)
+    return {"seconds": seconds, "maxrss_kb": rss}
+
+
+def main() -> int:
+    spec = json.load(sys.stdin)
+    names = list(spec["variants"])
+    results: dict[str, list[dict[str, list[float] | list[int]]]] = {name: [] for name in names}
+    for _ in range(spec.get("warmup", 1)):
+        for name in names:
+            run_variant(spec["variants"][name])
+    for index in range(spec["rounds"]):
+        order = names if index % 2 == 0 else names[::-1]
+        for name in order:
+            results[name].append(run_variant(spec["variants"][name]))
+    json.dump(results, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except StepFailed as exc:
+        print(f"timer: {exc}", file=sys.stderr)
+        sys.exit(1)
