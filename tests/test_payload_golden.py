@@ -149,6 +149,7 @@ FEATURES = {
     "allow-lan": {"lan": ("10.0.0.0/8", "fe80::/10")},
     "allow-lan-no-lock": {"lan": ("192.168.0.0/16",), "dns": _dns(dns=["192.0.2.129"], no_lock=True)},
     "gateway": {"gateway": True, "dns": _dns(dns=["192.0.2.129"])},
+    "routes": {"route_mark": "0x1000000/0xf000000", "dns": _dns(dns=["192.0.2.129"])},
 }
 
 

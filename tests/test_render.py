@@ -198,7 +198,7 @@ def test_invalid_values_name_the_flag(field: str, value: object, flag: str) -> N
     ({"addresses": []}, "needs --address"),
     ({"public_key": None}, "needs --public-key"),
     ({"endpoint": None}, "needs --endpoint"),
-    ({"split": ["10.0.0.0/8"], "allowed_ips": ["10.0.0.0/8"]}, "--split and --allowed-ips"),
+    ({"split": ["10.0.0.0/8"], "allowed_ips": ["10.0.0.0/8"]}, "--split, --split-file and --allowed-ips"),
     ({"interface": "wg0"}, "--interface only names"),
     ({"in_place": True}, "--in-place needs --from"),
 ])

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import dns, hostspin, ipset, prefixes
+from . import dns, hostspin, ipset, prefixes, routes
 from . import state as statefile
-from .errors import FirewallError, PrerequisiteError, StateError, WgkillError
+from .errors import FirewallError, PrerequisiteError, StateError, UsageError, WgkillError
 from .firewall import Removed
 from .firewall.iptables import (
     ChainSpec,
@@ -90,6 +90,7 @@ class UpOptions:
     lan: tuple[str, ...] = ()
     gateway: bool = False
     lockdown: bool = False
+    routes: bool = False
 
 
 def _state_record(
@@ -152,10 +153,20 @@ def engage(interface: str, options: UpOptions | None = None) -> Engaged:
     options = options or UpOptions()
     validate_interface(interface)
     families = (4, 6) if ipv6_available() else (4,)
-    backends = {family: IptablesFamily(family) for family in families}
+    backends = {family: IptablesFamily(family) for family in families}  # binaries, before any change
     if not options.dry_run:
         _require_root()
     config = _load_config(interface, options.config_path)
+    if options.dry_run:
+        return _engage(interface, options, backends, config)
+    with statefile.lock():  # planning too: a routing slot is picked from what is free
+        return _engage(interface, options, backends, config)
+
+
+def _engage(
+    interface: str, options: UpOptions, backends: dict[int, IptablesFamily], config: WgQuickConfig | None
+) -> Engaged:
+    families = tuple(backends)
     previous = _previous(interface)
     previous_dns = (previous.dns or {}).get("record") if previous else None
     dns_plan = dns.plan(
@@ -171,13 +182,28 @@ def engage(interface: str, options: UpOptions | None = None) -> Engaged:
     split = decide_split(allowed, listed, options.block_all)
     if split is not None:
         which("ipset")
-    policy = build_policy(interface, facts, config, families, dns_plan, split, lan, options.gateway)
+    route_families = tuple(f for f in families if split is not None and split.family(f))
+    if options.routes and not route_families:
+        raise UsageError("--routes needs a split tunnel: Table = off with --allowed-ips-file, "
+                         "or AllowedIPs without a default route")
+    previous_routes = _route_record(previous)
+    planned = None
+    if options.routes:
+        which("sysctl")
+        reuse = previous_routes and {int(n[-1]) for n in previous_routes.families} == set(route_families)
+        planned = previous_routes if reuse else routes.plan(interface, route_families, wg_fwmark=facts.fwmark)
+    route_mark = f"0x{planned.mark:x}/0x{planned.mask:x}" if planned else None
+    policy = build_policy(
+        interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark
+    )
     specs = {fp.family: chain_specs(fp) for fp in policy.families}
     warnings += [
         f"endpoint {name} is a hostname: while the block holds, only lookups of this one name "
         "may leave (see README, 'Hostname endpoints')"
         for name in hostname_endpoints(config)
     ]
+    if options.routes and config is not None and not config.routes_off:
+        warnings.append("--routes without Table = off: wg-quick also adds one route per prefix")
     if 6 not in families:
         warnings.append("IPv6 is disabled in this kernel: no IPv6 rules needed")
     if dns_plan.active and not dns_plan.lock:
@@ -189,31 +215,46 @@ def engage(interface: str, options: UpOptions | None = None) -> Engaged:
             result.payloads[family] = backends[family].apply_payload(chains, snap)
         return result
 
-    with statefile.lock():
-        had_record = statefile.path_for(interface).exists()
-        record = _state_record(interface, policy, specs, backends[4].variant, config, options, dns_backend)
-        record.dns["record"] = previous_dns  # until this run's resolver change is done
-        result.state_path = statefile.save(record)  # intent first: a crash mid-way stays removable
-        done: list[str] = []
-        for fp in policy.families:
-            try:
-                if fp.split_set and split is not None:  # the set exists before any rule names it
-                    ipset.sync(fp.split_set, fp.family, split.family(fp.family))
-                backends[fp.family].apply(specs[fp.family])
-                record.families[f"ipv{fp.family}"].saved_sha256 = (
-                    backends[fp.family].snapshot().chain_sha256(fp.chain)
-                )
-            except FirewallError as exc:
-                if not done and not had_record:
-                    statefile.remove(interface)  # nothing applied, nothing to record
-                kept = f"; the {', '.join(done)} block stays in place" if done else ""
-                raise FirewallError(f"{exc}{kept}") from exc
-            done.append(f"ipv{fp.family}")
-        _drop_stale(previous, record, backends)
-        record.dns["record"] = dns.apply(dns_plan, dns_backend, interface, previous_dns)
-        statefile.save(record)
-        hostspin.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
+    had_record = statefile.path_for(interface).exists()
+    record = _state_record(interface, policy, specs, backends[4].variant, config, options, dns_backend)
+    record.dns["record"] = previous_dns  # until this run's resolver change is done
+    result.state_path = statefile.save(record)  # intent first: a crash mid-way stays removable
+    done: list[str] = []
+    for fp in policy.families:
+        try:
+            if fp.split_set and split is not None:  # the set exists before any rule names it
+                ipset.sync(fp.split_set, fp.family, split.family(fp.family))
+            backends[fp.family].apply(specs[fp.family])
+            record.families[f"ipv{fp.family}"].saved_sha256 = (
+                backends[fp.family].snapshot().chain_sha256(fp.chain)
+            )
+        except FirewallError as exc:
+            if not done and not had_record:
+                statefile.remove(interface)  # nothing applied, nothing to record
+            kept = f"; the {', '.join(done)} block stays in place" if done else ""
+            raise FirewallError(f"{exc}{kept}") from exc
+        done.append(f"ipv{fp.family}")
+    _drop_stale(previous, record, backends)
+    if planned is not None:
+        record.routes = planned.to_dict()
+        statefile.save(record)  # intent before any route moves
+        done_routes = routes.setup(
+            interface, route_families, previous=planned, wg_fwmark=policy.fwmark,
+            endpoints=[(e.address, e.port) for e in policy.endpoints],
+        )
+        record.routes = done_routes.to_dict()
+    if previous_routes is not None and previous_routes is not planned:
+        routes.teardown(previous_routes)  # routed differently (or not at all) last time
+    record.dns["record"] = dns.apply(dns_plan, dns_backend, interface, previous_dns)
+    statefile.save(record)
+    hostspin.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
     return result
+
+
+def _route_record(recorded: statefile.State | None) -> "routes.RouteRecord | None":
+    if recorded is None or not recorded.routes:
+        return None
+    return routes.RouteRecord.from_dict(recorded.routes)
 
 
 def _drop_stale(
@@ -286,6 +327,11 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
         elif recorded is None:
             result.warnings.append("state unreadable: resolver configuration (if any) not restored")
         failures = []
+        if recorded is not None and recorded.routes:
+            try:  # routes first: their marks name the sets removed below
+                routes.teardown(routes.RouteRecord.from_dict(recorded.routes))
+            except (FirewallError, PrerequisiteError) as exc:
+                failures.append(str(exc))
         for family in sorted(owned):
             if family == 6 and not ipv6_available():
                 continue

@@ -54,6 +54,7 @@ class FamilyPolicy:
     split_set: str | None = None
     lan: tuple[str, ...] = ()
     forward_chain: str | None = None
+    route_mark: str | None = None  # --routes: packets so marked are routed into the tunnel
     uplink_upkeep: bool = True
 
 
@@ -187,6 +188,7 @@ def build_policy(
     split: PrefixList | None = None,
     lan: tuple[str, ...] = (),
     gateway: bool = False,
+    route_mark: str | None = None,
 ) -> KillSwitchPolicy:
     """Decide the rules for ``interface`` from what the tunnel and its config say.
 
@@ -223,6 +225,7 @@ def build_policy(
             split_set=set_name(interface, family) if split is not None else None,
             lan=tuple(n for n in lan if ipaddress.ip_network(n).version == family),
             forward_chain=f"{chain_name(interface)}-fwd" if gateway else None,
+            route_mark=route_mark,
         )
         for family in families
     )

@@ -24,6 +24,7 @@ from typing import TypeVar
 from . import confedit
 from .errors import ConfigError, UsageError
 from .ifname import validate_interface
+from .prefixes import load_file
 from .runner import run, which
 from .templating import render
 from .wgconf import Endpoint
@@ -205,6 +206,7 @@ class Request:
     persistent_keepalive: str | None = None
     mtu: str | None = None
     split: list[str] = field(default_factory=list)
+    split_file: str | None = None
     allow_lan: bool = False
     dns_domains: list[str] = field(default_factory=list)
     no_dns_lock: bool = False
@@ -222,6 +224,7 @@ _NEW_ONLY = {
     "addresses": "--address", "public_key": "--public-key", "preshared_key_file": "--preshared-key-file",
     "endpoint": "--endpoint", "allowed_ips": "--allowed-ips",
     "persistent_keepalive": "--persistent-keepalive", "mtu": "--mtu", "split": "--split",
+    "split_file": "--split-file",
 }
 _HOOK_FLAGS = {"allow_lan": "--allow-lan", "dns_domains": "--dns-domain", "no_dns_lock": "--no-dns-lock",
                "config": "--config", "pin_endpoint": "--pin-endpoint"}
@@ -235,9 +238,12 @@ class HookOptions:
     dns_domains: tuple[str, ...] = ()
     dns_lock: bool = True
     config: str | None = None
+    allowed_ips_file: str | None = None  # with --routes: a large split tunnel, Table = off
 
     def up_arguments(self) -> list[str]:
         args = ["--allow-lan"] if self.allow_lan else []
+        if self.allowed_ips_file is not None:
+            args += ["--allowed-ips-file", self.allowed_ips_file, "--routes"]
         for name in self.dns_domains:
             args += ["--dns-domain", name]
         if not self.dns_lock:
@@ -268,6 +274,7 @@ def hook_block(options: HookOptions) -> str:
         dns_domains=options.dns_domains,
         dns_lock=options.dns_lock,
         config=options.config,
+        split_file=options.allowed_ips_file,
     )
 
 
@@ -278,7 +285,18 @@ def _hook_options(req: Request) -> HookOptions:
                           for d in req.dns_domains),
         dns_lock=not req.no_dns_lock,
         config=None if req.config is None else check("--config", req.config, hook_argument),
+        allowed_ips_file=None if req.split_file is None else _split_file(req.split_file),
     )
+
+
+def _split_file(path: str) -> str:
+    """The prefix file must parse now: a list wgkill-up would refuse is refused here, before output."""
+    checked = check("--split-file", os.path.abspath(path), hook_argument)
+    try:
+        load_file(checked)
+    except ConfigError as exc:
+        raise UsageError(f"--split-file: {exc}") from exc
+    return checked
 
 
 def _given(req: Request, names: dict[str, str]) -> list[str]:
@@ -329,8 +347,8 @@ def new_config(req: Request, resolve: Resolver = resolve_endpoint,
                          (req.endpoint, "--endpoint")):
         if not needed:
             raise UsageError(f"a new config needs {flag} (or use --from to upgrade an existing one)")
-    if req.split and req.allowed_ips:
-        raise UsageError("--split and --allowed-ips both set AllowedIPs: give one of them")
+    if sum(bool(x) for x in (req.split, req.allowed_ips, req.split_file)) > 1:
+        raise UsageError("--split, --split-file and --allowed-ips all set the destinations: give one")
 
     private_key = None
     if req.private_key is not None:
@@ -382,6 +400,7 @@ def new_config(req: Request, resolve: Resolver = resolve_endpoint,
         endpoint=str(peer),
         pinned_from=pinned_from,
         split=bool(split),
+        table_off=hooks.allowed_ips_file is not None,
         allowed_ips=allowed,
         persistent_keepalive=keep or None,
     )

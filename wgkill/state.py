@@ -54,6 +54,7 @@ class State:
     dns: dict[str, Any] | None = None
     lockdown: bool = False
     allowed_ips_file: str | None = None
+    routes: dict[str, Any] | None = None  # wgkill.routes.RouteRecord, when --routes set them up
     version: int = VERSION
 
     def to_json(self) -> str:
@@ -176,6 +177,7 @@ def load(interface: str, directory: Path | None = None) -> State | None:
         families=families,
         dns=dns,
         lockdown=data.get("lockdown") is True,
+        routes=data["routes"] if isinstance(data.get("routes"), dict) else None,
         allowed_ips_file=data["allowed_ips_file"] if isinstance(data.get("allowed_ips_file"), str) else None,
     )
 

@@ -119,3 +119,27 @@ def test_from_article_config_in_place(lab: Lab) -> None:
     assert "wgkill" in saved and "-A OUTPUT ! -o" not in saved
     lab.wg_quick("down", tunnel)
     _works_then_holds(lab, tunnel)
+
+
+def test_new_large_split_tunnel_from_a_file_as_rendered(lab: Lab) -> None:
+    """--split-file: Table = off and `wgkill-up --allowed-ips-file ... --routes` do the routing."""
+    tunnel = lab.add_tunnel()
+    listing = lab.tmp / "split.txt"
+    listing.write_text("# provider list\n203.0.113.80/32\n2001:db8:80::80/128\n"
+                       + "".join(f"198.18.{i // 256}.{i % 256}/32\n" for i in range(0, 4000, 2)))
+    done = _render(*_flags(lab, tunnel), "--split-file", str(listing), "--persistent-keepalive", "1")
+    assert "Table = off\n" in done.stdout and "AllowedIPs = 0.0.0.0/0, ::/0\n" in done.stdout
+    assert f"PostUp = wgkill-up %i --allowed-ips-file {listing} --routes\n" in done.stdout
+    tunnel.config.write_text(done.stdout)
+    _works_then_holds(lab, tunnel)
+    assert lab.client("ip", "rule").stdout.count("lookup") == 3  # local, main, default: ours is gone
+
+
+def test_split_file_with_a_bad_line_prints_nothing(lab: Lab, tmp_path: Path) -> None:
+    tunnel = lab.add_tunnel()
+    bad = tmp_path / "bad.txt"
+    bad.write_text("203.0.113.80/32\n203.0.113.0/99\n")
+    done = subprocess.run([str(BIN / "wgkill-render"), *_flags(lab, tunnel), "--split-file", str(bad)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "line 2" in done.stderr and len(done.stderr.splitlines()) == 1

@@ -39,6 +39,9 @@ def _parser() -> Parser:
                      help="default 0.0.0.0/0, ::/0 (full tunnel)")
     new.add_argument("--split", action="append", default=[], metavar="CIDR,...",
                      help="split tunnel: only these destinations go through the tunnel")
+    new.add_argument("--split-file", metavar="PATH",
+                     help="large split tunnel: destinations from PATH (one CIDR a line), routed by "
+                          "wgkill-up --routes with Table = off")
     new.add_argument("--persistent-keepalive", metavar="SECONDS")
     hooks = parser.add_argument_group("options passed to wgkill-up")
     hooks.add_argument("--allow-lan", action="store_true", help="keep the local network reachable")

@@ -23,6 +23,8 @@ def run(argv: Sequence[str]) -> int:
     split = parser.add_argument_group("split tunnels")
     split.add_argument("--allowed-ips-file", metavar="PATH",
                        help="the tunnel's destinations, one CIDR per line (split tunnel)")
+    split.add_argument("--routes", action="store_true",
+                       help="route the split tunnel's destinations through it (use with Table = off)")
     split.add_argument("--block-all", action="store_true",
                        help="block everything outside the tunnel even for a split tunnel")
     more = parser.add_argument_group("beyond the tunnel")
@@ -60,6 +62,7 @@ def run(argv: Sequence[str]) -> int:
         lan=tuple(args.lan),
         gateway=args.gateway,
         lockdown=args.lockdown,
+        routes=args.routes,
     )
     result = engage(args.interface, options)
     for warning in result.warnings:
