@@ -83,3 +83,12 @@ def test_render_prints_the_hook_lines(tmp_path: Path) -> None:
     done = _run(tmp_path, "wgkill-render")
     assert done.returncode == 0
     assert "PostUp = wgkill-up %i\n" in done.stdout and "PreDown = wgkill-down %i\n" in done.stdout
+
+
+def test_hook_imports_stay_light() -> None:
+    """The PreDown path never loads the template engine or netlink library; PostUp loads
+    jinja2 only when it has to render (see test_rerun_with_unchanged_inputs_skips_jinja)."""
+    code = ("import sys, wgkill.cli.down, wgkill.cli.up; "
+            "print(sorted(m for m in ('jinja2', 'pyroute2') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

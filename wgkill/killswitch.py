@@ -4,37 +4,33 @@ Order matters and is the contract: validate, resolve every binary, read the
 tunnel and render both payloads *before* the first change; then, under the
 state lock, record the intent, apply IPv4, apply IPv6. A failure after the
 first family leaves that family blocking (the safe side) and is reported.
-Release removes only what the state names, and keeps the state if anything
-could not be removed.
+Release lives in ``teardown``, which the PreDown hook imports alone.
 """
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import dns, hostspin, ipset, prefixes, routes
+from . import dns, hostspin, ipset, prefixes, rendercache, routes
 from . import state as statefile
-from .errors import FirewallError, PrerequisiteError, StateError, UsageError, WgkillError
-from .firewall import Removed
+from .errors import FirewallError, StateError, UsageError, WgkillError
 from .firewall.iptables import (
     ChainSpec,
     FilterSnapshot,
     IptablesFamily,
     body_hash,
     chain_specs,
-    detect_variant,
+    removal_payload,
 )
-from .ifname import chain_name, jump_comment, validate_interface
-from .ipset import set_name
+from .ifname import jump_comment, validate_interface
 from .policy import KillSwitchPolicy, build_policy, decide_split, hostname_endpoints, lan_ranges
 from .runner import which
+from .teardown import Released, _require_root, ipv6_available, release  # noqa: F401 - re-exported
 from .tunnel import read_tunnel
 from .wgconf import WgQuickConfig, load_config
 
 DEFAULT_CONFIG_DIR = "/etc/wireguard"
-IPV6_PROC = "/proc/sys/net/ipv6"
 
 
 @dataclass
@@ -44,25 +40,6 @@ class Engaged:
     payloads: dict[int, str]
     warnings: list[str] = field(default_factory=list)
     state_path: Path | None = None
-
-
-@dataclass
-class Released:
-    interface: str
-    recorded: bool
-    removed: list[Removed] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    kept_for_lockdown: bool = False
-
-
-def ipv6_available() -> bool:
-    """Whether this kernel has an IPv6 stack at all (``ipv6.disable=1`` removes it)."""
-    return os.path.isdir(IPV6_PROC)
-
-
-def _require_root() -> None:
-    if os.geteuid() != 0:
-        raise PrerequisiteError("must be run as root (it changes the firewall)")
 
 
 def _load_config(interface: str, config_path: str | None) -> WgQuickConfig | None:
@@ -97,6 +74,7 @@ def _state_record(
     interface: str,
     policy: KillSwitchPolicy,
     specs: dict[int, list[ChainSpec]],
+    removals: dict[int, str],
     variant: str,
     config: WgQuickConfig | None,
     options: UpOptions,
@@ -115,6 +93,7 @@ def _state_record(
             rules=text.count("\n"),
             sets=[fp.split_set] if fp.split_set else [],
             bodies={spec.chain: spec.body for spec in chains},
+            remove_payload=removals[fp.family],
         )
     return statefile.State(
         interface=interface,
@@ -196,7 +175,23 @@ def _engage(
     policy = build_policy(
         interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark
     )
-    specs = {fp.family: chain_specs(fp) for fp in policy.families}
+    cache_key = rendercache.key(policy)
+    cached = rendercache.load(interface, cache_key)
+    if cached is not None:
+        specs = {int(f): [ChainSpec(**c) for c in chains] for f, chains in cached["specs"].items()}
+        prerendered = {int(f): p for f, p in cached["payloads"].items()}
+        removals = {int(f): p for f, p in cached["removals"].items()}
+    else:
+        specs = {fp.family: chain_specs(fp) for fp in policy.families}
+        prerendered = {f: backends[f].prerender(chains) for f, chains in specs.items()}
+        removals = {f: removal_payload(chains) for f, chains in specs.items()}
+        if not options.dry_run:
+            rendercache.save(interface, {
+                "key": cache_key,
+                "specs": {f: [vars(c) for c in chains] for f, chains in specs.items()},
+                "payloads": prerendered,
+                "removals": removals,
+            })
     warnings += [
         f"endpoint {name} is a hostname: while the block holds, only lookups of this one name "
         "may leave (see README, 'Hostname endpoints')"
@@ -216,7 +211,9 @@ def _engage(
         return result
 
     had_record = statefile.path_for(interface).exists()
-    record = _state_record(interface, policy, specs, backends[4].variant, config, options, dns_backend)
+    record = _state_record(
+        interface, policy, specs, removals, backends[4].variant, config, options, dns_backend
+    )
     record.dns["record"] = previous_dns  # until this run's resolver change is done
     result.state_path = statefile.save(record)  # intent first: a crash mid-way stays removable
     done: list[str] = []
@@ -224,7 +221,7 @@ def _engage(
         try:
             if fp.split_set and split is not None:  # the set exists before any rule names it
                 ipset.sync(fp.split_set, fp.family, split.family(fp.family))
-            backends[fp.family].apply(specs[fp.family])
+            backends[fp.family].apply(specs[fp.family], prerendered[fp.family])
             record.families[f"ipv{fp.family}"].saved_sha256 = (
                 backends[fp.family].snapshot().chain_sha256(fp.chain)
             )
@@ -274,78 +271,6 @@ def _drop_stale(
             backends[family].remove(gone)
         for set_ in set(old.sets) - set(new.sets if new else ()):
             ipset.destroy(set_)
-
-
-def _owned(interface: str, recorded: statefile.State | None) -> dict[int, list[tuple[str, str]]]:
-    """(hook, chain) pairs per family: from the state, or by name when it is unreadable."""
-    own = chain_name(interface)
-    if recorded is None:
-        return {f: [("OUTPUT", own), ("FORWARD", f"{own}-fwd")] for f in (4, 6)}
-    owned = {
-        int(name[-1]): [(j["chain"], j.get("target", rec.chains[0])) for j in rec.jumps]
-        for name, rec in recorded.families.items()
-    }
-    allowed = {("OUTPUT", own), ("FORWARD", f"{own}-fwd")}
-    if any(pair not in allowed for pairs in owned.values() for pair in pairs):
-        raise StateError(f"state for {interface} names chains other than {own}: refusing")
-    return owned
-
-
-def release(interface: str, force: bool = False, lift_lockdown: bool = False) -> Released:
-    """Remove what the state records for ``interface``; with ``force``, find our chains by name.
-
-    Safe to call twice: a second call finds nothing recorded. Rules already
-    partly gone are not an error; a rule that cannot be removed keeps the state.
-    A lockdown state is kept (the block holds) unless ``lift_lockdown``.
-    """
-    validate_interface(interface)
-    _require_root()
-    with statefile.lock():
-        try:
-            recorded = statefile.load(interface)
-        except StateError:
-            if not force:
-                raise
-            recorded = None
-        if recorded is None and not force:
-            return Released(interface, recorded=False)
-        if recorded is not None and recorded.lockdown and not (lift_lockdown or force):
-            return Released(interface, recorded=True, kept_for_lockdown=True)
-        owned = _owned(interface, recorded)
-        if recorded is not None:
-            variant = recorded.iptables_variant
-            sets = {int(name[-1]): rec.sets for name, rec in recorded.families.items()}
-        else:
-            variant = detect_variant(4)
-            sets = {f: [set_name(interface, f)] if shutil.which("ipset") else [] for f in (4, 6)}
-        if any(not name.startswith(chain_name(interface) + "-") for names in sets.values() for name in names):
-            raise StateError(f"state for {interface} names a set that is not its own: refusing")
-        result = Released(interface, recorded=recorded is not None)
-        if recorded is not None and recorded.dns:
-            # resolver first, while the block still holds; a failure keeps both
-            result.warnings += dns.revert(recorded.dns.get("record"))
-        elif recorded is None:
-            result.warnings.append("state unreadable: resolver configuration (if any) not restored")
-        failures = []
-        if recorded is not None and recorded.routes:
-            try:  # routes first: their marks name the sets removed below
-                routes.teardown(routes.RouteRecord.from_dict(recorded.routes))
-            except (FirewallError, PrerequisiteError) as exc:
-                failures.append(str(exc))
-        for family in sorted(owned):
-            if family == 6 and not ipv6_available():
-                continue
-            try:
-                result.removed.append(IptablesFamily(family, variant).remove(owned[family]))
-                for name in sets.get(family, ()):
-                    ipset.destroy(name)  # after the rules that name it are gone
-            except (FirewallError, PrerequisiteError) as exc:
-                failures.append(str(exc))
-        if failures:
-            raise FirewallError("; ".join(failures) + " (state kept: run wgkill-down again)")
-        hostspin.unpin(interface)
-        statefile.remove(interface)
-    return result
 
 
 def boot() -> list[tuple[str, str]]:

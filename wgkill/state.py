@@ -39,6 +39,7 @@ class FamilyRecord:
     saved_sha256: str | None = None  # the chain as iptables-save prints it, read back after applying
     sets: list[str] = field(default_factory=list)
     bodies: dict[str, str] = field(default_factory=dict)  # chain -> rules, re-applied as is at boot
+    remove_payload: str | None = None  # replayed by release when the table is as applied
 
 
 @dataclass

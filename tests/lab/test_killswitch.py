@@ -2,6 +2,7 @@
 
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 from wgkill.lab import Lab
@@ -185,3 +186,21 @@ def test_legacy_iptables(legacy_lab: Lab) -> None:
     lab.wg_quick("down", tunnel)
     assert "wgkill" not in lab.client("iptables-legacy-save").stdout
     assert_open_uplink(lab)
+
+
+def test_rerun_with_unchanged_inputs_skips_jinja(lab: Lab) -> None:
+    """A reconnect (same tunnel, same options) replays cached rule text: no template engine loaded."""
+    tunnel = lab.add_tunnel(hooks="")
+    lab.wg_quick("up", tunnel)
+    code = ("import sys; sys.argv = ['wgkill-up', sys.argv[1]]; "
+            "from wgkill.cli.up import main; main()")
+    first = lab.client(sys.executable, "-X", "importtime", "-c", code, tunnel.iface)
+    applied = (lab.save(4), lab.save(6))
+    lab.client("wgkill-down", tunnel.iface)
+    second = lab.client(sys.executable, "-X", "importtime", "-c", code, tunnel.iface)
+    assert "jinja2" in first.stderr and "jinja2" not in second.stderr
+    assert (lab.save(4), lab.save(6)) == applied
+    down_code = code.replace("wgkill-up", "wgkill-down").replace("cli.up", "cli.down")
+    down = lab.client(sys.executable, "-X", "importtime", "-c", down_code, tunnel.iface)
+    assert "jinja2" not in down.stderr
+    assert wgkill_lines(lab) == []

@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 
-from ..killswitch import release
+from ..teardown import release
 from . import entry, say
 from .args import Parser
 

@@ -6,16 +6,21 @@ and used again on removal, so a later switch of alternatives cannot make
 ``wgkill-down`` look in the wrong place.
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 import shutil
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import FirewallError, PrerequisiteError
-from ..policy import FamilyPolicy
 from ..runner import CommandError, run
 from ..templating import render
 from . import Removed
+
+if TYPE_CHECKING:
+    from ..policy import FamilyPolicy
 
 _TOOL = {4: "iptables", 6: "ip6tables"}
 VARIANTS = ("nf_tables", "legacy")
@@ -115,6 +120,14 @@ def render_body(policy: FamilyPolicy) -> str:
     return "".join(spec.body for spec in chain_specs(policy))
 
 
+def removal_payload(specs: list[ChainSpec]) -> str:
+    """What removes ``specs`` as applied (each jumped to once): recorded so that release
+    can replay it without reading the table or loading the template engine."""
+    chains = [{"chain": spec.chain, "hook": spec.hook, "delete_jumps": [spec.jump], "present": True}
+              for spec in specs]
+    return render("restore-remove.j2", chains=chains)
+
+
 def body_hash(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -165,9 +178,26 @@ class IptablesFamily:
             })
         return render("restore-apply.j2", chains=chains)
 
-    def apply(self, specs: list[ChainSpec]) -> None:
+    def prerender(self, specs: list[ChainSpec]) -> dict[str, str]:
+        """The two payloads a table usually needs: ``fresh`` (no jump of ours yet) and
+        ``in_place`` (every jump already first): cacheable, so re-runs skip the templates."""
+        in_place = FilterSnapshot(
+            chains={s.chain for s in specs},
+            rules={s.hook: [s.jump] for s in specs},
+        )
+        return {"fresh": self.apply_payload(specs, FilterSnapshot()),
+                "in_place": self.apply_payload(specs, in_place)}
+
+    def apply(self, specs: list[ChainSpec], prerendered: dict[str, str] | None = None) -> None:
         """Make the table hold ``specs`` in one transaction; may be called again with the same result."""
-        payload = self.apply_payload(specs, self.snapshot())
+        snap = self.snapshot()
+        jumps = [snap.jumps_to(spec.chain, spec.hook) for spec in specs]
+        if prerendered and all(j == [(0, spec.jump)] for j, spec in zip(jumps, specs, strict=True)):
+            payload = prerendered["in_place"]
+        elif prerendered and not any(jumps):
+            payload = prerendered["fresh"]
+        else:
+            payload = self.apply_payload(specs, snap)
         rules = sum(spec.body.count("\n") for spec in specs)
         self._restore(payload, f"{', '.join(s.chain for s in specs)} ({rules} rules)")
 
@@ -186,6 +216,10 @@ class IptablesFamily:
         self._restore(render("restore-remove.j2", chains=chains), f"remove {names}")
         return Removed(self.family, any(c["present"] for c in chains),
                        sum(len(c["delete_jumps"]) for c in chains))
+
+    def restore_payload(self, payload: str) -> None:
+        """Feed a ready payload to iptables-restore; CommandError if it does not apply as a whole."""
+        run([self.restore, "-w", "-n"], stdin=payload, change=True)
 
     def _restore(self, payload: str, what: str) -> None:
         try:
