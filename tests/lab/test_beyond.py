@@ -45,7 +45,7 @@ def _simulate_reboot(lab: Lab, iface: str) -> None:
 
 
 def _hammer(lab: Lab, duration: float) -> "subprocess.Popen[str]":
-    argv = ["ip", "netns", "exec", lab.client_ns, sys.executable, "-m", "wgkill.labserver", "hammer",
+    argv = ["ip", "netns", "exec", lab.client_ns, sys.executable, "-I", "-m", "wgkill.labserver", "hammer",
             WEB4, "--duration", str(duration)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=lab.env())
 
@@ -148,7 +148,7 @@ def test_neighbour_discovery_keeps_working_during_a_drop(lab: Lab) -> None:
     lab.reset_counters()
     send = ("import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); "
             f"s.sendto(b'x', ('2001:db8:d::2', {tunnel.port}))")
-    lab.client(sys.executable, "-c", send)  # allowed (the endpoint), so the router must be resolved
+    lab.client(sys.executable, "-I", "-c", send)  # allowed (the endpoint), so the router must be resolved
     deadline = time.monotonic() + 5
     while lab.counters()["ipv6"]["carrier"] == 0 and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -194,13 +194,13 @@ def test_rerun_with_unchanged_inputs_skips_jinja(lab: Lab) -> None:
     lab.wg_quick("up", tunnel)
     code = ("import sys; sys.argv = ['wgkill-up', sys.argv[1]]; "
             "from wgkill.cli.up import main; main()")
-    first = lab.client(sys.executable, "-X", "importtime", "-c", code, tunnel.iface)
+    first = lab.client(sys.executable, "-I", "-X", "importtime", "-c", code, tunnel.iface)
     applied = (lab.save(4), lab.save(6))
     lab.client("wgkill-down", tunnel.iface)
-    second = lab.client(sys.executable, "-X", "importtime", "-c", code, tunnel.iface)
+    second = lab.client(sys.executable, "-I", "-X", "importtime", "-c", code, tunnel.iface)
     assert "jinja2" in first.stderr and "jinja2" not in second.stderr
     assert (lab.save(4), lab.save(6)) == applied
     down_code = code.replace("wgkill-up", "wgkill-down").replace("cli.up", "cli.down")
-    down = lab.client(sys.executable, "-X", "importtime", "-c", down_code, tunnel.iface)
+    down = lab.client(sys.executable, "-I", "-X", "importtime", "-c", down_code, tunnel.iface)
     assert "jinja2" not in down.stderr
     assert wgkill_lines(lab) == []

@@ -60,7 +60,7 @@ def _write_list(lab: Lab, name: str, count4: int, count6: int, real: list[str] =
 
 
 def _driver(lab: Lab, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return lab.client(sys.executable, "-m", "wgkill.routes_lab", *args, check=check, timeout=300)
+    return lab.client(sys.executable, "-I", "-m", "wgkill.routes_lab", *args, check=check, timeout=300)
 
 
 def _up(lab: Lab, tunnel: Tunnel, path: Path, previous: dict | None = None) -> dict:
@@ -127,7 +127,7 @@ def _assert_unlisted_over_uplink(lab: Lab) -> None:
 
 def _members(lab: Lab, name: str) -> int | None:
     code = f"from wgkill import ipset; print(ipset.members_count({name!r}))"
-    out = lab.client(sys.executable, "-c", code).stdout.strip()
+    out = lab.client(sys.executable, "-I", "-c", code).stdout.strip()
     return None if out == "None" else int(out)
 
 
@@ -157,7 +157,7 @@ def test_1000_prefixes_route_through_the_tunnel_and_teardown_restores_everything
 
     # the set is referenced by our rule: it cannot be destroyed under it
     destroy = f"from wgkill import ipset; ipset.destroy({set4!r})"
-    refused = lab.client(sys.executable, "-c", destroy, check=False)
+    refused = lab.client(sys.executable, "-I", "-c", destroy, check=False)
     assert refused.returncode != 0 and "in use" in refused.stderr
     assert _members(lab, set4) == 1002
 
@@ -271,7 +271,7 @@ out["destroyed"] = [ipset.destroy(name), ipset.destroy(name)]
 out["gone"] = [ipset.exists(name), ipset.members_count(name)]
 print(json.dumps(out))
 """
-    out = json.loads(lab.client(sys.executable, "-c", code).stdout)
+    out = json.loads(lab.client(sys.executable, "-I", "-c", code).stdout)
     assert out["first"] == 4 and out["count"] == 4  # /0 is held as its two /1 halves
     assert "the live set is unchanged" in out["error"] and "already added" in out["error"]
     assert out["after_failure"] == 4
