@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DEBS   := wireguard-tools wireguard-go iptables nftables ipset iproute2 curl dnsutils dnsmasq-base \
-          psmisc procps util-linux e2fsprogs python3-venv strace openssl \
+          psmisc procps util-linux e2fsprogs busybox python3-venv strace openssl \
           dbus-daemon dbus-system-bus-common libevent-2.1-7 libnghttp2-14 libpython3.11
 PYTEST_ARGS ?=
 

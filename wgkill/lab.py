@@ -293,10 +293,12 @@ class Lab:
     def _install_counters(self) -> None:
         """The isp's testimony: raw-table counters on everything arriving from the client."""
         ports = f"{BASE_PORT}:{BASE_PORT + 9}"
+        dhcp = "-A WGKLAB -p udp -m udp --sport {} --dport {} -m comment --comment upkeep -j RETURN"
+        ndp = [f"-A WGKLAB -p ipv6-icmp -m icmp6 --icmpv6-type {t} -m comment --comment upkeep -j RETURN"
+               for t in (133, 135, 136, 143)]
         for tool, server, upkeep in (
-            ("iptables", VPN4, []),
-            ("ip6tables", VPN6, [f"-A WGKLAB -p ipv6-icmp -m icmp6 --icmpv6-type {t} "
-                                 f"-m comment --comment upkeep -j RETURN" for t in (133, 135, 136, 143)]),
+            ("iptables", VPN4, [dhcp.format(68, 67)]),
+            ("ip6tables", VPN6, [*ndp, dhcp.format(546, 547)]),
         ):
             payload = "\n".join([
                 "*raw", ":WGKLAB - [0:0]", "-A PREROUTING -i cust0 -j WGKLAB",

@@ -1,9 +1,11 @@
 """Beyond the article: lockdown, reboot persistence, gateway mode, LAN access, link upkeep."""
 
 import json
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from wgkill.lab import CLIENT4, VPN4, VPN6, WEB4, Lab
 from wgkill.labdns import LAN_DNS4, dig, start_lan_resolver
@@ -155,5 +157,52 @@ def test_neighbour_discovery_keeps_working_during_a_drop(lab: Lab) -> None:
     neigh = lab.client("ip", "-6", "neigh", "show", "dev", "uplink0").stdout
     assert "2001:db8:c::1 lladdr" in neigh  # a neighbour solicitation went out and was answered
     assert lab.counters()["ipv6"]["carrier"] >= 1 and lab.leaks()["ipv6"] == 0
+    assert_blocked(lab)
+    lab.wg_quick("down", tunnel)
+
+
+def _dhcp(lab: Lab) -> tuple[Path, "subprocess.Popen[str]"]:
+    """A real DHCP server (dnsmasq) on the isp and a real client (busybox udhcpc) holding a lease."""
+    log = lab.tmp / "dhcp.log"
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", lab.isp_ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+         "--no-resolv", "--port=0", "--interface=cust0", "--bind-interfaces", "--user=root", "--group=root",
+         "--dhcp-range=192.0.2.8,192.0.2.12,255.255.255.240,2m", f"--dhcp-leasefile={lab.tmp}/leases",
+         f"--log-facility={log}", "--log-dhcp"], env=lab.env())
+    lab.adopt(server)
+    script = lab.tmp / "udhcpc.sh"
+    script.write_text('#!/bin/sh\n'
+                      'case "$1" in bound|renew) ip addr replace "$ip/28" dev "$interface";; esac\n')
+    script.chmod(0o755)
+    client = subprocess.Popen(
+        ["ip", "netns", "exec", lab.client_ns, "busybox", "udhcpc", "-f", "-i", "uplink0", "-s", str(script),
+         "-t", "10", "-T", "1"], env=lab.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lab.adopt(client)
+    _wait_for(lambda: _acks(log) >= 1, 30, "no DHCP lease")
+    return log, client
+
+
+def _acks(log: Path) -> int:
+    return log.read_text().count("DHCPACK(cust0)") if log.exists() else 0
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_dhcp_lease_renewal_passes_the_block(lab: Lab) -> None:
+    log, client = _dhcp(lab)
+    tunnel = lab.add_tunnel()
+    lab.wg_quick("up", tunnel)
+    lab.client("ip", "link", "set", tunnel.iface, "down")
+    before = _acks(log)
+    client.send_signal(signal.SIGUSR1)  # renew now: a unicast DHCPREQUEST from port 68 to 67
+    _wait_for(lambda: _acks(log) > before, 15, "the lease was not renewed during the drop")
+    chain = lab.client("iptables", "-L", f"wgkill-{tunnel.iface}", "-v", "-x", "-n").stdout
+    dhcp_rule = next(ln for ln in chain.splitlines() if "spt:68 dpt:67" in ln)
+    assert int(dhcp_rule.split()[0]) >= 1  # it went through the kill switch, allowed by its rule
     assert_blocked(lab)
     lab.wg_quick("down", tunnel)
