@@ -9,7 +9,8 @@ import pytest
 from wgkill.lab import Lab, LabError, in_initial_netns, reap_stale
 
 LAB_BINARIES = ("ip", "wg", "wg-quick", "wireguard-go", "iptables-restore", "ip6tables-restore",
-                "iptables-legacy", "nft", "curl", "unshare", "ipset", "sysctl", "dig", "dnsmasq", "chattr", "busybox")
+                "iptables-legacy", "nft", "curl", "unshare", "ipset", "sysctl", "dig", "dnsmasq", "chattr",
+                "busybox")
 
 
 def _lab_prerequisites() -> None:
