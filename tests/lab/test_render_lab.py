@@ -143,3 +143,16 @@ def test_split_file_with_a_bad_line_prints_nothing(lab: Lab, tmp_path: Path) -> 
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2 and done.stdout == ""
     assert "line 2" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_new_config_with_lan_and_dns_options_as_rendered(lab: Lab) -> None:
+    """The hook options wgkill-render passes through are ones wgkill-up accepts and honours."""
+    tunnel = lab.add_tunnel()
+    done = _render(*_flags(lab, tunnel), "--allow-lan", "--no-dns-lock", "--persistent-keepalive", "1")
+    assert "PostUp = wgkill-up %i --allow-lan --no-dns-lock\n" in done.stdout
+    tunnel.config.write_text(done.stdout)
+    lab.wg_quick("up", tunnel)
+    assert f"-A wgkill-{tunnel.iface} -d 192.168.0.0/16 -j RETURN" in lab.save(4)
+    assert f"-A wgkill-{tunnel.iface} -d fe80::/10 -j RETURN" in lab.save(6)
+    lab.wg_quick("down", tunnel)
+    _works_then_holds(lab, tunnel)
