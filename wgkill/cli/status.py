@@ -10,12 +10,12 @@ import ipaddress
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from .. import status
 from ..errors import UsageError, WgkillError
+from ..fileio import replace_file
 from ..status import Report, Verdict
 from . import entry
 from .args import Parser
@@ -184,20 +184,9 @@ def _number(value: float) -> str:
 
 def write_atomic(path: str, text: str) -> None:
     """Readers (the textfile collector) see the old file or the new one, never half of one."""
-    target = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        replace_file(Path(path), text.encode(), 0o644)
     except OSError as exc:
-        raise WgkillError(f"cannot write {path}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise WgkillError(f"cannot write {path}: {exc.strerror}") from exc
 
 
