@@ -65,6 +65,8 @@ BUNDLES: dict[str, tuple[tuple[str, ...], bool]] = {
     "resolved": (("systemd-resolved", "libsystemd-shared"), True),
     # unbound's package starts a system-wide daemon when installed; unpacking it does not.
     "unbound": (("unbound", "libprotobuf-c1"), False),
+    # openresolv, for the resolvconf cooperation tests: run from a copy, never installed.
+    "openresolv": (("openresolv",), False),
 }
 
 

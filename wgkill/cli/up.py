@@ -37,8 +37,9 @@ def run(argv: Sequence[str]) -> int:
     more.add_argument("--lockdown", action="store_true",
                       help="a clean wg-quick down keeps blocking; wgkill-release IFACE lifts it")
     dns = parser.add_argument_group("DNS")
-    dns.add_argument("--dns", metavar="ADDR", action="append", default=[],
-                     help="the tunnel's resolver (repeatable); replaces the config's DNS = servers")
+    dns.add_argument("--dns", metavar="ADDR[:PORT]", action="append", default=[],
+                     help="the tunnel's resolver (repeatable; a port, or [v6]:port, only with "
+                          "systemd-resolved); replaces the config's DNS = servers")
     dns.add_argument("--dns-domain", metavar="DOMAIN", action="append", default=[],
                      help="split DNS: only DOMAIN goes to the tunnel's resolvers (repeatable)")
     dns.add_argument("--no-dns-lock", action="store_true",

@@ -11,7 +11,9 @@ records what it did as a JSON-able dict, and reverts exactly that.
 
 import ipaddress
 import os
+import re
 import shutil
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +29,8 @@ GLIBC_MAX_NAMESERVERS = 3
 class DnsPlan:
     """What the tunnel's DNS should be, decided once from the config and the options."""
 
-    servers: tuple[str, ...] = ()
+    servers: tuple[str, ...] = ()  # addresses only: what the firewall's DNS lock names
+    resolvers: tuple[str, ...] = ()  # as the backend is told them: ADDR, ADDR:PORT or [V6]:PORT
     search: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()  # split DNS: only these go to the tunnel
     lock: bool = False
@@ -43,10 +46,40 @@ class DnsPlan:
         return tuple(s for s in self.servers if ipaddress.ip_address(s).version == family)
 
     @property
+    def ports(self) -> bool:
+        """A resolver on a port other than 53 (a local stub on 5300): resolv.conf cannot say that."""
+        return any(r not in self.servers for r in self.resolvers)
+
+    @property
     def local_stub(self) -> bool:
         """A resolver on loopback (systemd-resolved, dnscrypt-proxy, stubby): its upstream is
         held to the tunnel, whatever address it uses there."""
         return any(ipaddress.ip_address(s).is_loopback for s in self.servers)
+
+
+_BRACKETED = re.compile(r"^\[([^\[\]]+)\](?::([0-9]{1,5}))?$")
+_V4_PORT = re.compile(r"^([0-9.]+):([0-9]{1,5})$")
+
+
+def parse_resolver(text: str) -> tuple[str, int]:
+    """``ADDR``, ``ADDR:PORT`` or ``[V6]:PORT`` (as resolvectl takes them) -> (address, port).
+
+    A port lets systemd-resolved forward to a local stub on 127.0.0.1:5300;
+    raises ValueError for anything else.
+    """
+    text = text.strip()
+    match = _BRACKETED.match(text) or _V4_PORT.match(text)
+    address, port = (match.group(1), match.group(2)) if match else (text, None)
+    number = int(port) if port is not None else 53
+    if not 0 < number < 65536:
+        raise ValueError(f"port {number} out of range")
+    return str(ipaddress.ip_address(address)), number
+
+
+def _resolver_text(address: str, port: int) -> str:
+    if port == 53:
+        return address
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def _valid_domain(name: str) -> str:
@@ -70,16 +103,19 @@ def plan(
         raise UsageError(f"unknown DNS backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     source = "--dns" if dns else "DNS ="
     servers = list(dns) if dns else list(config.dns_servers if config else ())
-    checked = []
+    checked, resolvers = [], []
     for server in servers:
         try:
-            checked.append(str(ipaddress.ip_address(server)))
+            address, port = parse_resolver(server)
         except ValueError as exc:
             error = UsageError if dns else ConfigError
-            raise error(f"{source} entry {server!r} is not an IP address") from exc
+            raise error(f"{source} entry {server!r} is not an IP address (or ADDR:PORT, [V6]:PORT)") from exc
+        checked.append(address)
+        resolvers.append(_resolver_text(address, port))
     search = tuple(_valid_domain(d) for d in (config.dns_search if config else ()))
     return DnsPlan(
         servers=tuple(dict.fromkeys(checked)),
+        resolvers=tuple(dict.fromkeys(resolvers)),
         search=search,
         domains=tuple(dict.fromkeys(_valid_domain(d) for d in domains)),
         lock=bool(checked) and not no_lock,
@@ -89,11 +125,27 @@ def plan(
     )
 
 
+def resolved_running() -> bool:
+    """Whether systemd-resolved answers on its socket (a stale socket file left by a stopped
+    resolved refuses the connection), without asking it anything."""
+    if not os.path.exists(RESOLVED_SOCKET):
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2)
+    try:
+        probe.connect(RESOLVED_SOCKET)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 def detect_backend(requested: str = "auto") -> str:
     """resolved if it runs, else resolvconf if installed, else the plain file."""
     if requested != "auto":
         return requested
-    if os.path.exists(RESOLVED_SOCKET) and shutil.which("resolvectl"):
+    if shutil.which("resolvectl") and resolved_running():
         return "resolved"
     if shutil.which("resolvconf"):
         return "resolvconf"
@@ -110,9 +162,31 @@ def preflight(dns_plan: DnsPlan, backend: str, previous: dict | None = None) -> 
     """Everything that can be checked before the first change; returns warnings."""
     if not dns_plan.active or backend == "none":
         return []
+    if backend in ("file", "resolvconf"):
+        _refuse_what_resolv_conf_cannot_say(dns_plan, backend)
     same = previous if previous and previous.get("backend") == backend else None
     warnings: list[str] = _module(backend).preflight(dns_plan, same)
     return warnings
+
+
+def _refuse_what_resolv_conf_cannot_say(dns_plan: DnsPlan, backend: str) -> None:
+    """resolv.conf (written directly or by resolvconf) has no per-domain routing and no ports.
+
+    Writing it anyway would quietly send every name to the tunnel (split DNS)
+    or to port 53 where no stub listens: refuse before any change instead.
+    """
+    if dns_plan.domains:
+        raise UsageError(
+            f"--dns-domain needs per-domain DNS routing, which the {backend} backend (resolv.conf) "
+            "cannot do: use systemd-resolved (--dns-backend resolved), or run a split forwarder "
+            "yourself and pass --dns-backend none (docs/dns.md)"
+        )
+    if dns_plan.ports:
+        ported = ", ".join(r for r in dns_plan.resolvers if r not in dns_plan.servers)
+        raise UsageError(
+            f"resolver {ported} has a port, which the {backend} backend (resolv.conf) cannot name: "
+            "use systemd-resolved (--dns-backend resolved), or have the stub listen on port 53 (docs/dns.md)"
+        )
 
 
 def apply(dns_plan: DnsPlan, backend: str, interface: str, previous: dict | None = None) -> dict | None:

@@ -10,25 +10,33 @@ already forgotten it.
 
 from typing import Any
 
-from ..errors import DnsError
+from ..errors import DnsError, PrerequisiteError
 from ..runner import CommandError, run, which
-from . import DnsPlan
+from . import RESOLVED_SOCKET, DnsPlan, resolved_running
 
 
 def preflight(plan: DnsPlan, previous: dict[str, Any] | None = None) -> list[str]:
+    """resolvectl alone is not enough: with resolved stopped every later step would fail after
+    the firewall changed, so refuse before the first change."""
     which("resolvectl")
+    if not resolved_running():
+        raise PrerequisiteError(
+            f"systemd-resolved is not running (nothing answers on {RESOLVED_SOCKET}): "
+            "start it, or choose another --dns-backend"
+        )
     return []
 
 
 def apply(plan: DnsPlan, interface: str) -> dict[str, Any]:
     resolvectl = which("resolvectl")
     routing = [f"~{d}" for d in plan.domains] if plan.domains else ["~."]
+    servers = list(plan.resolvers or plan.servers)  # with their ports: a stub on 127.0.0.1:5300
     steps = [
-        [resolvectl, "dns", interface, *plan.servers],
+        [resolvectl, "dns", interface, *servers],
         [resolvectl, "domain", interface, *routing, *plan.search],
         [resolvectl, "default-route", interface, "false" if plan.domains else "true"],
     ]
-    record = {"backend": "resolved", "link": interface, "domains": routing}
+    record = {"backend": "resolved", "link": interface, "servers": servers, "domains": routing}
     for argv in steps:
         try:
             run(argv, change=True)

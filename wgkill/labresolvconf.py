@@ -1,0 +1,142 @@
+"""openresolv for the namespace lab: a real ``resolvconf`` in the client, installed nowhere.
+
+wg-quick hands a config's ``DNS =`` to ``resolvconf -a IFACE -m 0 -x``, and wgkill's
+resolvconf backend must cooperate with exactly that. To prove it against the real
+program, the openresolv package is unpacked into the lab cache (the labdns bundle
+mechanism, ``python -m wgkill.labresolvconf fetch``) and configured per lab the way
+its own build would be (``./configure --sysconfdir --libexecdir --rundir
+--restartcmd``): its two shell scripts are copied into ``lab.tmp`` with those four
+paths pointing there, so its config, its state and its ``.bak`` never touch the
+machine's /etc or /run, and it restarts no service.
+
+The resolv.conf it manages is the client's: ``/etc/netns/CLIENT/resolv.conf``
+becomes a symlink to a file in ``lab.tmp``, which ``ip netns exec`` bind-mounts as
+the client's /etc/resolv.conf (mount follows the link), so glibc in the client
+reads what openresolv writes.
+"""
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import labdns
+from .lab import ETC_NETNS, Lab, LabError, Tunnel
+
+BUNDLE = "openresolv"
+
+
+@dataclass
+class OpenResolv:
+    """openresolv configured for one lab's client; ``run``/``wg_quick`` put it on PATH."""
+
+    lab: Lab
+    prefix: Path
+    resolv_conf: Path  # the file the client sees as /etc/resolv.conf
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.prefix / "bin"
+
+    def env(self) -> dict[str, str]:
+        env = self.lab.env()
+        env["PATH"] = f"{self.bin_dir}:{env['PATH']}"
+        return env
+
+    def run(self, *argv: str, check: bool = True, timeout: float = 60,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``argv`` in the client, with this resolvconf first on PATH (as if installed)."""
+        done = subprocess.run(["ip", "netns", "exec", self.lab.client_ns, *argv], capture_output=True,
+                              text=True, timeout=timeout, env=self.env(), input=stdin, check=False)
+        if check and done.returncode != 0:
+            raise LabError(f"{' '.join(argv)} -> {done.returncode}: {done.stderr.strip()[-500:]}")
+        return done
+
+    def resolvconf(self, *args: str, stdin: str | None = None,
+                   check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("resolvconf", *args, stdin=stdin, check=check)
+
+    def wg_quick(self, verb: str, tunnel: Tunnel, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """wg-quick as on a machine with openresolv: ``DNS =`` and the hooks find this resolvconf."""
+        return self.run("wg-quick", verb, tunnel.iface, check=check, timeout=90)
+
+    def records(self) -> list[str]:
+        """The interfaces openresolv holds DNS information for (``resolvconf -i``)."""
+        return sorted(self.resolvconf("-i", check=False).stdout.split())
+
+
+def _configured(script: Path, prefix: Path, *, main: bool) -> str:
+    """``script`` with the package's build-time paths replaced by the lab's."""
+    text = script.read_text()
+    wanted = {
+        "SYSCONFDIR=/etc": f"SYSCONFDIR={prefix / 'etc'}",
+        "LIBEXECDIR=/lib/resolvconf": f"LIBEXECDIR={prefix / 'lib'}",
+        "VARDIR=/run/resolvconf": f"VARDIR={prefix / 'run'}",
+    }
+    if main:
+        wanted["RESTARTCMD="] = "RESTARTCMD=:"  # the lab has no service to restart
+    for old, new in wanted.items():
+        line = f"\n{old}\n"
+        if line not in text:
+            raise LabError(f"{script}: no line {old!r}: an openresolv this module does not know")
+        text = text.replace(line, f"\n{new}\n", 1)
+    return text.replace("/sbin/resolvconf", str(prefix / "bin" / "resolvconf"))
+
+
+def install(lab: Lab, *, uplink_dns: Sequence[str] = (labdns.ISP_DNS4,)) -> OpenResolv:
+    """openresolv manages the client's resolv.conf from now on; the uplink's DNS is registered
+    the way a DHCP client's hook does (``resolvconf -a uplink0``), so resolv.conf is its output.
+
+    Everything lives in ``lab.tmp`` and /etc/netns/CLIENT and goes with ``lab.close()``.
+    """
+    try:
+        root = labdns.bundle_root(BUNDLE)
+    except LabError as exc:
+        raise LabError(f"{BUNDLE} is not unpacked in {labdns.CACHE_DIR}: run `python -m wgkill.labresolvconf "
+                       "fetch` outside the lab (it needs the network)") from exc
+    prefix = lab.tmp / "openresolv"
+    for sub in ("bin", "lib", "etc", "run"):
+        (prefix / sub).mkdir(parents=True)
+    main = prefix / "bin" / "resolvconf"
+    main.write_text(_configured(root / "sbin" / "resolvconf", prefix, main=True))
+    main.chmod(0o755)
+    # Only the libc subscriber (resolv.conf); sourced, not executed, as the package ships it.
+    libc = _configured(root / "lib" / "resolvconf" / "libc", prefix, main=False)
+    (prefix / "lib" / "libc").write_text(libc)
+    resolv_conf = prefix / "resolv.conf"
+    (prefix / "etc" / "resolvconf.conf").write_text(
+        "# openresolv for the wgkill lab\n"
+        f"resolv_conf={resolv_conf}\n"
+        f"state_dir={prefix / 'run'}\n"
+        "libc_restart=:\n"
+    )
+    link = ETC_NETNS / lab.client_ns / "resolv.conf"
+    resolv_conf.write_bytes(link.read_bytes())
+    link.unlink()
+    link.symlink_to(resolv_conf)
+    handle = OpenResolv(lab=lab, prefix=prefix, resolv_conf=resolv_conf)
+    if uplink_dns:
+        handle.resolvconf("-a", "uplink0", stdin="".join(f"nameserver {s}\n" for s in uplink_dns))
+    return handle
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m wgkill.labresolvconf")
+    sub = parser.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fetch", help="download and unpack openresolv into the lab cache (needs the network)")
+    f.add_argument("--cache", type=Path, default=None)
+    f.add_argument("--refresh", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        root = labdns.fetch([BUNDLE], args.cache, refresh=args.refresh)[0]
+    except LabError as exc:
+        print(f"labresolvconf fetch: {exc}", file=sys.stderr)
+        return 1
+    print(f"{BUNDLE}: {root}  ({' '.join((root.parent / 'MANIFEST').read_text().split())})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
