@@ -1,10 +1,13 @@
 """Where one hook's time goes, measured inside the hook's own process (no profiler overhead).
 
-Run by ``bench/run.py`` in the client namespace as ``profile_hook.py up|down IFACE``.
+Run by ``bench/run.py`` in the client namespace as ``profile_hook.py up|down IFACE [ARGS...]``
+(ARGS go to the CLI as they are, e.g. ``--allowed-ips-file PATH --routes``).
 It times the imports of the CLI module, then calls the CLI body with light
-wrappers around the four things that can cost: child processes
-(``subprocess.run``), jinja2 (import, template compilation, rendering) and the
-state file (lock, atomic write). Everything else is "other Python".
+wrappers around the things that can cost: child processes
+(``subprocess.run``), jinja2 (import, template compilation, rendering), the
+state file (lock, atomic write) and, for split tunnels, the prefix file's
+parsing, the merge with AllowedIPs, the set sync and the routes (each of the
+last two includes its own child processes). Everything else is "other Python".
 Prints one JSON object. Interpreter start-up happens before this file runs and is
 measured separately (``python -c pass``).
 """
@@ -31,7 +34,7 @@ def _timed(into: Timings, key: str, func: Callable[..., Any]) -> Callable[..., A
 
 
 def main() -> int:
-    verb, iface = sys.argv[1], sys.argv[2]
+    verb, iface, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
     spent: Timings = {}
     children: list[tuple[str, float]] = []
     start = time.perf_counter()
@@ -42,6 +45,10 @@ def main() -> int:
     spent["import wgkill.cli"] = time.perf_counter() - start
 
     import wgkill.firewall.iptables
+    import wgkill.ipset
+    import wgkill.killswitch
+    import wgkill.prefixes
+    import wgkill.routes
     import wgkill.state
     import wgkill.templating
 
@@ -71,9 +78,19 @@ def main() -> int:
     wgkill.firewall.iptables.render = _timed(  # type: ignore[assignment]
         spent, "templates (all: import, compile, render)", wgkill.firewall.iptables.render)
     wgkill.state.write_atomic = _timed(spent, "state file write (fsync)", wgkill.state.write_atomic)
+    for module, name, key in (
+        (wgkill.prefixes, "load_file", "parse the prefix file"),
+        (wgkill.killswitch, "decide_split", "merge with AllowedIPs (collapse again)"),
+        (wgkill.ipset, "sync", "ipset sync (payload + ipset restore)"),
+        (wgkill.ipset, "destroy", "ipset destroy"),
+        (wgkill.routes, "setup", "routes setup (ip, iptables)"),
+        (wgkill.routes, "teardown", "routes teardown (ip, iptables)"),
+    ):
+        if hasattr(module, name):  # the code under test may have moved on: time what is there
+            setattr(module, name, _timed(spent, key, getattr(module, name)))
 
     begin = time.perf_counter()
-    code = run([iface])
+    code = run([iface, *extra])
     spent["hook body"] = time.perf_counter() - begin
     spent["child processes"] = sum(seconds for _, seconds in children)
     print(json.dumps({"code": code, "spent": spent, "children": children,

@@ -5,8 +5,12 @@ itself (a mount namespace and bind mounts per call) is paid once, not inside
 every measured command: wg-quick runs its hooks from within the namespace too.
 Stdlib only, so the timer's own start-up never depends on the code it measures.
 
-Input (stdin, JSON): ``{"rounds": N, "warmup": W, "variants": {name: [argv, ...]}}``.
-Output (stdout, JSON): ``{name: [{"seconds": [...per step], "maxrss_kb": [...]}, ...]}``
+Input (stdin, JSON): ``{"rounds": N, "warmup": W, "variants": {name: [step, ...]}}``; a step
+is an argv list (timed), or ``{"check": argv, "stdout": TEXT, "returncode": N}`` (both keys
+optional, default exit 0): run untimed in its place, every round, and the run fails unless the
+command's stripped stdout equals TEXT and its exit code is N. Checks prove that what was timed
+did what it should (a route through the tunnel, a destination refused), each round.
+Output (stdout, JSON): ``{name: [{"seconds": [...per timed step], "maxrss_kb": [...]}, ...]}``
 with one entry per measured round. Round ``i`` runs the variants in order when
 ``i`` is even and in reverse order when it is odd (A B, B A, ...), so a trend in
 the machine's load does not favour whichever variant always runs first.
@@ -44,10 +48,31 @@ def run_step(argv: list[str]) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss
 
 
-def run_variant(steps: list[list[str]]) -> dict[str, list[float] | list[int]]:
+def run_check(check: dict[str, object]) -> None:
+    """An untimed step: its exit code and (if given) its stripped stdout must be as expected."""
+    argv = check["check"]
+    assert isinstance(argv, list)
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+                              timeout=60)
+    except subprocess.TimeoutExpired as exc:
+        raise StepFailed(f"check {argv!r} did not finish in 60 s") from exc
+    want_rc = check.get("returncode", 0)
+    want_out = check.get("stdout")
+    got = done.stdout.strip()
+    if done.returncode != want_rc or (want_out is not None and got != want_out):
+        wanted = f" (want {want_out!r})" if want_out is not None else ""
+        raise StepFailed(f"check {argv!r}: exit {done.returncode} (want {want_rc}), "
+                         f"stdout {got[:200]!r}{wanted}")
+
+
+def run_variant(steps: list[list[str] | dict[str, object]]) -> dict[str, list[float] | list[int]]:
     seconds: list[float] = []
     rss: list[int] = []
     for argv in steps:
+        if isinstance(argv, dict):
+            run_check(argv)
+            continue
         elapsed, maxrss = run_step(argv)
         seconds.append(elapsed)
         rss.append(maxrss)

@@ -176,7 +176,7 @@ def decide_split(
     rest = PrefixList(
         tuple(p for p in allowed.v4 if p not in defaults), tuple(p for p in allowed.v6 if p not in defaults)
     )
-    return merge(listed, rest)
+    return merge(listed, rest) if rest else listed  # the file is collapsed already: no second pass
 
 
 def build_policy(
