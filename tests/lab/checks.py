@@ -1,7 +1,10 @@
 """Assertions shared by lab tests: what the client saw and what the far side saw."""
 
 import json
+import time
 from pathlib import Path
+
+import pytest
 
 from wgkill.lab import CLIENT4, CLIENT6, VPN4, VPN6, Lab, Tunnel
 
@@ -42,3 +45,24 @@ def state(lab: Lab, tunnel: Tunnel) -> dict | None:
 
 def wgkill_lines(lab: Lab) -> list[str]:
     return [ln for family in (4, 6) for ln in lab.save(family).splitlines() if "wgkill" in ln]
+
+
+def dns_straight_at_uplink(lab: Lab, tag: str) -> None:
+    """Programs that ignore the system resolver: UDP and TCP to the ISP and the home router
+    must get no answer (the resolvers' logs say whether anything reached them)."""
+    from wgkill.labdns import ISP_DNS4, LAN_DNS4, dig
+
+    for server in (ISP_DNS4, LAN_DNS4):
+        assert dig(lab, server, f"{tag}-udp.example") == []
+        assert dig(lab, server, f"{tag}-tcp.example", tcp=True) == []
+
+
+def wait_reachable(lab: Lab, server: str, timeout: float = 15) -> None:
+    """Until ``server`` answers (a split tunnel has no web traffic to drive the handshake)."""
+    from wgkill.labdns import dig
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if dig(lab, server, "handshake.example", timeout=1):
+            return
+    pytest.fail(f"{server} did not answer through the tunnel within {timeout}s")

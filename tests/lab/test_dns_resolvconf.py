@@ -16,7 +16,6 @@ from wgkill.lab import VPN4, Lab, Tunnel
 from wgkill.labdns import (
     ISP_ANSWER4,
     ISP_DNS4,
-    LAN_DNS4,
     VPN_ANSWER4,
     Resolver,
     dig,
@@ -28,7 +27,7 @@ from wgkill.labdns import (
 )
 from wgkill.labresolvconf import OpenResolv
 
-from .checks import assert_blocked, state, wgkill_lines
+from .checks import assert_blocked, dns_straight_at_uplink, state, wait_reachable, wgkill_lines
 
 CORP_ANSWER4 = "198.51.100.10"
 
@@ -69,18 +68,7 @@ def client_resolv_conf(lab: Lab) -> bytes:
 
 def leak_attempts(lab: Lab, tag: str) -> None:
     getent(lab, f"{tag}-getent.example")
-    for server in (ISP_DNS4, LAN_DNS4):
-        assert dig(lab, server, f"{tag}-udp.example") == []
-        assert dig(lab, server, f"{tag}-tcp.example", tcp=True) == []
-
-
-def wait_reachable(lab: Lab, server: str, timeout: float = 15) -> None:
-    """Until ``server`` answers (a split tunnel has no web traffic to drive the handshake)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if dig(lab, server, "handshake.example", timeout=1):
-            return
-    pytest.fail(f"{server} did not answer through the tunnel within {timeout}s")
+    dns_straight_at_uplink(lab, tag)
 
 
 def three(lab: Lab, tunnel: Tunnel) -> tuple[Resolver, Resolver, Resolver]:

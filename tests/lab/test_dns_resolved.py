@@ -7,7 +7,6 @@ machine that has it. Every check counts what the ISP, LAN and VPN resolvers logg
 
 import ipaddress
 import re
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -31,7 +30,7 @@ from wgkill.labdns import (
     start_vpn_resolver,
 )
 
-from .checks import state, wgkill_lines
+from .checks import dns_straight_at_uplink, state, wait_reachable, wgkill_lines
 
 CORP_ANSWER4 = "198.51.100.10"  # what the VPN resolver says for *.company.internal
 
@@ -71,22 +70,6 @@ def stub_dig(handle: ResolvedHandle, name: str, qtype: str = "A") -> list[str]:
     done = handle.run("dig", "+short", "+time=3", "+tries=1", "@127.0.0.53", name, qtype,
                       check=False, timeout=30)
     return [ln for ln in done.stdout.splitlines() if ln and not ln.startswith(";")]
-
-
-def straight_at_uplink(lab: Lab, tag: str) -> None:
-    """Programs that ignore the system resolver: UDP and TCP to the ISP and the home router."""
-    for server in (ISP_DNS4, LAN_DNS4):
-        assert dig(lab, server, f"{tag}-udp.example") == []
-        assert dig(lab, server, f"{tag}-tcp.example", tcp=True) == []
-
-
-def wait_reachable(lab: Lab, server: str, timeout: float = 15) -> None:
-    """Until ``server`` answers (a split tunnel has no web traffic to drive the handshake)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if dig(lab, server, "handshake.example", timeout=1):
-            return
-    pytest.fail(f"{server} did not answer through the tunnel within {timeout}s")
 
 
 def link_settings(handle: ResolvedHandle, link: str = "uplink0") -> dict[str, str]:
@@ -138,7 +121,7 @@ def _full_tunnel_up(lab: Lab, handle: ResolvedHandle, tunnel: Tunnel, isp: Resol
     assert getent(handle, "up-getent.example") == VPN_ANSWER4
     assert stub_dig(handle, "up-stub.example") == [VPN_ANSWER4]
     assert stub_dig(handle, "up-stub6.example", "AAAA") == [VPN_ANSWER6]
-    straight_at_uplink(lab, "up")
+    dns_straight_at_uplink(lab, "up")
     assert quiet(isp, lan) == [0, 0]
     seen = {(q.name, q.source) for q in vpn.queries()}
     assert {("up-getent.example", tunnel.client4), ("up-stub.example", tunnel.client4),
@@ -152,7 +135,7 @@ def _nothing_resolves(lab: Lab, handle: ResolvedHandle, isp: Resolver, lan: Reso
     vpn.clear()
     assert getent(handle, f"{tag}-getent.example") is None
     assert stub_dig(handle, f"{tag}-stub.example") == []
-    straight_at_uplink(lab, tag)
+    dns_straight_at_uplink(lab, tag)
     assert quiet(isp, lan, vpn) == [0, 0, 0]
     assert lab.leaks() == {"ipv4": 0, "ipv6": 0}
 
