@@ -11,8 +11,9 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import dns, hostspin, ipset, prefixes, rendercache, routes
+from . import dns, hostspin, ipset, prefixes, rendercache
 from . import state as statefile
 from .errors import FirewallError, StateError, UsageError, WgkillError
 from .firewall.iptables import (
@@ -29,6 +30,9 @@ from .runner import which
 from .teardown import Released, _require_root, ipv6_available, release  # noqa: F401 - re-exported
 from .tunnel import read_tunnel
 from .wgconf import WgQuickConfig, load_config
+
+if TYPE_CHECKING:
+    from .routes import RouteRecord
 
 DEFAULT_CONFIG_DIR = "/etc/wireguard"
 
@@ -167,6 +171,8 @@ def _engage(
                          "or AllowedIPs without a default route")
     previous_routes = _route_record(previous)
     planned = None
+    if options.routes or previous_routes is not None:
+        from . import routes  # only tunnels that route their own prefixes pay for this import
     if options.routes:
         which("sysctl")
         reuse = previous_routes and {int(n[-1]) for n in previous_routes.families} == set(route_families)
@@ -248,10 +254,12 @@ def _engage(
     return result
 
 
-def _route_record(recorded: statefile.State | None) -> "routes.RouteRecord | None":
+def _route_record(recorded: statefile.State | None) -> "RouteRecord | None":
     if recorded is None or not recorded.routes:
         return None
-    return routes.RouteRecord.from_dict(recorded.routes)
+    from .routes import RouteRecord
+
+    return RouteRecord.from_dict(recorded.routes)
 
 
 def _drop_stale(

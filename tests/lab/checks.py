@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from wgkill.lab import CLIENT4, CLIENT6, VPN4, VPN6, Lab, Tunnel
+from wgkill.lab import CLIENT4, CLIENT6, VPN4, VPN6, Lab, LabError, Tunnel
 
 
 def assert_blocked(lab: Lab) -> dict[str, dict[str, int]]:
@@ -66,3 +66,30 @@ def wait_reachable(lab: Lab, server: str, timeout: float = 15) -> None:
         if dig(lab, server, "handshake.example", timeout=1):
             return
     pytest.fail(f"{server} did not answer through the tunnel within {timeout}s")
+
+
+def hooks(*options: str) -> str:
+    """wgkill's two hook lines, with ``options`` passed to wgkill-up."""
+    extra = "".join(f" {o}" for o in options)
+    return f"PostUp = wgkill-up %i{extra}\nPreDown = wgkill-down %i\n"
+
+
+def configure(lab: Lab, tunnel: Tunnel, hook_lines: str, *, allowed_ips: str = "0.0.0.0/0, ::/0",
+              extra: str = "") -> None:
+    """Rewrite the client's config once the tunnel (and so its resolver's address) exists."""
+    lab.write_client_config(tunnel, hooks=hook_lines, allowed_ips=allowed_ips,
+                            endpoint=f"{VPN4}:{tunnel.port}", extra=extra)
+
+
+def require_dns_lab(*bundles: str) -> None:
+    """DNS lab tests fail (never skip) with one line naming what is missing."""
+    from wgkill.labdns import bundle_root, missing_binaries
+
+    missing = missing_binaries()
+    if missing:
+        pytest.fail(f"DNS lab prerequisites missing: {' '.join(missing)} (`make deps` installs them)")
+    for bundle in bundles:
+        try:
+            bundle_root(bundle)
+        except LabError as exc:
+            pytest.fail(str(exc))

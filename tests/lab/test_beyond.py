@@ -10,15 +10,11 @@ from pathlib import Path
 from wgkill.lab import CLIENT4, VPN4, VPN6, WEB4, Lab
 from wgkill.labdns import LAN_DNS4, dig, start_lan_resolver
 
-from .checks import assert_blocked, assert_open_uplink, assert_through_tunnel, state, wgkill_lines
-
-
-def _hooks(*options: str) -> str:
-    return f"PostUp = wgkill-up %i{''.join(' ' + o for o in options)}\nPreDown = wgkill-down %i\n"
+from .checks import assert_blocked, assert_open_uplink, assert_through_tunnel, hooks, state, wgkill_lines
 
 
 def test_lockdown_keeps_blocking_after_a_clean_down_until_released(lab: Lab) -> None:
-    tunnel = lab.add_tunnel(hooks=_hooks("--lockdown"))
+    tunnel = lab.add_tunnel(hooks=hooks("--lockdown"))
     lab.wg_quick("up", tunnel)
     lab.wait_handshake(tunnel)
     down = lab.wg_quick("down", tunnel)
@@ -95,7 +91,7 @@ def test_corrupt_state_at_boot_blocks(lab: Lab) -> None:
 
 def test_gateway_mode_holds_routed_clients_to_the_tunnel(lab: Lab) -> None:
     lan = lab.add_lan_host()
-    tunnel = lab.add_tunnel(hooks=_hooks("--gateway"))
+    tunnel = lab.add_tunnel(hooks=hooks("--gateway"))
     lab.wg_quick("up", tunnel)
     for tool in ("iptables", "ip6tables"):  # the gateway's own NAT into the tunnel (the user's part)
         lab.client(tool, "-t", "nat", "-A", "POSTROUTING", "-o", tunnel.iface, "-j", "MASQUERADE")
@@ -120,7 +116,7 @@ def test_gateway_mode_holds_routed_clients_to_the_tunnel(lab: Lab) -> None:
 
 def test_allow_lan_reaches_the_lan_but_not_its_resolver(lab: Lab) -> None:
     resolver = start_lan_resolver(lab)
-    tunnel = lab.add_tunnel(hooks=_hooks("--lan", "192.0.2.0/28"))
+    tunnel = lab.add_tunnel(hooks=hooks("--lan", "192.0.2.0/28"))
     lab.wg_quick("up", tunnel)
     lab.wait_handshake(tunnel)
     lab.client("ip", "link", "set", tunnel.iface, "down")

@@ -18,7 +18,7 @@ from wgkill.labdns import (
     start_vpn_resolver,
 )
 
-from .checks import assert_blocked, state, wgkill_lines
+from .checks import assert_blocked, hooks, state, wgkill_lines
 
 
 def _resolvers(lab: Lab, tunnel: Tunnel, **isp_kw: object) -> tuple[Resolver, Resolver, Resolver]:
@@ -34,11 +34,6 @@ def _resolv_conf(lab: Lab) -> Path:
     return Path("/etc/netns") / lab.client_ns / "resolv.conf"
 
 
-def _hooks(*options: str) -> str:
-    extra = "".join(f" {o}" for o in options)
-    return f"PostUp = wgkill-up %i{extra}\nPreDown = wgkill-down %i\n"
-
-
 def _leak_attempts(lab: Lab) -> None:
     """Queries the way programs make them, plus straight at the ISP and the home router."""
     _getent(lab, "leak-getent.example")
@@ -49,7 +44,7 @@ def _leak_attempts(lab: Lab) -> None:
 
 def test_full_tunnel_plain_resolv_conf(lab: Lab) -> None:
     original = _resolv_conf(lab).read_bytes()
-    tunnel = lab.add_tunnel(hooks=_hooks("--dns", "192.0.2.129", "--dns", "2001:db8:7:0::1"))
+    tunnel = lab.add_tunnel(hooks=hooks("--dns", "192.0.2.129", "--dns", "2001:db8:7:0::1"))
     isp, lan, vpn = _resolvers(lab, tunnel)
     assert _getent(lab, "before.example") == ISP_ANSWER4  # the uplink's resolver, before
     isp.clear()
@@ -81,7 +76,7 @@ def test_full_tunnel_plain_resolv_conf(lab: Lab) -> None:
 def test_clean_down_restores_resolv_conf_byte_for_byte(lab: Lab) -> None:
     _resolv_conf(lab).write_bytes(b"# mine\nnameserver 203.0.113.53\noptions   edns0 \n")
     original = _resolv_conf(lab).read_bytes()
-    tunnel = lab.add_tunnel(hooks=_hooks("--dns", "192.0.2.129"))
+    tunnel = lab.add_tunnel(hooks=hooks("--dns", "192.0.2.129"))
     lab.wg_quick("up", tunnel)
     lab.client("wgkill-up", tunnel.iface, "--dns", "192.0.2.129")  # re-run keeps the first original
     lab.wg_quick("down", tunnel)
@@ -89,7 +84,7 @@ def test_clean_down_restores_resolv_conf_byte_for_byte(lab: Lab) -> None:
 
 
 def test_only_the_tunnels_resolvers_even_inside_the_tunnel(lab: Lab) -> None:
-    tunnel = lab.add_tunnel(hooks=_hooks("--dns", "192.0.2.129"))
+    tunnel = lab.add_tunnel(hooks=hooks("--dns", "192.0.2.129"))
     isp, _lan, vpn = _resolvers(lab, tunnel)
     lab.wg_quick("up", tunnel)
     lab.wait_handshake(tunnel)
@@ -102,7 +97,7 @@ def test_only_the_tunnels_resolvers_even_inside_the_tunnel(lab: Lab) -> None:
 
 
 def test_no_dns_lock_is_recorded_and_lets_dns_through_the_tunnel(lab: Lab) -> None:
-    tunnel = lab.add_tunnel(hooks=_hooks("--dns", "192.0.2.129", "--no-dns-lock"))
+    tunnel = lab.add_tunnel(hooks=hooks("--dns", "192.0.2.129", "--no-dns-lock"))
     isp, _lan, _vpn = _resolvers(lab, tunnel)
     up = lab.wg_quick("up", tunnel)
     assert "DNS lock is off" in up.stderr
@@ -129,7 +124,7 @@ def _hostname_tunnel(lab: Lab, hooks: str) -> tuple[Tunnel, Resolver, Resolver]:
 
 def test_hostname_endpoint_reconnects_while_only_its_own_name_leaves(lab: Lab) -> None:
     """System resolver on the uplink: the block lets out lookups of the endpoint's name, only."""
-    tunnel, isp, lan = _hostname_tunnel(lab, _hooks())
+    tunnel, isp, lan = _hostname_tunnel(lab, hooks())
     assert dig(lab, ISP_DNS4, "other.example") == []
     assert dig(lab, ISP_DNS4, "vpn.lab.test") == ["198.51.100.2"]
     assert {q.name for q in isp.queries()} == {"vpn.lab.test"}
@@ -144,8 +139,8 @@ def test_hostname_endpoint_reconnects_while_only_its_own_name_leaves(lab: Lab) -
 
 def test_hostname_endpoint_with_tunnel_dns_reconnects_through_the_pin(lab: Lab) -> None:
     """DNS points at the (now unreachable) tunnel resolver: PreUp = wgkill-pin makes it need no DNS."""
-    hooks = "PreUp = wgkill-pin %i\n" + _hooks("--dns", "192.0.2.129")
-    tunnel, isp, lan = _hostname_tunnel(lab, hooks)
+    hook_lines = "PreUp = wgkill-pin %i\n" + hooks("--dns", "192.0.2.129")
+    tunnel, isp, lan = _hostname_tunnel(lab, hook_lines)
     hosts = Path("/etc/netns") / lab.client_ns / "hosts"
     before = hosts.read_text()
     up = lab.wg_quick("up", tunnel)
@@ -158,7 +153,7 @@ def test_hostname_endpoint_with_tunnel_dns_reconnects_through_the_pin(lab: Lab) 
 
 
 def test_lock_resolv_conf_sets_and_lifts_immutable(lab: Lab) -> None:
-    tunnel = lab.add_tunnel(hooks=_hooks("--dns", "192.0.2.129", "--lock-resolv-conf"))
+    tunnel = lab.add_tunnel(hooks=hooks("--dns", "192.0.2.129", "--lock-resolv-conf"))
     lab.wg_quick("up", tunnel)
     assert is_immutable(_resolv_conf(lab))
     lab.client("wgkill-up", tunnel.iface, "--dns", "192.0.2.129", "--lock-resolv-conf")  # re-run is fine

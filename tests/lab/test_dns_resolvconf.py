@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 
 from wgkill import labresolvconf
-from wgkill.lab import VPN4, Lab, Tunnel
+from wgkill.lab import Lab, Tunnel
 from wgkill.labdns import (
     ISP_ANSWER4,
     ISP_DNS4,
     VPN_ANSWER4,
     Resolver,
     dig,
-    missing_binaries,
     start_isp_resolver,
     start_lan_resolver,
     start_resolver,
@@ -27,7 +26,16 @@ from wgkill.labdns import (
 )
 from wgkill.labresolvconf import OpenResolv
 
-from .checks import assert_blocked, dns_straight_at_uplink, state, wait_reachable, wgkill_lines
+from .checks import (
+    assert_blocked,
+    configure,
+    dns_straight_at_uplink,
+    hooks,
+    require_dns_lab,
+    state,
+    wait_reachable,
+    wgkill_lines,
+)
 
 CORP_ANSWER4 = "198.51.100.10"
 
@@ -35,25 +43,12 @@ CORP_ANSWER4 = "198.51.100.10"
 @pytest.fixture(autouse=True)
 def _dns_prerequisites(request: pytest.FixtureRequest) -> None:
     if "lab" in request.fixturenames:
-        missing = missing_binaries()
-        if missing:
-            pytest.fail(f"DNS lab prerequisites missing: {' '.join(missing)} (`make deps` installs them)")
+        require_dns_lab()
 
 
 @pytest.fixture
 def openresolv(lab: Lab) -> OpenResolv:
     return labresolvconf.install(lab)
-
-
-def configure(lab: Lab, tunnel: Tunnel, hooks: str, *, allowed_ips: str = "0.0.0.0/0, ::/0",
-              extra: str = "") -> None:
-    lab.write_client_config(tunnel, hooks=hooks, allowed_ips=allowed_ips,
-                            endpoint=f"{VPN4}:{tunnel.port}", extra=extra)
-
-
-def hooks(*options: str) -> str:
-    extra = "".join(f" {o}" for o in options)
-    return f"PostUp = wgkill-up %i{extra}\nPreDown = wgkill-down %i\n"
 
 
 def getent(lab: Lab, name: str) -> str | None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from wgkill.lab import VPN4, Lab, Tunnel
+from wgkill.lab import Lab, Tunnel
 from wgkill.labdns import (
     ISP_ANSWER4,
     ISP_DNS4,
@@ -22,7 +22,6 @@ from wgkill.labdns import (
     ResolvedHandle,
     Resolver,
     dig,
-    missing_binaries,
     start_isp_resolver,
     start_lan_resolver,
     start_resolved,
@@ -30,33 +29,27 @@ from wgkill.labdns import (
     start_vpn_resolver,
 )
 
-from .checks import dns_straight_at_uplink, state, wait_reachable, wgkill_lines
+from .checks import (
+    configure,
+    dns_straight_at_uplink,
+    hooks,
+    require_dns_lab,
+    state,
+    wait_reachable,
+    wgkill_lines,
+)
 
 CORP_ANSWER4 = "198.51.100.10"  # what the VPN resolver says for *.company.internal
 
 
 @pytest.fixture
 def resolved(lab: Lab) -> Iterator[ResolvedHandle]:
-    missing = missing_binaries()
-    if missing:
-        pytest.fail(f"DNS lab prerequisites missing: {' '.join(missing)} (`make deps` installs them)")
+    require_dns_lab()
     handle = start_resolved(lab)
     try:
         yield handle
     finally:
         handle.stop()
-
-
-def configure(lab: Lab, tunnel: Tunnel, hooks: str, *, allowed_ips: str = "0.0.0.0/0, ::/0",
-              extra: str = "") -> None:
-    """Rewrite the client's config once the tunnel (and so its resolver's address) exists."""
-    lab.write_client_config(tunnel, hooks=hooks, allowed_ips=allowed_ips,
-                            endpoint=f"{VPN4}:{tunnel.port}", extra=extra)
-
-
-def hooks(*options: str) -> str:
-    extra = "".join(f" {o}" for o in options)
-    return f"PostUp = wgkill-up %i{extra}\nPreDown = wgkill-down %i\n"
 
 
 def getent(handle: ResolvedHandle, name: str, family: str = "ahostsv4") -> str | None:

@@ -14,7 +14,7 @@ import pytest
 from wgkill import labresolvconf
 from wgkill.dns import parse_resolver, plan
 from wgkill.errors import UsageError
-from wgkill.lab import CLIENT4, VPN4, Lab, LabError, Tunnel
+from wgkill.lab import CLIENT4, VPN4, Lab, Tunnel
 from wgkill.labdns import (
     ISP_DNS4,
     LAN_DNS4,
@@ -23,10 +23,8 @@ from wgkill.labdns import (
     VPN_ANSWER6,
     ResolvedHandle,
     Resolver,
-    bundle_root,
     dig,
     make_certificate,
-    missing_binaries,
     start_isp_resolver,
     start_lan_resolver,
     start_resolved,
@@ -34,29 +32,13 @@ from wgkill.labdns import (
     start_vpn_dot_resolver,
 )
 
-from .checks import state, wgkill_lines
+from .checks import configure, hooks, require_dns_lab, state, wgkill_lines
 
 
 @pytest.fixture(autouse=True)
 def _dns_prerequisites(request: pytest.FixtureRequest) -> None:
     if "lab" in request.fixturenames:
-        missing = missing_binaries()
-        if missing:
-            pytest.fail(f"DNS lab prerequisites missing: {' '.join(missing)} (`make deps` installs them)")
-        try:
-            bundle_root("unbound")
-        except LabError as exc:
-            pytest.fail(str(exc))
-
-
-def configure(lab: Lab, tunnel: Tunnel, hooks: str, extra: str = "") -> None:
-    lab.write_client_config(tunnel, hooks=hooks, allowed_ips="0.0.0.0/0, ::/0",
-                            endpoint=f"{VPN4}:{tunnel.port}", extra=extra)
-
-
-def hooks(*options: str) -> str:
-    extra = "".join(f" {o}" for o in options)
-    return f"PostUp = wgkill-up %i{extra}\nPreDown = wgkill-down %i\n"
+        require_dns_lab("unbound")
 
 
 def dot_and_stub(lab: Lab, tunnel: Tunnel, port: int) -> tuple[Resolver, Resolver]:

@@ -32,7 +32,6 @@ from wgkill.labdns import (
     bundle_root,
     dig,
     make_certificate,
-    missing_binaries,
     parse_dnsmasq_log,
     parse_unbound_log,
     start_dot_resolver,
@@ -44,6 +43,8 @@ from wgkill.labdns import (
     start_vpn_dot_resolver,
     start_vpn_resolver,
 )
+
+from .checks import require_dns_lab
 
 
 def _canon(address: str) -> str:
@@ -63,9 +64,7 @@ def _bundle(name: str) -> Path:
 def _dns_prerequisites(request: pytest.FixtureRequest) -> None:
     """Lab tests fail (never skip) with one line naming what is missing."""
     if "lab" in request.fixturenames:
-        missing = missing_binaries()
-        if missing:
-            pytest.fail(f"DNS lab prerequisites missing: {' '.join(missing)} (`make deps` installs them)")
+        require_dns_lab()
 
 
 def _tunnel_up(lab: Lab) -> Tunnel:
