@@ -181,6 +181,18 @@ def test_lintian_finds_no_errors_or_warnings(deb: Path) -> None:
     assert done.returncode == 0 and tags == [], done.stdout + done.stderr
 
 
+def test_every_packaged_unit_passes_systemd_analyze_verify(deb: Path, tmp_path: Path) -> None:
+    """Unpacked, not installed: each unit checked against the package's own tree (its
+    ExecStart binary, its Documentation= man page)."""
+    _ok(["dpkg-deb", "-x", str(deb), str(tmp_path)])
+    units = sorted((tmp_path / "lib/systemd/system").glob("*"))
+    assert [u.name for u in units] == UNITS
+    env = {"MANPATH": str(tmp_path / "usr/share/man")}
+    for unit in units:
+        done = _ok(["systemd-analyze", "verify", f"--root={tmp_path}", str(unit)], env=env)
+        assert done.stderr == "" and done.stdout == "", done.stderr
+
+
 def test_installed_package_holds_the_block_and_goes_without_lifting_it(
         package: Path, system_lab: Lab) -> None:
     lab = system_lab
