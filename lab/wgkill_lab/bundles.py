@@ -138,7 +138,6 @@ def multiarch_libs(root: Path) -> Path:
     return found[0]
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wgkill_lab.bundles")
     sub = parser.add_subparsers(dest="command", required=True)

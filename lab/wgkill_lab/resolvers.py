@@ -48,7 +48,8 @@ BINARIES = ("dnsmasq", "dig", "nsenter", "unshare", "openssl", "ss", "dbus-daemo
 
 
 def missing_binaries() -> list[str]:
-    """What this module runs that is not installed (`make deps` installs it)."""
+    """What the DNS lab (these resolvers, the resolved harness) runs that is not installed
+    (`make deps` installs it)."""
     return [b for b in BINARIES if shutil.which(b) is None]
 
 
