@@ -26,19 +26,24 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# A plain, non-editable install, run from another directory: what users get.
+# A plain, non-editable install, run from another directory: what users get (the product only).
+# Then the test lab (lab/, distribution wgkill-lab, package wgkill_lab), also non-editable:
+# only these targets install it, never `pip install .`.
 install: deps
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# setuptools builds in the tree and never prunes build/lib: a module moved away would still ship
+	@rm -rf build *.egg-info lab/build lab/*.egg-info
 	@cd / && $(CURDIR)/$(BIN)/pip install -q --disable-pip-version-check "$(CURDIR)[test]"
 	@cd / && $(CURDIR)/$(BIN)/pip install -q --disable-pip-version-check --no-deps --force-reinstall "$(CURDIR)"
-	@# systemd-resolved and unbound for the DNS lab: unpacked into a cache, never installed
-	@cd / && $(CURDIR)/$(BIN)/python -m wgkill.labdns fetch
+	@cd / && $(CURDIR)/$(BIN)/pip install -q --disable-pip-version-check --no-deps --force-reinstall "$(CURDIR)/lab"
+	@# systemd-resolved, unbound and openresolv for the DNS lab: unpacked into a cache, never installed
+	@cd / && $(CURDIR)/$(BIN)/python -m wgkill_lab.bundles fetch
 
 demo: install
-	unshare --net -- $(BIN)/python -m wgkill.demo
+	unshare --net -- $(BIN)/python -m wgkill_lab.demo
 
 lint: install
-	$(BIN)/ruff check wgkill templates tests
+	$(BIN)/ruff check wgkill templates tests bench lab
 
 test: lint
 	unshare --net -- $(BIN)/pytest $(PYTEST_ARGS)
@@ -63,7 +68,7 @@ install-systemd:
 	systemctl enable wgkill-boot.service
 
 clean-lab: install
-	$(BIN)/python -c "from wgkill.lab import reap_stale; print('removed:', *reap_stale())"
+	$(BIN)/python -c "from wgkill_lab.netns import reap_stale; print('removed:', *reap_stale())"
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info lab/build lab/*.egg-info .pytest_cache .ruff_cache

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from wgkill import render
-from wgkill.lab import CLIENT4, VPN4, VPN6, Lab, Tunnel
 from wgkill.render import Request
+from wgkill_lab.netns import CLIENT4, VPN4, VPN6, Lab, Tunnel
 
 BIN = Path(sys.executable).parent
 ARTICLE_HOOKS = (
