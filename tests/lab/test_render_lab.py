@@ -100,7 +100,7 @@ def test_new_ipv6_endpoint_pinned_from_a_hostname(lab: Lab) -> None:
     result = render.build(request, str(BIN), resolve=lambda host, port: VPN6)
     assert result.warnings == ()
     assert f"Endpoint = [{VPN6}]:{tunnel.port}\n" in result.text
-    render.write_atomic(tunnel.config, result.text.encode(), private=result.private)
+    render.write_config(tunnel.config, result.text.encode(), private=result.private)
     _works_then_holds(lab, tunnel)
 
 

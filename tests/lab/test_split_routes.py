@@ -258,7 +258,8 @@ def test_ipset_sync_failure_keeps_the_live_set_and_destroy_is_idempotent(lab: La
 import json
 from wgkill import ipset
 from wgkill.errors import FirewallError
-name = ipset.set_name("wk0", 4)
+from wgkill.names import set_name
+name = set_name("wk0", 4)
 out = {"first": ipset.sync(name, 4, ["192.0.2.0/24", "198.51.100.0/24", "0.0.0.0/0"])}
 out["count"] = ipset.members_count(name)
 try:
