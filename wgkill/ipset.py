@@ -25,7 +25,6 @@ import time
 
 from .errors import FirewallError, PrerequisiteError
 from .names import CHAIN_PREFIX, temp_set_name
-from .names import set_name as set_name  # for the lab's routes driver (wgkill.routes_lab) until it moves
 from .runner import CommandError, run
 
 IPSET = "ipset"

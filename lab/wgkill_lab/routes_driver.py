@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from wgkill import ipset, prefixes, routes, runner
+from wgkill import ipset, names, prefixes, routes, runner
 from wgkill.errors import WgkillError
 from wgkill.tunnel import read_tunnel
 
@@ -52,7 +52,7 @@ def _up(args: argparse.Namespace) -> dict[str, object]:
     counts = {}
     for family in families:
         mark = time.perf_counter()
-        counts[f"ipv{family}"] = ipset.sync(ipset.set_name(args.interface, family), family,
+        counts[f"ipv{family}"] = ipset.sync(names.set_name(args.interface, family), family,
                                             listed.family(family))
         timings[f"ipset{family}"] = time.perf_counter() - mark
     previous = routes.record_from_json(Path(args.previous).read_text()) if args.previous else None
