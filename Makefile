@@ -42,23 +42,28 @@ deb-deps: deps
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian >/dev/null; }
 
 # The developers' virtualenv: a plain, non-editable install, run from another
-# directory (what users get), with the test tools.
+# directory: what users get (the product only), with the test tools. Then the test
+# lab (lab/, distribution wgkill-lab, package wgkill_lab), also non-editable: only
+# these targets install it, never `pip install .`.
 venv: deps
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# setuptools builds in the tree and never prunes build/lib: a module moved away would still ship
+	@rm -rf build *.egg-info lab/build lab/*.egg-info
 	@cd / && $(CURDIR)/$(BIN)/pip install -q --disable-pip-version-check "$(CURDIR)[test]"
 	@cd / && $(CURDIR)/$(BIN)/pip install -q --disable-pip-version-check --no-deps --force-reinstall "$(CURDIR)"
-	@# systemd-resolved and unbound for the DNS lab: unpacked into a cache, never installed
-	@cd / && $(CURDIR)/$(BIN)/python -m wgkill.labdns fetch
+	@cd / && $(CURDIR)/$(BIN)/pip install -q --disable-pip-version-check --no-deps --force-reinstall "$(CURDIR)/lab"
+	@# systemd-resolved, unbound and openresolv for the DNS lab: unpacked into a cache, never installed
+	@cd / && $(CURDIR)/$(BIN)/python -m wgkill_lab.bundles fetch
 
 wheels: venv
 	@cd / && $(CURDIR)/$(BIN)/pip wheel -q --disable-pip-version-check -w $(CURDIR)/$(WHEELS) \
 	  "$(CURDIR)" setuptools wheel
 
 demo: venv
-	unshare --net -- $(BIN)/python -m wgkill.demo
+	unshare --net -- $(BIN)/python -m wgkill_lab.demo
 
 lint: venv
-	$(BIN)/ruff check wgkill templates tests
+	$(BIN)/ruff check wgkill templates tests bench lab
 
 test: lint deb-deps wheels
 	unshare --net -- $(BIN)/pytest $(PYTEST_ARGS)
@@ -114,7 +119,7 @@ uninstall-unit:
 	@$(INSTALL_ENV) sh hooks/install.sh remove-units
 
 clean-lab: venv
-	$(BIN)/python -c "from wgkill.lab import reap_stale; print('removed:', *reap_stale())"
+	$(BIN)/python -c "from wgkill_lab.netns import reap_stale; print('removed:', *reap_stale())"
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info lab/build lab/*.egg-info .pytest_cache .ruff_cache

@@ -31,7 +31,7 @@ from typing import Any
 
 import split_scale
 
-from wgkill.lab import WEB4, WG_SOCKETS, Lab, LabError, Tunnel
+from wgkill_lab.netns import WEB4, WG_SOCKETS, Lab, LabError, Tunnel
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -204,7 +204,7 @@ def wgkill_lines(lab: Lab) -> list[str]:
 def hold_sockets(tunnel: Tunnel) -> Iterator[None]:
     """Keep the tunnel's wireguard-go control sockets visibly in use for the whole run.
 
-    ``wgkill.lab.reap_stale()`` (run at the start of every ``make test``)
+    ``wgkill_lab.netns.reap_stale()`` (run at the start of every ``make test``)
     unlinks /var/run/wireguard sockets that ``fuser`` says nobody uses, and
     ``fuser`` cannot see a listening socket from another network namespace: a
     concurrent test run would cut ``wg`` off from our tunnel mid-benchmark.
@@ -640,7 +640,7 @@ def split_rows(r: split_scale.Results, report: Report) -> None:
                            paired=paired_ratios(p["set + routes"], p["none"])))
     large_label = next(spec["label"] for spec in r.lists if spec["count"] >= 100_000)
     a, k = r.apply[large_label]["res"], r.apply[large_label]["up_steps"]
-    routes_cmd = "`wgkill-up --routes`" if r.driver["with_kill_switch"] else "`routes_lab up`"
+    routes_cmd = "`wgkill-up --routes`" if r.driver["with_kill_switch"] else "`routes_driver up`"
     report.memory += [
         ("`wgkill-up --allowed-ips-file` (100k prefixes)", _rss(a["wgkill"], 0, 1)),
         (f"{routes_cmd} (100k prefixes)", _rss(a["routes"], 0, k)),
@@ -657,8 +657,8 @@ def split_analysis(r: split_scale.Results, parts: dict[str, float] | None) -> li
     plan = r.plan
     flag = r.driver["with_kill_switch"]
     routes_name = ("`wgkill-up IFACE --allowed-ips-file PATH --routes` (kill switch, set and routes)" if flag
-                   else "`python -m wgkill.routes_lab up IFACE --file PATH` (set and routes only: no kill "
-                        "switch; `wgkill-up --routes` is not measured)")
+                   else "`python -m wgkill_lab.routes_driver up IFACE --file PATH` (set and routes only: "
+                        "no kill switch; `wgkill-up --routes` is not measured)")
     lines = [
         "A lab of its own: a wireguard-go tunnel brought up with `Table = off` and AllowedIPs "
         "`0.0.0.0/0, ::/0` (wg-quick adds no route), and a second one with the 1k list as AllowedIPs "
@@ -734,7 +734,7 @@ def split_bringup(r: split_scale.Results) -> list[str]:
     if r.bringup is None:
         return [*lines, "Not measured."]
     b, k = r.bringup["res"], r.bringup["up_steps"]
-    routes = "`wgkill-up --routes`" if r.driver["with_kill_switch"] else "`routes_lab up`"
+    routes = "`wgkill-up --routes`" if r.driver["with_kill_switch"] else "`routes_driver up`"
     ours, plain = _sums(b["wgkill 1k"], 0, k), _sums(b["wg-quick 1k"], 0, 1)
     lines += [
         f"wgkill: `wg-quick up` (Table = off, AllowedIPs `0.0.0.0/0, ::/0`) then {routes}; plain: "
@@ -805,9 +805,9 @@ def split_profile(r: split_scale.Results, parts: dict[str, float] | None) -> lis
     prof = r.profile
     lines = ["", "### Where the 100k routes bring-up goes", ""]
     if not r.driver["with_kill_switch"]:
-        lines += ["`routes_lab`'s own timings (medians):", "", "| step | median |", "|---|---|"]
+        lines += ["`routes_driver`'s own timings (medians):", "", "| step | median |", "|---|---|"]
         return lines + [f"| {key.split(': ', 1)[1]} | {ms(value)} |" for key, value in prof.items()
-                        if key.startswith("routes_lab: ")]
+                        if key.startswith("routes_driver: ")]
     lines += [
         f"`bench/profile_hook.py up IFACE --allowed-ips-file PATH --routes` with the 100k list, medians of "
         f"{int(prof['rounds'])} runs: wall time inside the process after interpreter start-up. The "
@@ -864,7 +864,7 @@ def split_budget(r: split_scale.Results, parts: dict[str, float] | None) -> list
                 f"faster parse (up to {ms(parse)}); `wg-quick up`, the interpreter, `ipset restore` and the "
                 f"routes leave a floor of about {ms(floor)}.")
         else:
-            notes.append(f"{head} = `wg-quick up` {ms(wgq)} + routes_lab {ms(step)} (no kill switch); "
+            notes.append(f"{head} = `wg-quick up` {ms(wgq)} + routes_driver {ms(step)} (no kill switch); "
                          "`wgkill-up --routes` was not measured.")
     ours, plain = _sums(b["wgkill 1k"], 0, k), _sums(b["wg-quick 1k"], 0, 1)
     if med(ours) > 0.05 * med(plain):
@@ -1148,9 +1148,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds, short samples: for development")
     parser.add_argument("--output", type=Path, default=DOC, help=f"default {DOC.relative_to(ROOT)}")
-    parser.add_argument("--routes-driver", choices=("auto", "flag", "routes_lab"), default="auto",
+    parser.add_argument("--routes-driver", choices=("auto", "flag", "routes_driver"), default="auto",
                         help="split routes: `wgkill-up --routes` when --help lists it and it works (auto), "
-                             "always (flag), or the interim `python -m wgkill.routes_lab` (routes_lab)")
+                             "always (flag), or the lab's `python -m wgkill_lab.routes_driver` "
+                             "(routes_driver)")
     parser.add_argument("--only", choices=("all", "split"), default="all",
                         help="development: run only the split-tunnel section (4)")
     parser.add_argument("--raw", type=Path, metavar="PATH",

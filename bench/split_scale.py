@@ -11,7 +11,7 @@ AllowedIPs ``0.0.0.0/0, ::/0`` (wg-quick then adds no route and no fwmark):
 * **apply**, per list (1k, 10k, 100k IPv4; 10k IPv6), alternating: ``wgkill-up IFACE
   --allowed-ips-file PATH`` (set + kill switch) then ``wgkill-down``; the routes (``wgkill-up
   ... --routes`` when ``wgkill-up --help`` lists it and it passes a functional check, else
-  ``python -m wgkill.routes_lab up``); and the baseline, one ``-A bench-linear -d PREFIX -j
+  ``python -m wgkill_lab.routes_driver up``); and the baseline, one ``-A bench-linear -d PREFIX -j
   REJECT`` per prefix applied in one ``iptables-restore``, then removed (``-F``, ``-D``, ``-X``).
   Every round checks what was timed: a listed destination refused, or answered through the tunnel.
 * **bring-up** against plain wg-quick: ``wg-quick up`` (Table = off) plus the routes, against
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from wgkill import prefixes
-from wgkill.lab import CLIENT4, VPN4, VPN6, WEB4, WEB6, Lab, LabError, Tunnel
+from wgkill_lab.netns import CLIENT4, VPN4, VPN6, WEB4, WEB6, Lab, LabError, Tunnel
 
 BENCH = Path(__file__).resolve().parent
 PY = sys.executable
@@ -84,7 +84,7 @@ class Plan:
     large_wg_quick: int = 10_000
     large_wg_quick_timeout: float = 20.0
     profile_rounds: int = 4
-    routes_driver: str = "auto"  # auto | flag | routes_lab
+    routes_driver: str = "auto"  # auto | flag | routes_driver
     deadline: float | None = None  # time.monotonic() after which optional parts are skipped
 
 
@@ -95,17 +95,17 @@ class RouteDriver:
     name: str
     with_kill_switch: bool
     why: str
-    record: str | None = None  # routes_lab only: the record its ``down`` reads
+    record: str | None = None  # routes_driver only: the record its ``down`` reads
 
     def up(self, iface: str, path: Path) -> list[list[str]]:
         if self.record is None:
             return [["wgkill-up", iface, "--allowed-ips-file", str(path), "--routes"]]
-        return [[PY, "-I", "-m", "wgkill.routes_lab", "up", iface, "--file", str(path)]]
+        return [[PY, "-I", "-m", "wgkill_lab.routes_driver", "up", iface, "--file", str(path)]]
 
     def down(self, iface: str) -> list[list[str]]:
         if self.record is None:
             return [["wgkill-down", iface]]
-        return [[PY, "-I", "-m", "wgkill.routes_lab", "down", self.record]]
+        return [[PY, "-I", "-m", "wgkill_lab.routes_driver", "down", self.record]]
 
 
 @dataclass
@@ -254,12 +254,12 @@ def _differ(before: list[str], after: list[str]) -> str:
 
 
 def choose_driver(lab: Lab, tunnel: Tunnel, path: Path, mode: str) -> RouteDriver:
-    """``wgkill-up --routes`` if ``--help`` lists it and it works; else ``routes_lab`` (and why)."""
+    """``wgkill-up --routes`` if ``--help`` lists it and it works; else ``routes_driver`` (and why)."""
     listed = "--routes" in lab.client("wgkill-up", "--help").stdout
-    if mode == "routes_lab" or (mode == "auto" and not listed):
-        why = ("forced with --routes-driver routes_lab" if mode == "routes_lab"
+    if mode == "routes_driver" or (mode == "auto" and not listed):
+        why = ("forced with --routes-driver routes_driver" if mode == "routes_driver"
                else "`wgkill-up --help` does not list --routes yet")
-        return _routes_lab_driver(lab, tunnel, path, why)
+        return _lab_driver(lab, tunnel, path, why)
     flag = RouteDriver("wgkill-up IFACE --allowed-ips-file PATH --routes", True,
                        "`wgkill-up --help` lists --routes and it passed the functional check")
     try:
@@ -267,20 +267,20 @@ def choose_driver(lab: Lab, tunnel: Tunnel, path: Path, mode: str) -> RouteDrive
     except (LabError, subprocess.TimeoutExpired) as exc:
         if mode == "flag":
             raise
-        return _routes_lab_driver(lab, tunnel, path,
+        return _lab_driver(lab, tunnel, path,
                                   f"`wgkill-up --help` lists --routes, but it failed the check: {exc}")
     return flag
 
 
-def _routes_lab_driver(lab: Lab, tunnel: Tunnel, path: Path, why: str) -> RouteDriver:
+def _lab_driver(lab: Lab, tunnel: Tunnel, path: Path, why: str) -> RouteDriver:
     """The interim driver; its ``down`` reads the record of a first run (the same slot every time)."""
-    done = lab.client(PY, "-I", "-m", "wgkill.routes_lab", "up", tunnel.iface, "--file", str(path),
+    done = lab.client(PY, "-I", "-m", "wgkill_lab.routes_driver", "up", tunnel.iface, "--file", str(path),
                       timeout=300)
     record = lab.tmp / "routes-record.json"
     record.write_text(json.dumps(json.loads(done.stdout)["record"]))
-    lab.client(PY, "-I", "-m", "wgkill.routes_lab", "down", str(record), timeout=300)
-    driver = RouteDriver("python -m wgkill.routes_lab up IFACE --file PATH (set + routes, no kill switch)",
-                         False, why, str(record))
+    lab.client(PY, "-I", "-m", "wgkill_lab.routes_driver", "down", str(record), timeout=300)
+    driver = RouteDriver("python -m wgkill_lab.routes_driver up IFACE --file PATH "
+                         "(set + routes, no kill switch)", False, why, str(record))
     _check_driver(lab, tunnel, driver, path)
     return driver
 
@@ -381,7 +381,7 @@ def measure_packets(lab: Lab, tunnel: Tunnel, spec: ListSpec, path: Path, linear
         "set": f"wgkill kill switch, {spec.count:,}-prefix set",
         "set + routes": (f"wgkill kill switch + routes (set marks), {spec.count:,} prefixes"
                          if driver.with_kill_switch else
-                         f"routes only (routes_lab: set marks, no kill switch), {spec.count:,} prefixes"),
+                         f"routes only (routes_driver: set marks, no kill switch), {spec.count:,} prefixes"),
         "linear": f"one rule per prefix, {spec.count:,} rules",
     }
     server = subprocess.Popen(
@@ -433,7 +433,7 @@ def measure_packets(lab: Lab, tunnel: Tunnel, spec: ListSpec, path: Path, linear
 # ---- 4. where the time goes ------------------------------------------------------------------------
 
 def profile(lab: Lab, tunnel: Tunnel, path: Path, driver: RouteDriver, rounds: int) -> dict[str, Any]:
-    """In-process breakdown of the routes bring-up (``bench/profile_hook.py``, or routes_lab's own)."""
+    """In-process breakdown of the routes bring-up (``bench/profile_hook.py``, or routes_driver's own)."""
     runs: list[dict[str, Any]] = []
     for _ in range(rounds):
         if driver.record is None:
@@ -451,7 +451,7 @@ def profile(lab: Lab, tunnel: Tunnel, path: Path, driver: RouteDriver, rounds: i
             runs.append(spent)
         else:
             done = lab.client(*driver.up(tunnel.iface, path)[0], timeout=300)
-            runs.append({f"routes_lab: {k}": v for k, v in json.loads(done.stdout)["timings"].items()})
+            runs.append({f"routes_driver: {k}": v for k, v in json.loads(done.stdout)["timings"].items()})
         run_steps(lab, driver.down(tunnel.iface))
     keys = sorted({key for run in runs for key in run})
     return {key: sorted(run.get(key, 0.0) for run in runs)[len(runs) // 2] for key in keys} | {
@@ -577,7 +577,7 @@ def alternatives(lab: Lab, tunnel: Tunnel, entries: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one or two rounds each")
-    parser.add_argument("--routes-driver", choices=("auto", "flag", "routes_lab"), default="auto")
+    parser.add_argument("--routes-driver", choices=("auto", "flag", "routes_driver"), default="auto")
     parser.add_argument("--alternatives", type=int, default=0, metavar="N",
                         help="also time pyroute2's ipset against ipset restore for N entries")
     parser.add_argument("--json", metavar="PATH", help="write the raw results here (default: stdout)")

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from wgkill.lab import Lab, LabError, in_initial_netns, reap_stale
+from wgkill_lab.netns import Lab, LabError, in_initial_netns, reap_stale
 
 LAB_BINARIES = ("ip", "wg", "wg-quick", "wireguard-go", "iptables-restore", "ip6tables-restore",
                 "iptables-legacy", "nft", "curl", "unshare", "ipset", "sysctl", "dig", "dnsmasq", "chattr",

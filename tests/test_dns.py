@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from wgkill import dns, hostspin
+from wgkill import dns, hostpins
 from wgkill import state as statefile
 from wgkill.dns import resolvfile
 from wgkill.errors import ConfigError, DnsError, UsageError
@@ -117,16 +117,16 @@ def test_hosts_pins_only_recorded_names(fs, monkeypatch: pytest.MonkeyPatch) -> 
     directory = Path("/var/lib/wgkill")
     monkeypatch.setenv("WGKILL_STATE_DIR", str(directory))
     fs.create_file("/etc/hosts", contents="127.0.0.1 localhost\n")
-    assert hostspin.pin("wg0") == []  # nothing recorded: a first bring-up resolves normally
+    assert hostpins.pin("wg0") == []  # nothing recorded: a first bring-up resolves normally
     statefile.save(statefile.State(
         interface="wg0", applied_at="t", iptables_variant="nf_tables",
         endpoints=[{"address": "198.51.100.2", "port": 51820, "name": "vpn.example.com"},
                    {"address": "203.0.113.9", "port": 51820, "name": None}],
     ), directory)
-    assert hostspin.pin("wg0") == ["198.51.100.2 vpn.example.com # wgkill-pin:wg0"]
-    hostspin.pin("wg0")  # twice: still one line
+    assert hostpins.pin("wg0") == ["198.51.100.2 vpn.example.com # wgkill-pin:wg0"]
+    hostpins.pin("wg0")  # twice: still one line
     text = Path("/etc/hosts").read_text()
     assert text == "127.0.0.1 localhost\n198.51.100.2 vpn.example.com # wgkill-pin:wg0\n"
-    assert hostspin.unpin("wg1") is False
-    assert hostspin.unpin("wg0") is True
+    assert hostpins.unpin("wg1") is False
+    assert hostpins.unpin("wg0") is True
     assert Path("/etc/hosts").read_text() == "127.0.0.1 localhost\n"

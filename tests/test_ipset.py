@@ -4,21 +4,21 @@ import json
 
 import pytest
 
-from wgkill import ipset, routes
+from wgkill import ipset, names, routes
 from wgkill.errors import StateError, UsageError
 
 LONGEST = "a" * 15
 
 
 def test_set_names_fit_with_their_temporary() -> None:
-    assert ipset.set_name("wg0", 4) == "wgkill-wg0-4"
-    assert ipset.set_name("wg0", 6) == "wgkill-wg0-6"
-    longest = ipset.set_name(LONGEST, 6)
-    assert len(longest + ipset.TEMP_SUFFIX) <= ipset.MAX_NAME
+    assert names.set_name("wg0", 4) == "wgkill-wg0-4"
+    assert names.set_name("wg0", 6) == "wgkill-wg0-6"
+    longest = names.set_name(LONGEST, 6)
+    assert len(names.temp_set_name(longest)) <= ipset.MAX_NAME
     with pytest.raises(UsageError):
-        ipset.set_name("wg0 -exist", 4)
+        names.set_name("wg0 -exist", 4)
     with pytest.raises(ValueError, match="family"):
-        ipset.set_name("wg0", 5)
+        names.set_name("wg0", 5)
 
 
 def test_payload_for_a_new_set_creates_fills_swaps_and_drops_the_temporary() -> None:

@@ -113,19 +113,19 @@ def test_in_place_keeps_owner(fs, mullvad: bytes, fchown_calls: list[tuple[int, 
 
 
 @pytest.mark.parametrize(("private", "mode"), [(True, 0o600), (False, 0o644)])
-def test_write_atomic_new_file_modes(fs, private: bool, mode: int) -> None:
+def test_write_config_new_file_modes(fs, private: bool, mode: int) -> None:
     fs.create_dir("/out")
     os.umask(0o000)  # the mode is ours, not the umask's
-    render.write_atomic("/out/x.conf", b"data\n", private=private)
+    render.write_config("/out/x.conf", b"data\n", private=private)
     assert Path("/out/x.conf").read_bytes() == b"data\n" and _mode(Path("/out/x.conf")) == mode
 
 
-def test_write_atomic_refuses_world_accessible_existing_file(fs) -> None:
+def test_write_config_refuses_world_accessible_existing_file(fs) -> None:
     fs.create_file("/out/wg0.conf", contents="old\n", st_mode=stat.S_IFREG | 0o644)
     with pytest.raises(ConfigError, match=r"refusing to write /out/wg0\.conf"):
-        render.write_atomic("/out/wg0.conf", b"[Interface]\nPrivateKey = x\n", private=True)
+        render.write_config("/out/wg0.conf", b"[Interface]\nPrivateKey = x\n", private=True)
     assert Path("/out/wg0.conf").read_text() == "old\n"
-    render.write_atomic("/out/wg0.conf", b"# a snippet\n", private=False)  # no key: mode kept
+    render.write_config("/out/wg0.conf", b"# a snippet\n", private=False)  # no key: mode kept
     assert _mode(Path("/out/wg0.conf")) == 0o644
 
 
@@ -137,14 +137,14 @@ def test_failed_replace_keeps_the_old_file_and_no_temp(fs, monkeypatch: pytest.M
 
     monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(ConfigError, match=r"cannot write /out/wg0\.conf: No space left on device"):
-        render.write_atomic("/out/wg0.conf", b"new\n", private=True)
+        render.write_config("/out/wg0.conf", b"new\n", private=True)
     assert Path("/out/wg0.conf").read_text() == "old\n"
     assert [p.name for p in Path("/out").iterdir()] == ["wg0.conf"]
 
 
 def test_missing_directory_is_one_error(fs) -> None:
     with pytest.raises(ConfigError, match=r"cannot write /nowhere/wg0\.conf"):
-        render.write_atomic("/nowhere/wg0.conf", b"x\n", private=True)
+        render.write_config("/nowhere/wg0.conf", b"x\n", private=True)
 
 
 # ---- the console script, on a real directory -----------------------------------------------------

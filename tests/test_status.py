@@ -24,12 +24,18 @@ from wgkill.status import (
     HostFacts,
     InterfaceFacts,
     LinkFacts,
+    Nameserver,
     ProbeResult,
-    Resolver,
     SetFacts,
     Verdict,
     WgFacts,
+    chains,
+    document,
+    gathering,
+    nameservers,
+    probing,
 )
+from wgkill.tunnel import parse_dump
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "status.schema.json").read_text())
 NOW = 1_800_000_000.0
@@ -76,7 +82,7 @@ def _iface(**kw: object) -> InterfaceFacts:
 
 def _host(*interfaces: InterfaceFacts, **kw: object) -> HostFacts:
     base = {"uid": 0, "now": NOW, "ipv6": True, "interfaces": list(interfaces),
-            "resolvers": [Resolver("203.0.113.53", "resolv.conf")],
+            "resolvers": [Nameserver("203.0.113.53", "resolv.conf")],
             "uplinks": {"ipv4": "eth0", "ipv6": "eth0"}, "routes": {"ipv4": "wg0", "ipv6": "wg0"},
             "policy_rules": ["ipv4 32765: not fwmark 0xca6c lookup 51820"]}
     base.update(kw)
@@ -101,7 +107,7 @@ def test_up_and_protected_is_ok() -> None:
     report = status.judge(_host(_iface()))
     assert report.verdict is Verdict.OK and report.problems == []
     assert report.summary == "wg0 protected (handshake 12s ago)"
-    assert cli.human(report).splitlines()[0] == "WGKILL OK - wg0 protected (handshake 12s ago)"
+    assert status.human(report).splitlines()[0] == "WGKILL OK - wg0 protected (handshake 12s ago)"
 
 
 def test_link_down_is_warning_with_the_command_that_brings_it_up() -> None:
@@ -149,9 +155,9 @@ def test_without_the_hook_line_the_fix_is_plain_wgkill_up_and_without_the_link_w
 
 def test_another_tunnels_jump_above_ours_is_fine() -> None:
     """Two tunnels: a packet must pass both chains, so their order does not matter."""
-    assert status._is_wgkill_jump('-m comment --comment "wgkill:wg1" -j wgkill-wg1')
-    assert not status._is_wgkill_jump('-m comment --comment "other" -j wgkill-wg1')
-    assert not status._is_wgkill_jump("-j ACCEPT")
+    assert chains.is_wgkill_jump('-m comment --comment "wgkill:wg1" -j wgkill-wg1')
+    assert not chains.is_wgkill_jump('-m comment --comment "other" -j wgkill-wg1')
+    assert not chains.is_wgkill_jump("-j ACCEPT")
     report = status.judge(_host(_iface(chains=[_chain(jump_positions=[1], above=[]), _chain("ipv6")])))
     assert report.verdict is Verdict.OK
 
@@ -197,7 +203,7 @@ def test_corrupt_state_is_unknown(link: bool, fix: str) -> None:
 def test_not_root_is_unknown_and_reads_nothing() -> None:
     report = status.judge(HostFacts(uid=65534, now=NOW))
     assert report.verdict is Verdict.UNKNOWN and _codes(report) == ["not-root"]
-    assert cli.human(report).splitlines()[0] == "WGKILL UNKNOWN - must be run as root"
+    assert status.human(report).splitlines()[0] == "WGKILL UNKNOWN - must be run as root"
     _valid(report)
 
 
@@ -225,7 +231,7 @@ def _dns(lock: bool, servers: tuple[str, ...] = ("10.64.0.1",)) -> dict:
 
 def test_dns_lock_off_with_a_lan_resolver_is_critical_and_the_fix_drops_no_dns_lock() -> None:
     facts = _iface(state=_state(dns=_dns(False)), postup="wgkill-up wg0 --dns 10.64.0.1 --no-dns-lock")
-    lan, tunnel = Resolver("192.168.1.1", "resolv.conf"), Resolver("10.64.0.1", "resolv.conf")
+    lan, tunnel = Nameserver("192.168.1.1", "resolv.conf"), Nameserver("10.64.0.1", "resolv.conf")
     host = _host(facts, resolvers=[lan, tunnel])
     report = status.judge(host)
     assert report.verdict is Verdict.CRITICAL and _codes(report) == ["dns-unlocked"]
@@ -235,18 +241,18 @@ def test_dns_lock_off_with_a_lan_resolver_is_critical_and_the_fix_drops_no_dns_l
 
 
 @pytest.mark.parametrize(("lock", "resolvers"), [
-    (True, [Resolver("192.168.1.1", "resolv.conf")]),  # the lock refuses it
-    (False, [Resolver("10.64.0.1", "resolv.conf")]),  # only the tunnel's own
-    (False, [Resolver("127.0.0.1", "resolv.conf")]),  # a local stub
-    (False, [Resolver("127.0.0.53", "resolv.conf"), Resolver("10.64.0.9", "resolved:wg0", "wg0")]),
+    (True, [Nameserver("192.168.1.1", "resolv.conf")]),  # the lock refuses it
+    (False, [Nameserver("10.64.0.1", "resolv.conf")]),  # only the tunnel's own
+    (False, [Nameserver("127.0.0.1", "resolv.conf")]),  # a local stub
+    (False, [Nameserver("127.0.0.53", "resolv.conf"), Nameserver("10.64.0.9", "resolved:wg0", "wg0")]),
 ])
-def test_dns_that_cannot_leak_is_ok(lock: bool, resolvers: list[Resolver]) -> None:
+def test_dns_that_cannot_leak_is_ok(lock: bool, resolvers: list[Nameserver]) -> None:
     report = status.judge(_host(_iface(state=_state(dns=_dns(lock))), resolvers=resolvers))
     assert report.verdict is Verdict.OK, report.problems
 
 
 def test_resolved_uplink_server_counts_as_outside() -> None:
-    resolvers = [Resolver("127.0.0.53", "resolv.conf"), *status.parse_resolvectl_dns(
+    resolvers = [Nameserver("127.0.0.53", "resolv.conf"), *nameservers.parse_resolvectl_dns(
         "Global:\nLink 2 (eth0): 192.168.1.1\nLink 5 (wg0): 10.64.0.1\n")]
     report = status.judge(_host(_iface(state=_state(dns=_dns(False))), resolvers=resolvers))
     assert _codes(report) == ["dns-unlocked"]
@@ -288,7 +294,7 @@ def test_probe_that_got_out_is_critical_even_when_the_rules_look_right() -> None
 
 def test_plan_probes_asks_a_resolver_outside_the_tunnel_or_the_target() -> None:
     host = _host(_iface(state=_state(dns=_dns(True))), uplinks={"ipv4": "eth0", "ipv6": None},
-                 resolvers=[Resolver("10.64.0.1", "resolv.conf"), Resolver("192.168.1.1", "resolv.conf")])
+                 resolvers=[Nameserver("10.64.0.1", "resolv.conf"), Nameserver("192.168.1.1", "resolv.conf")])
     specs = {s.name: s for s in status.plan_probes(host)}
     assert sorted(specs) == ["dns4", "dns6", "tcp4", "tcp6", "udp4", "udp6"]
     assert specs["dns4"].target == "192.168.1.1" and specs["dns4"].port == 53
@@ -301,13 +307,13 @@ def test_plan_probes_asks_a_resolver_outside_the_tunnel_or_the_target() -> None:
 # ---- parsers ----------------------------------------------------------------------------------
 
 
-def test_parse_wg_dump_takes_the_latest_handshake_and_never_the_key() -> None:
+def test_handshake_facts_take_the_latest_handshake_and_never_the_key() -> None:
     dump = ("PRIVATEKEY=\tPUB=\t51820\t0xca6c\n"
             "PEER1=\t(none)\t198.51.100.2:51820\t0.0.0.0/0\t1799999990\t10\t20\t25\n"
             "PEER2=\t(none)\t(none)\t10.0.0.0/8\t0\t0\t0\toff\n")
-    facts = status.parse_wg_dump(dump)
+    facts = WgFacts.of(parse_dump("wg0", dump))
     assert facts == WgFacts(peers=2, latest_handshake=1799999990)
-    assert status.parse_wg_dump("K\tP\t1\toff\n") == WgFacts(peers=0, latest_handshake=None)
+    assert WgFacts.of(parse_dump("wg0", "K\tP\t1\toff\n")) == WgFacts(peers=0, latest_handshake=None)
     assert status.handshake_age(_iface(wg=facts), NOW) == 10
     assert status.handshake_age(_iface(wg=WgFacts(1, None)), NOW) is None
 
@@ -315,14 +321,14 @@ def test_parse_wg_dump_takes_the_latest_handshake_and_never_the_key() -> None:
 def test_parse_resolv_conf() -> None:
     text = ("# nameserver 9.9.9.9\nsearch lan\nnameserver 192.168.1.1\n"
             "nameserver  fe80::1%eth0\noptions edns0\n")
-    assert status.parse_resolv_conf(text) == ["192.168.1.1", "fe80::1"]
+    assert nameservers.parse_resolv_conf(text) == ["192.168.1.1", "fe80::1"]
 
 
 def test_parse_resolvectl_dns_with_ports_and_names() -> None:
     text = ("Global: 1.1.1.1#cloudflare-dns.com\n"
             "Link 2 (eth0): 192.168.1.1:53 [2001:db8::53]:53\n"
             "Link 7 (wg0): 10.64.0.1\nLink 9 (docker0):\n")
-    assert [(r.address, r.source, r.link) for r in status.parse_resolvectl_dns(text)] == [
+    assert [(r.address, r.source, r.link) for r in nameservers.parse_resolvectl_dns(text)] == [
         ("1.1.1.1", "resolved:global", None), ("192.168.1.1", "resolved:eth0", "eth0"),
         ("2001:db8::53", "resolved:eth0", "eth0"), ("10.64.0.1", "resolved:wg0", "wg0")]
 
@@ -330,17 +336,17 @@ def test_parse_resolvectl_dns_with_ports_and_names() -> None:
 def test_postup_command_is_the_hooks_own_wgkill_up() -> None:
     config = ("[Interface]\nPostUp = iptables -A x; wgkill-up %i --dns 10.64.0.1 --no-dns-lock && true\n"
               "PreDown = wgkill-down %i\n")
-    assert status.postup_command(config, "wg0") == "wgkill-up wg0 --dns 10.64.0.1 --no-dns-lock"
-    assert status.postup_command("[Interface]\nPostUp = echo hi\n", "wg0") is None
+    assert gathering.postup_command(config, "wg0") == "wgkill-up wg0 --dns 10.64.0.1 --no-dns-lock"
+    assert gathering.postup_command("[Interface]\nPostUp = echo hi\n", "wg0") is None
 
 
 def test_parse_utc() -> None:
-    assert status.parse_utc("1970-01-02T00:00:00Z") == 86400.0
-    assert status.parse_utc("yesterday") is None
+    assert document.parse_utc("1970-01-02T00:00:00Z") == 86400.0
+    assert document.parse_utc("yesterday") is None
 
 
 def test_dns_query_is_a_wellformed_question() -> None:
-    packet = status.dns_query("wgkill-probe-ab.invalid", 0x1234)
+    packet = probing.dns_query("wgkill-probe-ab.invalid", 0x1234)
     ident, flags, qd, an, ns, ar = struct.unpack("!HHHHHH", packet[:12])
     assert (ident, flags, qd, an, ns, ar) == (0x1234, 0x0100, 1, 0, 0, 0)
     assert packet[12:] == b"\x0fwgkill-probe-ab\x07invalid\x00\x00\x01\x00\x01"
@@ -350,15 +356,15 @@ def test_parse_packet_reads_destination_protocol_and_source_port() -> None:
     udp = struct.pack("!HHHH", 40000, 53, 8, 0)
     v4 = bytes([0x45, 0, 0, 28, 0, 0, 0, 0, 64, socket.IPPROTO_UDP, 0, 0]) + socket.inet_aton(
         "192.0.2.2") + socket.inet_aton("203.0.113.1") + udp
-    assert status.parse_packet(v4) == (4, "203.0.113.1", socket.IPPROTO_UDP, 40000)
+    assert probing.parse_packet(v4) == (4, "203.0.113.1", socket.IPPROTO_UDP, 40000)
     tcp = struct.pack("!HH", 40001, 443) + bytes(16)
     v6 = (bytes([0x60, 0, 0, 0]) + struct.pack("!HBB", len(tcp), socket.IPPROTO_TCP, 64)
           + socket.inet_pton(socket.AF_INET6, "2001:db8:c::2")
           + socket.inet_pton(socket.AF_INET6, "2001:db8::1") + tcp)
-    assert status.parse_packet(v6) == (6, "2001:db8::1", socket.IPPROTO_TCP, 40001)
+    assert probing.parse_packet(v6) == (6, "2001:db8::1", socket.IPPROTO_TCP, 40001)
     icmp = v4[:9] + bytes([socket.IPPROTO_ICMP]) + v4[10:]
-    assert status.parse_packet(icmp) is None
-    assert status.parse_packet(b"\x00") is None
+    assert probing.parse_packet(icmp) is None
+    assert probing.parse_packet(b"\x00") is None
 
 
 # ---- output formats ---------------------------------------------------------------------------
@@ -398,7 +404,7 @@ def _metrics(text: str) -> dict[str, dict[tuple, float]]:
 def test_prometheus_textfile_parses_with_the_real_parser() -> None:
     down = _iface(interface="wg1", link=_link(name="wg1", up=False), state=_state(interface="wg1"))
     drifted = _iface(interface="wg2", chains=[_chain(live_sha256="b" * 64)], state=_state(interface="wg2"))
-    text = cli.prometheus(status.judge(_host(_iface(), down, drifted), _probes("left")))
+    text = status.prometheus(status.judge(_host(_iface(), down, drifted), _probes("left")))
     assert "# HELP wgkill_protected " in text and "# TYPE wgkill_protected gauge" in text
     m = _metrics(text)
     assert m["wgkill_status"] == {(): 2.0}
@@ -413,7 +419,7 @@ def test_prometheus_textfile_parses_with_the_real_parser() -> None:
 
 
 def test_prometheus_without_handshake_or_probe_leaves_those_samples_out() -> None:
-    m = _metrics(cli.prometheus(status.judge(_host(_iface(wg=None)))))
+    m = _metrics(status.prometheus(status.judge(_host(_iface(wg=None)))))
     assert "wgkill_handshake_age_seconds" not in m and "wgkill_probe_leaked" not in m
     assert m["wgkill_protected"] == {(("interface", "wg0"),): 1.0}
 
@@ -421,13 +427,13 @@ def test_prometheus_without_handshake_or_probe_leaves_those_samples_out() -> Non
 def test_human_output_one_line_per_problem_with_its_fix_and_colour_only_when_asked() -> None:
     facts = _iface(chains=[_chain(live_sha256="b" * 64, rules=0), _chain("ipv6")], postup="wgkill-up wg0")
     report = status.judge(_host(facts))
-    plain = cli.human(report).splitlines()
+    plain = status.human(report).splitlines()
     assert plain[0] == "WGKILL CRITICAL - wg0 rules drifted: can leak"
     assert plain[1].startswith("CRITICAL wg0: chain wgkill-wg0 (ipv4) differs") and plain[1].endswith(
         "— fix: wgkill-up wg0")
     assert "\033[" not in "\n".join(plain)
     assert any(line.startswith("  kill switch  engaged 2027-01-15T08:00:00Z") for line in plain)
-    coloured = cli.human(report, colour=True)
+    coloured = status.human(report, colour=True)
     assert coloured.startswith("WGKILL \033[31mCRITICAL\033[0m - ")
 
 
@@ -438,11 +444,11 @@ def test_human_output_one_line_per_problem_with_its_fix_and_colour_only_when_ask
 def fake_check(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     calls: list[dict] = []
 
-    def check(interface: str | None = None, **kw: object) -> status.Report:
+    def check_protection(interface: str | None = None, **kw: object) -> status.Report:
         calls.append({"interface": interface, **kw})
         return status.judge(_host(_iface(link=_link(up=False))))
 
-    monkeypatch.setattr(status, "check", check)
+    monkeypatch.setattr(status, "check_protection", check_protection)
     return calls
 
 
@@ -501,14 +507,14 @@ def test_chain_facts_from_iptables_save_text() -> None:
     snap = parse_save(SAVE)
     record = _state().families["ipv4"]
     record.saved_sha256 = snap.chain_sha256("wgkill-wg0")
-    (facts,) = status._chain_facts("wg0", "ipv4", record, snap)
+    (facts,) = chains.chain_facts("wg0", "ipv4", record, snap)
     assert (facts.present, facts.rules, facts.jump_positions, facts.above) == (True, 2, [1], [])
     assert status.judge(_host(_iface(chains=[facts, _chain("ipv6")]))).verdict is Verdict.OK
     record.jumps = []  # a record that lost its jumps is checked against the jump it must have had
-    (fallback,) = status._chain_facts("wg0", "ipv4", record, snap)
+    (fallback,) = chains.chain_facts("wg0", "ipv4", record, snap)
     assert fallback.jump_spec == JUMP and fallback.jump_positions == [1]
     flushed = parse_save(SAVE.replace("-A wgkill-wg0 -o lo -j RETURN\n", ""))
-    (drift,) = status._chain_facts("wg0", "ipv4", record, flushed)
+    (drift,) = chains.chain_facts("wg0", "ipv4", record, flushed)
     assert _codes(status.judge(_host(_iface(chains=[drift, _chain("ipv6")])))) == ["drifted"]
 
 

@@ -7,7 +7,7 @@ from wgkill.wgconf import Endpoint
 DUMP = (
     "PRIV\tPUB\t55333\t0xca6c\n"
     "peerA\t(none)\t[2001:db8::1]:51820\t0.0.0.0/0,::/0\t0\t0\t0\toff\n"
-    "peerB\t(none)\t(none)\t192.0.2.0/24\t0\t0\t0\t25\n"
+    "peerB\t(none)\t(none)\t192.0.2.0/24\t1799999990\t0\t0\t25\n"
 )
 
 
@@ -17,6 +17,7 @@ def test_full_tunnel_dump() -> None:
     assert facts.peers[0].endpoint == Endpoint("2001:db8::1", 51820)
     assert facts.peers[0].allowed_ips == ("0.0.0.0/0", "::/0")
     assert facts.peers[1].endpoint is None
+    assert (facts.peers[0].latest_handshake, facts.peers[1].latest_handshake) == (0, 1799999990)
 
 
 def test_fwmark_off_and_no_peers() -> None:

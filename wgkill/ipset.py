@@ -24,13 +24,12 @@ import shutil
 import time
 
 from .errors import FirewallError, PrerequisiteError
-from .ifname import CHAIN_PREFIX, validate_interface
+from .names import CHAIN_PREFIX, temp_set_name
 from .runner import CommandError, run
 
 IPSET = "ipset"
 FAMILIES = {4: "inet", 6: "inet6"}
 MAX_NAME = 31  # IPSET_MAXNAMELEN - 1
-TEMP_SUFFIX = "-t"
 MIN_HASHSIZE = 1024
 MIN_MAXELEM = 65536
 _HALVES = {4: ("0.0.0.0/1", "128.0.0.0/1"), 6: ("::/1", "8000::/1")}
@@ -38,16 +37,9 @@ _IN_USE = "in use by a kernel component"
 _ENTRIES = re.compile(r"^Number of entries: (\d+)$", re.MULTILINE)
 
 
-def set_name(interface: str, family: int) -> str:
-    """``wgkill-IFACE-4`` or ``wgkill-IFACE-6`` (at most 24 of ipset's 31 characters)."""
-    if family not in FAMILIES:
-        raise ValueError(f"family must be 4 or 6, not {family!r}")
-    return f"{CHAIN_PREFIX}{validate_interface(interface)}-{family}"
-
-
 def _check_name(name: str) -> None:
     # Names reach an ipset restore payload: one token, ours, short enough for the temporary too.
-    if not name.startswith(CHAIN_PREFIX) or len(name) + len(TEMP_SUFFIX) > MAX_NAME or not re.fullmatch(
+    if not name.startswith(CHAIN_PREFIX) or len(temp_set_name(name)) > MAX_NAME or not re.fullmatch(
         r"[a-zA-Z0-9_=+.-]+", name
     ):
         raise ValueError(f"not a wgkill set name: {name!r}")
@@ -86,7 +78,7 @@ def restore_payload(name: str, family: int, prefixes: list[str] | tuple[str, ...
     _check_name(name)
     members = entries(family, prefixes)
     hashsize, maxelem = sizing(len(members))
-    temp = name + TEMP_SUFFIX
+    temp = temp_set_name(name)
     spec = f"hash:net family {FAMILIES[family]} hashsize {hashsize} maxelem {maxelem}"
     lines = [f"destroy {temp}"] if temp_exists else []  # left by an interrupted run
     lines.append(f"create {temp} {spec}")
@@ -125,7 +117,7 @@ def sync(name: str, family: int, prefixes: list[str] | tuple[str, ...]) -> int:
     """
     present = names()
     payload = restore_payload(name, family, prefixes, live_exists=name in present,
-                              temp_exists=name + TEMP_SUFFIX in present)
+                              temp_exists=temp_set_name(name) in present)
     try:
         run([_binary(), "restore"], stdin=payload, change=True)
     except CommandError as exc:
@@ -135,7 +127,7 @@ def sync(name: str, family: int, prefixes: list[str] | tuple[str, ...]) -> int:
 
 
 def _discard_temp(name: str) -> None:
-    temp = name + TEMP_SUFFIX
+    temp = temp_set_name(name)
     try:
         if temp in names():
             run([_binary(), "destroy", temp], change=True)
@@ -151,7 +143,7 @@ def destroy(name: str, *, attempts: int = 10) -> bool:
     """
     _check_name(name)
     present = names()
-    if name + TEMP_SUFFIX in present:
+    if temp_set_name(name) in present:
         _discard_temp(name)
     if name not in present:
         return False

@@ -1,10 +1,10 @@
-"""Engage and release the kill switch for one interface: the library behind the hooks.
+"""Engage the kill switch for one interface, and re-apply recorded blocks at boot: the PostUp library.
 
 Order matters and is the contract: validate, resolve every binary, read the
 tunnel and render both payloads *before* the first change; then, under the
 state lock, record the intent, apply IPv4, apply IPv6. A failure after the
 first family leaves that family blocking (the safe side) and is reported.
-Release lives in ``teardown``, which the PreDown hook imports alone.
+Release lives in ``wgkill.release``, which the PreDown hook imports alone.
 """
 
 import os
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import dns, hostspin, ipset, prefixes, rendercache
+from . import dns, hostpins, ipset, prefixes, rendercache
 from . import state as statefile
 from .errors import FirewallError, StateError, UsageError, WgkillError
 from .firewall.iptables import (
@@ -24,10 +24,10 @@ from .firewall.iptables import (
     chain_specs,
     removal_payload,
 )
-from .ifname import jump_comment, validate_interface
+from .kernel import ipv6_available, require_root
+from .names import jump_comment, validate_interface
 from .policy import KillSwitchPolicy, build_policy, decide_split, hostname_endpoints, lan_ranges
 from .runner import which
-from .teardown import Released, _require_root, ipv6_available, release  # noqa: F401 - re-exported
 from .tunnel import read_tunnel
 from .wgconf import WgQuickConfig, load_config
 
@@ -138,7 +138,7 @@ def engage(interface: str, options: UpOptions | None = None) -> Engaged:
     families = (4, 6) if ipv6_available() else (4,)
     backends = {family: IptablesFamily(family) for family in families}  # binaries, before any change
     if not options.dry_run:
-        _require_root()
+        require_root()
     config = _load_config(interface, options.config_path)
     if options.dry_run:
         return _engage(interface, options, backends, config)
@@ -181,7 +181,7 @@ def _engage(
     policy = build_policy(
         interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark
     )
-    cache_key = rendercache.key(policy)
+    cache_key = rendercache.cache_key(policy)
     cached = rendercache.load(interface, cache_key)
     if cached is not None:
         specs = {int(f): [ChainSpec(**c) for c in chains] for f, chains in cached["specs"].items()}
@@ -250,7 +250,7 @@ def _engage(
         routes.teardown(previous_routes)  # routed differently (or not at all) last time
     record.dns["record"] = dns.apply(dns_plan, dns_backend, interface, previous_dns)
     statefile.save(record)
-    hostspin.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
+    hostpins.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
     return result
 
 
@@ -290,7 +290,7 @@ def boot() -> list[tuple[str, str]]:
     unreadable state as "secured", and so do we. Returns (interface, what was
     done) pairs; raises only when nothing could be applied at all.
     """
-    _require_root()
+    require_root()
     done: list[tuple[str, str]] = []
     failures: list[str] = []
     with statefile.lock():

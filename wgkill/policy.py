@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 from .dns import DnsPlan
 from .errors import ConfigError, UsageError
-from .ifname import chain_name, jump_comment
-from .ipset import set_name
+from .names import chain_name, forward_chain_name, jump_comment, set_name
 from .prefixes import PrefixList, merge
 from .tunnel import TunnelFacts
 from .wgconf import WgQuickConfig
@@ -224,7 +223,7 @@ def build_policy(
             dns_private_names=tuple(dns_qname_hex(d) for d in dns.domains),
             split_set=set_name(interface, family) if split is not None else None,
             lan=tuple(n for n in lan if ipaddress.ip_network(n).version == family),
-            forward_chain=f"{chain_name(interface)}-fwd" if gateway else None,
+            forward_chain=forward_chain_name(interface) if gateway else None,
             route_mark=route_mark,
         )
         for family in families

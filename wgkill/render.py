@@ -15,7 +15,6 @@ import re
 import shlex
 import socket
 import stat
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import TypeVar
 
 from . import confedit
 from .errors import ConfigError, UsageError
-from .ifname import validate_interface
+from .fileio import write_atomic
+from .names import validate_interface
 from .prefixes import load_file
 from .runner import run, which
 from .templating import render
@@ -43,7 +43,7 @@ _PREFIX = re.compile(r"[^/]+(/[0-9]{1,3})?")
 _ENDPOINT = re.compile(r"\[(?P<v6>[^\[\]]+)\]:(?P<port6>[0-9]+)|(?P<host>[^:\[\]]+):(?P<port>[0-9]+)")
 _HOOK_UNSAFE = re.compile(r"[#%\r\n\x00]")
 
-Resolver = Callable[[str, int], str]
+EndpointLookup = Callable[[str, int], str]  # (host, port) -> the address wg would use
 T = TypeVar("T")
 
 
@@ -53,7 +53,7 @@ class Invalid(ValueError):
 
 # ---- validators: one value in, the text to write out ----------------------------------------
 
-def key(value: str) -> str:
+def wg_key(value: str) -> str:
     """A WireGuard key: 32 bytes in canonical base64 (44 characters), as ``wg`` prints them."""
     text = value.strip()
     try:
@@ -168,7 +168,7 @@ def _shown(value: str) -> str:
     return repr(text)
 
 
-def check(flag: str, value: str, validator: Callable[[str], T], secret: bool = False) -> T:
+def validate_flag(flag: str, value: str, validator: Callable[[str], T], secret: bool = False) -> T:
     """Run ``validator``; on failure one UsageError line naming the flag and the value."""
     try:
         return validator(value)
@@ -184,7 +184,7 @@ def _items(flag: str, values: Sequence[str], validator: Callable[[str], str]) ->
         parts = [p.strip() for p in value.split(",")]
         if not all(parts):
             raise UsageError(f"invalid {flag} {_shown(value)}: empty item in the list")
-        found.extend(check(flag, p, validator) for p in parts)
+        found.extend(validate_flag(flag, p, validator) for p in parts)
     return tuple(found)
 
 
@@ -281,17 +281,17 @@ def hook_block(options: HookOptions) -> str:
 def _hook_options(req: Request) -> HookOptions:
     return HookOptions(
         allow_lan=req.allow_lan,
-        dns_domains=tuple(check("--dns-domain", d, lambda v: hook_argument(domain(v)))
+        dns_domains=tuple(validate_flag("--dns-domain", d, lambda v: hook_argument(domain(v)))
                           for d in req.dns_domains),
         dns_lock=not req.no_dns_lock,
-        config=None if req.config is None else check("--config", req.config, hook_argument),
+        config=None if req.config is None else validate_flag("--config", req.config, hook_argument),
         allowed_ips_file=None if req.split_file is None else _split_file(req.split_file),
     )
 
 
 def _split_file(path: str) -> str:
     """The prefix file must parse now: a list wgkill-up would refuse is refused here, before output."""
-    checked = check("--split-file", os.path.abspath(path), hook_argument)
+    checked = validate_flag("--split-file", os.path.abspath(path), hook_argument)
     try:
         load_file(checked)
     except ConfigError as exc:
@@ -309,7 +309,7 @@ def _read_secret(flag: str, path: str) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not ASCII"
         raise UsageError(f"cannot read {flag} {_shown(path)}: {reason}") from None
-    return check(flag, text.strip(), key, secret=True)
+    return validate_flag(flag, text.strip(), wg_key, secret=True)
 
 
 def resolve_endpoint(host: str, number: int) -> str:
@@ -335,7 +335,7 @@ def _genkey() -> tuple[str, str]:
 
 # ---- the three modes -----------------------------------------------------------------------------
 
-def new_config(req: Request, resolve: Resolver = resolve_endpoint,
+def new_config(req: Request, resolve: EndpointLookup = resolve_endpoint,
                genkey: Callable[[], tuple[str, str]] = _genkey) -> Rendered:
     """A complete wg-quick config from flags; every flag is checked before the first key is made."""
     sources = [f for f in ("--private-key", "--private-key-file", "--genkey")
@@ -352,21 +352,21 @@ def new_config(req: Request, resolve: Resolver = resolve_endpoint,
 
     private_key = None
     if req.private_key is not None:
-        private_key = check("--private-key", req.private_key, key, secret=True)
+        private_key = validate_flag("--private-key", req.private_key, wg_key, secret=True)
     elif req.private_key_file is not None:
         private_key = _read_secret("--private-key-file", req.private_key_file)
     addresses = _items("--address", req.addresses, address)
     dns = _items("--dns", req.dns, dns_entry)
-    public_key = check("--public-key", req.public_key or "", key)
+    public_key = validate_flag("--public-key", req.public_key or "", wg_key)
     preshared = None
     if req.preshared_key_file is not None:
         preshared = _read_secret("--preshared-key-file", req.preshared_key_file)
-    peer = check("--endpoint", req.endpoint or "", endpoint)
+    peer = validate_flag("--endpoint", req.endpoint or "", endpoint)
     split = _items("--split", req.split, cidr)
     allowed = split or _items("--allowed-ips", req.allowed_ips, cidr) or FULL_TUNNEL
-    keep = None if req.persistent_keepalive is None else check(
+    keep = None if req.persistent_keepalive is None else validate_flag(
         "--persistent-keepalive", req.persistent_keepalive, keepalive)
-    link_mtu = None if req.mtu is None else check("--mtu", req.mtu, mtu)
+    link_mtu = None if req.mtu is None else validate_flag("--mtu", req.mtu, mtu)
     if link_mtu is not None and link_mtu < IPV6_MIN_MTU and any(":" in a for a in addresses):
         raise UsageError(f"invalid --mtu {req.mtu!r}: an IPv6 --address needs at least {IPV6_MIN_MTU}")
     hooks = _hook_options(req)
@@ -417,11 +417,11 @@ def _read_config(path: str) -> str:
 
 
 _LINE_CHECKS: dict[tuple[str, str], Callable[[str], object]] = {
-    ("[interface]", "privatekey"): key,
+    ("[interface]", "privatekey"): wg_key,
     ("[interface]", "mtu"): mtu,
     ("[interface]", "listenport"): port,
-    ("[peer]", "publickey"): key,
-    ("[peer]", "presharedkey"): key,
+    ("[peer]", "publickey"): wg_key,
+    ("[peer]", "presharedkey"): wg_key,
     ("[peer]", "endpoint"): endpoint,
     ("[peer]", "persistentkeepalive"): keepalive,
 }
@@ -457,7 +457,7 @@ def _validate_lines(path: str, lines: list[confedit.Line]) -> None:
                     raise ConfigError(f"{path}:{line.number}: invalid {line.key} {shown}: {exc}") from None
 
 
-def upgrade(req: Request, resolve: Resolver = resolve_endpoint) -> Rendered:
+def upgrade(req: Request, resolve: EndpointLookup = resolve_endpoint) -> Rendered:
     """``--from``: the same config with wgkill's hooks added or replaced, every other byte kept."""
     misplaced = _given(req, _NEW_ONLY) + (["--dns"] if req.dns else [])
     if misplaced:
@@ -537,7 +537,7 @@ def _interface_from(source: str | None) -> str | None:
     return name[: -len(".conf")] if name.endswith(".conf") else None
 
 
-def build(req: Request, bin_dir: str, resolve: Resolver = resolve_endpoint,
+def build(req: Request, bin_dir: str, resolve: EndpointLookup = resolve_endpoint,
           genkey: Callable[[], tuple[str, str]] = _genkey) -> Rendered:
     """Dispatch on the mode; raises before returning anything if any value is invalid.
 
@@ -567,13 +567,12 @@ def _world_accessible(mode: int) -> bool:
     return bool(mode & 0o007)
 
 
-def write_atomic(path: str | Path, data: bytes, *, private: bool, mode: int | None = None,
-                 owner: tuple[int, int] | None = None) -> None:
-    """Replace ``path`` so a reader sees the old file or the new one, never half of either.
+def write_config(path: str | Path, data: bytes, *, private: bool, backup: Path | None = None) -> None:
+    """Replace ``path`` (through a symlink) so a reader sees the old file or the new one, never half.
 
     An existing file keeps its mode and owner; a new one gets 0600 if it holds a
     private key (else 0644). A private key is never written world-accessible:
-    that is refused, and nothing is changed.
+    that is refused, and nothing is changed. ``backup``: keep the old file there first.
     """
     target = Path(os.path.realpath(path))
     try:
@@ -582,39 +581,16 @@ def write_atomic(path: str | Path, data: bytes, *, private: bool, mode: int | No
         old = None
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
-    if mode is None:
-        mode = stat.S_IMODE(old.st_mode) if old else (0o600 if private else 0o644)
-    if owner is None and old is not None:
-        owner = (old.st_uid, old.st_gid)
+    mode = stat.S_IMODE(old.st_mode) if old else (0o600 if private else 0o644)
     if private and _world_accessible(mode):
         raise ConfigError(
             f"refusing to write {path}: it holds a PrivateKey and would be world-accessible "
             f"(mode {mode:04o}); run `chmod 600 {shlex.quote(str(path))}` first"
         )
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        write_atomic(target, data, mode, owner=(old.st_uid, old.st_gid) if old else None, backup=backup)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
-    try:
-        os.fchmod(fd, mode)
-        if owner is not None and owner != (os.geteuid(), os.getegid()):
-            os.fchown(fd, *owner)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
-    try:
-        dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass  # the rename is done; an unsyncable directory is not worth failing for
 
 
 def write_in_place(rendered: Rendered) -> Path | None:
@@ -634,6 +610,5 @@ def write_in_place(rendered: Rendered) -> Path | None:
             f"(mode {mode:04o}); run `chmod 600 {shlex.quote(rendered.source)}` first"
         )
     backup = source.with_name(source.name + BACKUP_SUFFIX)
-    write_atomic(backup, original, private=rendered.private, mode=mode, owner=(status.st_uid, status.st_gid))
-    write_atomic(source, new, private=rendered.private)
+    write_config(source, new, private=rendered.private, backup=backup)
     return backup

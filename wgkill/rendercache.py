@@ -30,7 +30,7 @@ def _templates_fingerprint() -> str:
     return repr(entries)
 
 
-def key(policy: object) -> str:
+def cache_key(policy: object) -> str:
     material = f"{__version__}\n{_templates_fingerprint()}\n{policy!r}"
     return hashlib.sha256(material.encode()).hexdigest()
 

@@ -50,8 +50,7 @@ from typing import Any
 
 from .errors import FirewallError, PrerequisiteError, StateError
 from .firewall.iptables import IptablesFamily, detect_variant
-from .ifname import CHAIN_PREFIX, validate_interface
-from .ipset import set_name
+from .names import jump_spec, route_chain_names, route_jump_comment, set_name, validate_interface
 from .runner import CommandError, run
 
 RECORD_VERSION = 1
@@ -127,19 +126,6 @@ class RouteRecord:
         return record
 
 
-def chain_names(interface: str) -> dict[str, str]:
-    """Our chains: mangle ``wgkill-IFACE-rt`` and nat ``wgkill-IFACE-nat`` (<= 26 of 28 chars)."""
-    return {"mangle": f"{CHAIN_PREFIX}{interface}-rt", "nat": f"{CHAIN_PREFIX}{interface}-nat"}
-
-
-def jump_comment(interface: str) -> str:
-    return f"wgkill:{interface}:routes"
-
-
-def _jump_spec(interface: str, chain: str) -> str:
-    return f'-m comment --comment "{jump_comment(interface)}" -j {chain}'
-
-
 def _family_record(interface: str, family: int, mark: int, mask: int, table: int,
                    priority: int) -> FamilyRoutes:
     return FamilyRoutes(
@@ -150,10 +136,10 @@ def _family_record(interface: str, family: int, mark: int, mask: int, table: int
             f"default dev {interface} table {table}",
             f"unreachable default metric {UNREACHABLE_METRIC} table {table}",
         ],
-        chains=chain_names(interface),
+        chains=route_chain_names(interface),
         jumps=[
-            {"table": t, "chain": _HOOKS[t], "spec": _jump_spec(interface, c)}
-            for t, c in chain_names(interface).items()
+            {"table": t, "chain": _HOOKS[t], "spec": jump_spec(c, route_jump_comment(interface))}
+            for t, c in route_chain_names(interface).items()
         ],
     )
 
@@ -266,7 +252,7 @@ def chain_bodies(
     endpoints: Sequence[tuple[str, int]] = (), wg_fwmark: int | None = None,
 ) -> dict[str, list[str]]:
     """The rules of our mangle and nat chains for one family (``-A`` lines)."""
-    chains = chain_names(interface)
+    chains = route_chain_names(interface)
     rt, nat = chains["mangle"], chains["nat"]
     body = []
     if wg_fwmark:
@@ -286,9 +272,9 @@ def _apply_payload(interface: str, bodies: dict[str, list[str]],
                    snaps: dict[str, tuple[set[str], dict[str, list[str]]]]) -> str:
     """One --noflush transaction: declaring a chain flushes it, the jump goes (or stays) first."""
     lines = []
-    for table, chain in chain_names(interface).items():
+    for table, chain in route_chain_names(interface).items():
         hook = _HOOKS[table]
-        jump = _jump_spec(interface, chain)
+        jump = jump_spec(chain, route_jump_comment(interface))
         jumps = _jumps_to(snaps[table][1], hook, chain)
         lines += [f"*{table}", f":{chain} - [0:0]"]
         if jumps != [(0, jump)]:
@@ -482,7 +468,7 @@ def _batch(ip: str, family: int, commands: str) -> None:
         raise FirewallError(f"ipv{family}: {exc}") from exc
 
 
-def check(record: RouteRecord) -> list[str]:
+def missing(record: RouteRecord) -> list[str]:
     """What of ``record`` is missing now (for status); empty when everything is in place."""
     missing = []
     for name, fam in sorted(record.families.items()):

@@ -10,13 +10,13 @@ state of a known version for the right interface is a StateError.
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import fileio
 from .errors import StateError
 
 VERSION = 1
@@ -92,27 +92,12 @@ def lock(directory: Path | None = None) -> Iterator[None]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so a reader sees the old file or the new one, never half."""
+    """Replace ``path`` with ``text`` (mode 0600) so a reader sees the old file or the new one, never half."""
     _ensure_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        fileio.write_atomic(path, text.encode("utf-8"), 0o600)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise StateError(f"cannot write state {path}: {exc.strerror}") from exc
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass  # the rename is done; a directory that cannot be fsynced is not worth failing for
 
 
 def save(state: State, directory: Path | None = None) -> Path:

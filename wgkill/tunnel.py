@@ -1,4 +1,4 @@
-"""What the live tunnel says about itself, read with ``wg show IFACE dump``.
+"""What the live tunnel says about itself, read with ``wg show IFACE dump``: the one parser of it.
 
 ``wg`` speaks to the kernel module over netlink and to ``wireguard-go`` over
 its UAPI socket, so one code path serves both. The dump's first line carries
@@ -17,6 +17,7 @@ class LivePeer:
     public_key: str
     endpoint: Endpoint | None
     allowed_ips: tuple[str, ...]
+    latest_handshake: int = 0  # unix time; 0 = never
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ def parse_dump(interface: str, text: str) -> TunnelFacts:
             raise TunnelError(f"{interface}: unexpected peer line from wg show dump")
         endpoint = None if fields[2] == "(none)" else parse_endpoint(fields[2])
         allowed = () if fields[3] == "(none)" else tuple(fields[3].split(","))
-        peers.append(LivePeer(fields[0], endpoint, allowed))
+        handshake = int(fields[4]) if len(fields) > 4 and fields[4].isdigit() else 0
+        peers.append(LivePeer(fields[0], endpoint, allowed, handshake))
     return TunnelFacts(
         interface=interface,
         fwmark=None if fwmark == "off" else int(fwmark, 0),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from wgkill.lab import CLIENT4, CLIENT6, VPN4, VPN6, Lab, LabError, Tunnel
+from wgkill_lab.netns import CLIENT4, CLIENT6, VPN4, VPN6, Lab, LabError, Tunnel
 
 
 def assert_blocked(lab: Lab) -> dict[str, dict[str, int]]:
@@ -50,7 +50,7 @@ def wgkill_lines(lab: Lab) -> list[str]:
 def dns_straight_at_uplink(lab: Lab, tag: str) -> None:
     """Programs that ignore the system resolver: UDP and TCP to the ISP and the home router
     must get no answer (the resolvers' logs say whether anything reached them)."""
-    from wgkill.labdns import ISP_DNS4, LAN_DNS4, dig
+    from wgkill_lab.resolvers import ISP_DNS4, LAN_DNS4, dig
 
     for server in (ISP_DNS4, LAN_DNS4):
         assert dig(lab, server, f"{tag}-udp.example") == []
@@ -59,7 +59,7 @@ def dns_straight_at_uplink(lab: Lab, tag: str) -> None:
 
 def wait_reachable(lab: Lab, server: str, timeout: float = 15) -> None:
     """Until ``server`` answers (a split tunnel has no web traffic to drive the handshake)."""
-    from wgkill.labdns import dig
+    from wgkill_lab.resolvers import dig
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -83,7 +83,8 @@ def configure(lab: Lab, tunnel: Tunnel, hook_lines: str, *, allowed_ips: str = "
 
 def require_dns_lab(*bundles: str) -> None:
     """DNS lab tests fail (never skip) with one line naming what is missing."""
-    from wgkill.labdns import bundle_root, missing_binaries
+    from wgkill_lab.bundles import bundle_root
+    from wgkill_lab.resolvers import missing_binaries
 
     missing = missing_binaries()
     if missing:

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from wgkill.lab import CLIENT4, VPN4, VPN6, WEB4, Lab
-from wgkill.labdns import LAN_DNS4, dig, start_lan_resolver
+from wgkill_lab.netns import CLIENT4, VPN4, VPN6, WEB4, Lab
+from wgkill_lab.resolvers import LAN_DNS4, dig, start_lan_resolver
 
 from .checks import assert_blocked, assert_open_uplink, assert_through_tunnel, hooks, state, wgkill_lines
 
@@ -43,7 +43,7 @@ def _simulate_reboot(lab: Lab, iface: str) -> None:
 
 
 def _hammer(lab: Lab, duration: float) -> "subprocess.Popen[str]":
-    argv = ["ip", "netns", "exec", lab.client_ns, sys.executable, "-I", "-m", "wgkill.labserver", "hammer",
+    argv = ["ip", "netns", "exec", lab.client_ns, sys.executable, "-I", "-m", "wgkill_lab.servers", "hammer",
             WEB4, "--duration", str(duration)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=lab.env())
 

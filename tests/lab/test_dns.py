@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 
 from wgkill.dns.resolvfile import is_immutable
-from wgkill.lab import Lab, Tunnel
-from wgkill.labdns import (
+from wgkill_lab.netns import Lab, Tunnel
+from wgkill_lab.resolvers import (
     ISP_ANSWER4,
     ISP_DNS4,
     LAN_DNS4,
     VPN_ANSWER4,
-    Resolver,
+    LoggingResolver,
     dig,
     start_isp_resolver,
     start_lan_resolver,
@@ -21,7 +21,8 @@ from wgkill.labdns import (
 from .checks import assert_blocked, hooks, state, wgkill_lines
 
 
-def _resolvers(lab: Lab, tunnel: Tunnel, **isp_kw: object) -> tuple[Resolver, Resolver, Resolver]:
+def _resolvers(lab: Lab, tunnel: Tunnel,
+               **isp_kw: object) -> tuple[LoggingResolver, LoggingResolver, LoggingResolver]:
     return start_isp_resolver(lab, **isp_kw), start_lan_resolver(lab), start_vpn_resolver(lab, tunnel)
 
 
@@ -108,7 +109,7 @@ def test_no_dns_lock_is_recorded_and_lets_dns_through_the_tunnel(lab: Lab) -> No
     lab.wg_quick("down", tunnel)
 
 
-def _hostname_tunnel(lab: Lab, hooks: str) -> tuple[Tunnel, Resolver, Resolver]:
+def _hostname_tunnel(lab: Lab, hooks: str) -> tuple[Tunnel, LoggingResolver, LoggingResolver]:
     tunnel = lab.add_tunnel(hooks=hooks)
     isp, lan, _vpn = _resolvers(lab, tunnel, answers={"vpn.lab.test": "198.51.100.2", "#": ISP_ANSWER4})
     lab.write_client_config(tunnel, hooks=hooks, allowed_ips="0.0.0.0/0, ::/0",

@@ -1,6 +1,6 @@
 """resolv.conf-based DNS: a real resolvconf (openresolv) and the plain file, against logging resolvers.
 
-openresolv is unpacked, never installed (wgkill.labresolvconf); wg-quick and its hooks run
+openresolv is unpacked, never installed (wgkill_lab.resolvconf_harness); wg-quick and its hooks run
 with it first on PATH, as on a machine that has the package.
 """
 
@@ -11,20 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from wgkill import labresolvconf
-from wgkill.lab import Lab, Tunnel
-from wgkill.labdns import (
+from wgkill_lab import resolvconf_harness
+from wgkill_lab.netns import Lab, Tunnel
+from wgkill_lab.resolvconf_harness import OpenResolv
+from wgkill_lab.resolvers import (
     ISP_ANSWER4,
     ISP_DNS4,
     VPN_ANSWER4,
-    Resolver,
+    LoggingResolver,
     dig,
     start_isp_resolver,
     start_lan_resolver,
     start_resolver,
     start_vpn_resolver,
 )
-from wgkill.labresolvconf import OpenResolv
 
 from .checks import (
     assert_blocked,
@@ -48,7 +48,7 @@ def _dns_prerequisites(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture
 def openresolv(lab: Lab) -> OpenResolv:
-    return labresolvconf.install(lab)
+    return resolvconf_harness.install(lab)
 
 
 def getent(lab: Lab, name: str) -> str | None:
@@ -66,7 +66,7 @@ def leak_attempts(lab: Lab, tag: str) -> None:
     dns_straight_at_uplink(lab, tag)
 
 
-def three(lab: Lab, tunnel: Tunnel) -> tuple[Resolver, Resolver, Resolver]:
+def three(lab: Lab, tunnel: Tunnel) -> tuple[LoggingResolver, LoggingResolver, LoggingResolver]:
     return start_isp_resolver(lab), start_lan_resolver(lab), start_vpn_resolver(lab, tunnel)
 
 
@@ -151,7 +151,7 @@ def test_dns_option_registered_and_removed_by_wgkill(lab: Lab, openresolv: OpenR
 @pytest.mark.parametrize("backend", ["file", "resolvconf"])
 def test_split_dns_refused_where_resolv_conf_cannot_route(lab: Lab, backend: str) -> None:
     """``--dns-domain`` with a resolv.conf backend: exit 2, one line, nothing touched."""
-    runner: OpenResolv | Lab = labresolvconf.install(lab) if backend == "resolvconf" else lab
+    runner: OpenResolv | Lab = resolvconf_harness.install(lab) if backend == "resolvconf" else lab
     tunnel = lab.add_tunnel(hooks="", allowed_ips="192.0.2.129/32")
     before = client_resolv_conf(lab)
     run = runner.run if isinstance(runner, OpenResolv) else lab.client

@@ -1,6 +1,6 @@
 """DNS leak prevention with a real systemd-resolved as the client's system resolver.
 
-resolved runs in the client namespace in a private mount namespace (labdns.start_resolved);
+resolved runs in the client namespace in a private mount namespace (wgkill_lab.resolved_harness);
 wg-quick and its wgkill hooks run there too, so they see resolved exactly as on a
 machine that has it. Every check counts what the ISP, LAN and VPN resolvers logged.
 """
@@ -11,20 +11,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from wgkill.lab import Lab, Tunnel
-from wgkill.labdns import (
+from wgkill_lab.netns import Lab, Tunnel
+from wgkill_lab.resolved_harness import ResolvedHandle, start_resolved
+from wgkill_lab.resolvers import (
     ISP_ANSWER4,
     ISP_DNS4,
     ISP_DNS6,
     LAN_DNS4,
     VPN_ANSWER4,
     VPN_ANSWER6,
-    ResolvedHandle,
-    Resolver,
+    LoggingResolver,
     dig,
     start_isp_resolver,
     start_lan_resolver,
-    start_resolved,
     start_resolver,
     start_vpn_resolver,
 )
@@ -89,14 +88,14 @@ def link_known(handle: ResolvedHandle, link: str) -> bool:
     return re.search(rf"^Link \d+ \({re.escape(link)}\)$", listed, re.M) is not None
 
 
-def quiet(*resolvers: Resolver) -> list[int]:
+def quiet(*resolvers: LoggingResolver) -> list[int]:
     return [r.count() for r in resolvers]
 
 
 # ---- full tunnel -------------------------------------------------------------------------
 
-def _full_tunnel_up(lab: Lab, handle: ResolvedHandle, tunnel: Tunnel, isp: Resolver, lan: Resolver,
-                    vpn: Resolver) -> dict[str, str]:
+def _full_tunnel_up(lab: Lab, handle: ResolvedHandle, tunnel: Tunnel, isp: LoggingResolver,
+                    lan: LoggingResolver, vpn: LoggingResolver) -> dict[str, str]:
     """Bring the tunnel up and prove every route to a resolver ends at the VPN's; returns the
     uplink's resolved settings from before."""
     assert getent(handle, "before.example") == ISP_ANSWER4  # the uplink's resolver, before
@@ -122,8 +121,8 @@ def _full_tunnel_up(lab: Lab, handle: ResolvedHandle, tunnel: Tunnel, isp: Resol
     return before
 
 
-def _nothing_resolves(lab: Lab, handle: ResolvedHandle, isp: Resolver, lan: Resolver, vpn: Resolver,
-                      tag: str) -> None:
+def _nothing_resolves(lab: Lab, handle: ResolvedHandle, isp: LoggingResolver, lan: LoggingResolver,
+                      vpn: LoggingResolver, tag: str) -> None:
     """During an unclean drop: resolved falls back to the uplink's server, and the lock stops it."""
     vpn.clear()
     assert getent(handle, f"{tag}-getent.example") is None

@@ -11,23 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from wgkill import labresolvconf
 from wgkill.dns import parse_resolver, plan
 from wgkill.errors import UsageError
-from wgkill.lab import CLIENT4, VPN4, Lab, Tunnel
-from wgkill.labdns import (
+from wgkill_lab import resolvconf_harness
+from wgkill_lab.netns import CLIENT4, VPN4, Lab, Tunnel
+from wgkill_lab.resolved_harness import ResolvedHandle, start_resolved
+from wgkill_lab.resolvers import (
     ISP_DNS4,
     LAN_DNS4,
     STUB_PORT,
     VPN_ANSWER4,
     VPN_ANSWER6,
-    ResolvedHandle,
-    Resolver,
+    LoggingResolver,
     dig,
     make_certificate,
     start_isp_resolver,
     start_lan_resolver,
-    start_resolved,
     start_tls_stub,
     start_vpn_dot_resolver,
 )
@@ -41,7 +40,7 @@ def _dns_prerequisites(request: pytest.FixtureRequest) -> None:
         require_dns_lab("unbound")
 
 
-def dot_and_stub(lab: Lab, tunnel: Tunnel, port: int) -> tuple[Resolver, Resolver]:
+def dot_and_stub(lab: Lab, tunnel: Tunnel, port: int) -> tuple[LoggingResolver, LoggingResolver]:
     """The VPN's DoT resolver and the client's stub on 127.0.0.1:``port`` forwarding to it."""
     cert, key = make_certificate(lab.tmp, addresses=(tunnel.server4, tunnel.server6))
     dot = start_vpn_dot_resolver(lab, tunnel, cert=(cert, key))
@@ -54,8 +53,8 @@ def getent_with(run, name: str, family: str = "ahostsv4") -> str | None:  # type
     return done.stdout.split()[0] if done.returncode == 0 and done.stdout else None
 
 
-def assert_layered(lab: Lab, tunnel: Tunnel, run, stub: Resolver, dot: Resolver,  # type: ignore[no-untyped-def]
-                   isp: Resolver, lan: Resolver, tag: str) -> None:
+def assert_layered(lab: Lab, tunnel: Tunnel, run, stub: LoggingResolver, dot: LoggingResolver,  # type: ignore[no-untyped-def]
+                   isp: LoggingResolver, lan: LoggingResolver, tag: str) -> None:
     """Programs ask the system resolver; the stub sees it; only TLS from the tunnel reaches the DoT
     resolver; the isp sees no packet but the tunnel's, the ISP and LAN resolvers no query."""
     lab.reset_counters()
@@ -70,8 +69,8 @@ def assert_layered(lab: Lab, tunnel: Tunnel, run, stub: Resolver, dot: Resolver,
     assert lab.leaks() == {"ipv4": 0, "ipv6": 0}
 
 
-def assert_dropped_silent(lab: Lab, run, stub: Resolver, dot: Resolver, isp: Resolver,  # type: ignore[no-untyped-def]
-                          lan: Resolver, *, stub_asked: bool = True) -> None:
+def assert_dropped_silent(lab: Lab, run, stub: LoggingResolver, dot: LoggingResolver, isp: LoggingResolver,  # type: ignore[no-untyped-def]
+                          lan: LoggingResolver, *, stub_asked: bool = True) -> None:
     """After an unclean drop nothing at all leaves. ``stub_asked``: resolv.conf still names the
     stub, which hears programs and cannot reach its upstream; resolved instead forgot the dead
     link (and the stub with it) and falls back to the uplink's server, which the lock refuses."""
@@ -156,7 +155,7 @@ def test_plain_resolv_conf_stub_on_port_53(lab: Lab) -> None:
 def test_config_dns_loopback_through_resolvconf(lab: Lab) -> None:
     """The wg config says ``DNS = 127.0.0.1`` (wg-quick hands it to a real resolvconf); the stub
     listens on 127.0.0.1:53; wgkill leaves wg-quick's record alone and locks the stub's upstream."""
-    openresolv = labresolvconf.install(lab)
+    openresolv = resolvconf_harness.install(lab)
     isp, lan = start_isp_resolver(lab), start_lan_resolver(lab)
     tunnel = lab.add_tunnel(hooks="")
     configure(lab, tunnel, hooks(), extra="DNS = 127.0.0.1\n")

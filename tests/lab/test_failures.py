@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from wgkill.lab import Lab
+from wgkill_lab.netns import Lab
 
 from .checks import assert_blocked, assert_open_uplink, state, wgkill_lines
 

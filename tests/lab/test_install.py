@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from wgkill.cli import manpage
-from wgkill.lab import Lab, Tunnel
+from wgkill_lab.netns import Lab, Tunnel
 
 from .checks import assert_blocked, assert_open_uplink, assert_through_tunnel, state
 
@@ -169,7 +169,8 @@ def test_package_metadata(deb: Path) -> None:
     python = {p for p in files if p.startswith("/usr/lib/python3/")}
     assert python and all(p.startswith(("/usr/lib/python3/dist-packages/wgkill/",
                                         "/usr/lib/python3/dist-packages/wgkill-")) for p in python), python
-    assert not any("/tests/" in p or "wgkill_lab" in p for p in paths)
+    assert not any("/tests/" in p or "wgkill_lab" in p for p in paths)  # the product only: no lab, no demo
+    assert not any(p.endswith(("/wgkill/lab.py", "/wgkill/demo.py", "/wgkill/netns.py")) for p in paths)
     assert not any(p.startswith("/var/lib/wgkill") for p in paths)  # state is never the package's
     assert all(p.startswith(("/usr/sbin/", "/lib/systemd/system/", "/usr/share/", "/usr/lib/python3/"))
                for p in files), files

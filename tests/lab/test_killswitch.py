@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wgkill.lab import Lab
+from wgkill_lab.netns import Lab
 
 from .checks import assert_blocked, assert_open_uplink, assert_through_tunnel, state, wgkill_lines
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from wgkill.lab import CLIENT4, CLIENT6, ETC_NETNS, Lab, LabError, Tunnel
-from wgkill.labdns import (
+from wgkill_lab.bundles import bundle_root
+from wgkill_lab.netns import CLIENT4, CLIENT6, ETC_NETNS, Lab, LabError, Tunnel
+from wgkill_lab.resolved_harness import ResolvedHandle, start_resolved
+from wgkill_lab.resolvers import (
     ISP_ANSWER4,
     ISP_ANSWER6,
     ISP_DNS4,
@@ -25,11 +27,9 @@ from wgkill.labdns import (
     STUB_PORT,
     VPN_ANSWER4,
     VPN_ANSWER6,
+    LoggingResolver,
     Query,
-    ResolvedHandle,
-    Resolver,
     answer_options,
-    bundle_root,
     dig,
     make_certificate,
     parse_dnsmasq_log,
@@ -37,7 +37,6 @@ from wgkill.labdns import (
     start_dot_resolver,
     start_isp_resolver,
     start_lan_resolver,
-    start_resolved,
     start_resolver,
     start_tls_stub,
     start_vpn_dot_resolver,
@@ -303,7 +302,7 @@ def test_dot_upstream_down_means_no_answer(lab: Lab) -> None:
     lan = start_lan_resolver(lab)
     cert, key = make_certificate(lab.tmp, addresses=(tunnel.server4,))
     start_vpn_dot_resolver(lab, tunnel, cert=(cert, key))
-    stub: Resolver = start_tls_stub(lab, tunnel.server4, cert)
+    stub: LoggingResolver = start_tls_stub(lab, tunnel.server4, cert)
     assert dig(lab, "127.0.0.1", "example.com", port=STUB_PORT, timeout=3) == []
     assert stub.count("example.com") >= 1
     assert isp.count() == 0 and lan.count() == 0

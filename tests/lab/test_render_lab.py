@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from wgkill import render
-from wgkill.lab import CLIENT4, VPN4, VPN6, Lab, Tunnel
 from wgkill.render import Request
+from wgkill_lab.netns import CLIENT4, VPN4, VPN6, Lab, Tunnel
 
 BIN = Path(sys.executable).parent
 ARTICLE_HOOKS = (
@@ -100,7 +100,7 @@ def test_new_ipv6_endpoint_pinned_from_a_hostname(lab: Lab) -> None:
     result = render.build(request, str(BIN), resolve=lambda host, port: VPN6)
     assert result.warnings == ()
     assert f"Endpoint = [{VPN6}]:{tunnel.port}\n" in result.text
-    render.write_atomic(tunnel.config, result.text.encode(), private=result.private)
+    render.write_config(tunnel.config, result.text.encode(), private=result.private)
     _works_then_holds(lab, tunnel)
 
 

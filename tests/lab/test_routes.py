@@ -3,7 +3,7 @@
 import time
 from pathlib import Path
 
-from wgkill.lab import CLIENT4, VPN4, Lab
+from wgkill_lab.netns import CLIENT4, VPN4, Lab
 
 from .checks import state, wgkill_lines
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from wgkill.lab import CLIENT4, VPN4, WEB4, Lab
+from wgkill_lab.netns import CLIENT4, VPN4, WEB4, Lab
 
 from .checks import state, wgkill_lines
 

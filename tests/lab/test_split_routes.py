@@ -1,7 +1,7 @@
 """Large split tunnels in the lab: a kernel set drives routing, with real wg-quick and packets.
 
 The tunnel comes up with ``Table = off`` and AllowedIPs ``0.0.0.0/0, ::/0`` (wg-quick adds
-no route); ``python -m wgkill.routes_lab`` then runs ipset.sync + routes.setup inside the
+no route); ``python -m wgkill_lab.routes_driver`` then runs ipset.sync + routes.setup inside the
 client namespace, as the hooks will. "Through the tunnel" is the web server seeing the VPN
 server's address and the isp counting no leak; "over the uplink" is the web server seeing
 the client's own address and the isp counting it.
@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from wgkill.lab import CLIENT4, CLIENT6, VPN4, VPN6, Lab, Tunnel
-from wgkill.routes_lab import generate
+from wgkill_lab.netns import CLIENT4, CLIENT6, VPN4, VPN6, Lab, Tunnel
+from wgkill_lab.routes_driver import generate
 
 OUTSIDE4, OUTSIDE6 = "203.0.113.81", "2001:db8:80::81"  # on the isp's lo too, never listed
 REAL = [
@@ -60,7 +60,7 @@ def _write_list(lab: Lab, name: str, count4: int, count6: int, real: list[str] =
 
 
 def _driver(lab: Lab, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return lab.client(sys.executable, "-I", "-m", "wgkill.routes_lab", *args, check=check, timeout=300)
+    return lab.client(sys.executable, "-I", "-m", "wgkill_lab.routes_driver", *args, check=check, timeout=300)
 
 
 def _up(lab: Lab, tunnel: Tunnel, path: Path, previous: dict | None = None) -> dict:
@@ -258,7 +258,8 @@ def test_ipset_sync_failure_keeps_the_live_set_and_destroy_is_idempotent(lab: La
 import json
 from wgkill import ipset
 from wgkill.errors import FirewallError
-name = ipset.set_name("wk0", 4)
+from wgkill.names import set_name
+name = set_name("wk0", 4)
 out = {"first": ipset.sync(name, 4, ["192.0.2.0/24", "198.51.100.0/24", "0.0.0.0/0"])}
 out["count"] = ipset.members_count(name)
 try:

@@ -14,8 +14,9 @@ from pathlib import Path
 import jsonschema
 from prometheus_client.parser import text_string_to_metric_families
 
-from wgkill.lab import Lab, Tunnel
-from wgkill.labdns import ISP_DNS4, LAN_DNS4, start_resolved
+from wgkill_lab.netns import Lab, Tunnel
+from wgkill_lab.resolved_harness import start_resolved
+from wgkill_lab.resolvers import ISP_DNS4, LAN_DNS4
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "status.schema.json").read_text())
 PROBES = {"tcp4", "udp4", "dns4", "tcp6", "udp6", "dns6"}

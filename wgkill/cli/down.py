@@ -5,7 +5,7 @@ Exit 0 when nothing is recorded: a failing PreDown would stop ``wg-quick down``.
 
 from collections.abc import Sequence
 
-from ..teardown import release
+from ..release import release
 from . import entry, say
 from .args import Parser
 

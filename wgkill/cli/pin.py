@@ -1,10 +1,10 @@
-"""wgkill-pin IFACE: ``PreUp`` step for hostname endpoints while a block holds (see ``hostspin``)."""
+"""wgkill-pin IFACE: ``PreUp`` step for hostname endpoints while a block holds (see ``hostpins``)."""
 
 from collections.abc import Sequence
 
 from .. import state as statefile
-from ..hostspin import pin
-from ..ifname import validate_interface
+from ..hostpins import pin
+from ..names import validate_interface
 from . import entry, say
 from .args import Parser
 

@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 
-from ..teardown import release
+from ..release import release
 from . import entry, say
 from .args import Parser
 

@@ -71,7 +71,7 @@ def run(argv: Sequence[str]) -> int:
         say(PROG, f"{request.source}: unchanged" if backup is None
             else f"wrote {request.source} (previous version in {backup})")
     elif request.output:
-        render.write_atomic(request.output, result.text.encode("utf-8"), private=result.private)
+        render.write_config(request.output, result.text.encode("utf-8"), private=result.private)
     else:
         sys.stdout.buffer.write(result.text.encode("utf-8"))
         sys.stdout.flush()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DnsError
-from ..fileio import replace_file
+from ..fileio import write_atomic
 from ..runner import CommandError, run, which
 from ..templating import render
 from . import GLIBC_MAX_NAMESERVERS, DnsPlan
@@ -82,7 +82,7 @@ def apply(
         mode = path.stat().st_mode & 0o7777 if original is not None else 0o644
     new = content(plan, interface)
     try:
-        replace_file(path, new, mode)
+        write_atomic(path, new, mode, in_place=True)
     except OSError as exc:
         raise DnsError(f"cannot write {path}: {exc.strerror}") from exc
     record: dict[str, Any] = {
@@ -133,7 +133,7 @@ def revert(record: dict[str, Any]) -> list[str]:
         elif record.get("original_b64") is None:
             path.unlink()
         else:
-            replace_file(path, base64.b64decode(record["original_b64"]), int(record["mode"]))
+            write_atomic(path, base64.b64decode(record["original_b64"]), int(record["mode"]), in_place=True)
     except OSError as exc:
         raise DnsError(f"cannot restore {path}: {exc.strerror}") from exc
     return []

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import FirewallError, PrerequisiteError
+from ..names import jump_spec
 from ..runner import CommandError, run
 from ..templating import render
 from . import Removed
@@ -41,11 +42,6 @@ def detect_variant(family: int = 4) -> str:
         return "nf_tables"
     version = run([path, "--version"])
     return "legacy" if "legacy" in version else "nf_tables"
-
-
-def jump_spec(chain: str, comment: str) -> str:
-    """The OUTPUT rule spec of our jump, exactly as iptables-save prints it."""
-    return f'-m comment --comment "{comment}" -j {chain}'
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import state as statefile
 from .errors import StateError
-from .fileio import replace_file
+from .fileio import write_atomic
 
 HOSTS = Path("/etc/hosts")
 
@@ -43,7 +43,7 @@ def pin(interface: str, path: Path = HOSTS) -> list[str]:
     if kept + "".join(lines) != current:
         if kept and not kept.endswith("\n"):
             kept += "\n"
-        replace_file(path, (kept + "".join(lines)).encode(), _mode(path))
+        write_atomic(path, (kept + "".join(lines)).encode(), _mode(path), in_place=True)
     return [ln.rstrip("\n") for ln in lines]
 
 
@@ -56,7 +56,7 @@ def unpin(interface: str, path: Path = HOSTS) -> bool:
     kept = _without_pins(current, interface)
     if kept == current:
         return False
-    replace_file(path, kept.encode(), _mode(path))
+    write_atomic(path, kept.encode(), _mode(path), in_place=True)
     return True
 
 

@@ -2,8 +2,8 @@
 
 wg-quick hands a config's ``DNS =`` to ``resolvconf -a IFACE -m 0 -x``, and wgkill's
 resolvconf backend must cooperate with exactly that. To prove it against the real
-program, the openresolv package is unpacked into the lab cache (the labdns bundle
-mechanism, ``python -m wgkill.labresolvconf fetch``) and configured per lab the way
+program, the openresolv package is unpacked into the lab's package cache
+(``python -m wgkill_lab.bundles fetch openresolv``) and configured per lab the way
 its own build would be (``./configure --sysconfdir --libexecdir --rundir
 --restartcmd``): its two shell scripts are copied into ``lab.tmp`` with those four
 paths pointing there, so its config, its state and its ``.bak`` never touch the
@@ -15,15 +15,14 @@ the client's /etc/resolv.conf (mount follows the link), so glibc in the client
 reads what openresolv writes.
 """
 
-import argparse
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import labdns
-from .lab import ETC_NETNS, Lab, LabError, Tunnel
+from .bundles import bundle_root
+from .netns import ETC_NETNS, Lab, LabError, Tunnel
+from .resolvers import ISP_DNS4
 
 BUNDLE = "openresolv"
 
@@ -85,17 +84,13 @@ def _configured(script: Path, prefix: Path, *, main: bool) -> str:
     return text.replace("/sbin/resolvconf", str(prefix / "bin" / "resolvconf"))
 
 
-def install(lab: Lab, *, uplink_dns: Sequence[str] = (labdns.ISP_DNS4,)) -> OpenResolv:
+def install(lab: Lab, *, uplink_dns: Sequence[str] = (ISP_DNS4,)) -> OpenResolv:
     """openresolv manages the client's resolv.conf from now on; the uplink's DNS is registered
     the way a DHCP client's hook does (``resolvconf -a uplink0``), so resolv.conf is its output.
 
     Everything lives in ``lab.tmp`` and /etc/netns/CLIENT and goes with ``lab.close()``.
     """
-    try:
-        root = labdns.bundle_root(BUNDLE)
-    except LabError as exc:
-        raise LabError(f"{BUNDLE} is not unpacked in {labdns.CACHE_DIR}: run `python -m wgkill.labresolvconf "
-                       "fetch` outside the lab (it needs the network)") from exc
+    root = bundle_root(BUNDLE)
     prefix = lab.tmp / "openresolv"
     for sub in ("bin", "lib", "etc", "run"):
         (prefix / sub).mkdir(parents=True)
@@ -121,22 +116,3 @@ def install(lab: Lab, *, uplink_dns: Sequence[str] = (labdns.ISP_DNS4,)) -> Open
         handle.resolvconf("-a", "uplink0", stdin="".join(f"nameserver {s}\n" for s in uplink_dns))
     return handle
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wgkill.labresolvconf")
-    sub = parser.add_subparsers(dest="command", required=True)
-    f = sub.add_parser("fetch", help="download and unpack openresolv into the lab cache (needs the network)")
-    f.add_argument("--cache", type=Path, default=None)
-    f.add_argument("--refresh", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        root = labdns.fetch([BUNDLE], args.cache, refresh=args.refresh)[0]
-    except LabError as exc:
-        print(f"labresolvconf fetch: {exc}", file=sys.stderr)
-        return 1
-    print(f"{BUNDLE}: {root}  ({' '.join((root.parent / 'MANIFEST').read_text().split())})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

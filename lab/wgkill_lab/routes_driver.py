@@ -1,4 +1,4 @@
-"""Private driver for the namespace lab and the benchmark: ``python -m wgkill.routes_lab``.
+"""Private driver for the namespace lab and the benchmark: ``python -m wgkill_lab.routes_driver``.
 
 Not a user interface (wgkill-up/down will carry ``--routes``): it runs the
 split-tunnel pieces in the order the hooks will, inside one namespace, and
@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import ipset, prefixes, routes, runner
-from .errors import WgkillError
-from .tunnel import read_tunnel
+from wgkill import ipset, names, prefixes, routes, runner
+from wgkill.errors import WgkillError
+from wgkill.tunnel import read_tunnel
 
 V4_BASE = 11 << 24  # 11.0.0.0 up: clear of every lab address (192.0.2/24, 198.51.100/24, 203.0.113/24)
 V6_BASE = 0xFD77 << 112  # fd77::/16, clear of the lab's 2001:db8::/32
@@ -52,7 +52,7 @@ def _up(args: argparse.Namespace) -> dict[str, object]:
     counts = {}
     for family in families:
         mark = time.perf_counter()
-        counts[f"ipv{family}"] = ipset.sync(ipset.set_name(args.interface, family), family,
+        counts[f"ipv{family}"] = ipset.sync(names.set_name(args.interface, family), family,
                                             listed.family(family))
         timings[f"ipset{family}"] = time.perf_counter() - mark
     previous = routes.record_from_json(Path(args.previous).read_text()) if args.previous else None
@@ -76,7 +76,7 @@ def _down(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wgkill.routes_lab")
+    parser = argparse.ArgumentParser(prog="python -m wgkill_lab.routes_driver")
     verbs = parser.add_subparsers(dest="verb", required=True)
     up = verbs.add_parser("up")
     up.add_argument("interface")
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = _up(args) if args.verb == "up" else _down(args)
     except WgkillError as exc:
-        print(f"routes_lab: {exc}", file=sys.stderr)
+        print(f"routes_driver: {exc}", file=sys.stderr)
         return exc.exit_code
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")

@@ -120,7 +120,7 @@ def hammer(target: str, port: int, duration: float, interval: float) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wgkill.labserver")
+    parser = argparse.ArgumentParser(prog="python -m wgkill_lab.servers")
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve")
     s.add_argument("--port", type=int, default=80)

@@ -309,7 +309,7 @@ class Lab:
             self.isp(f"{tool}-restore", "-n", stdin=payload)
 
     def _start_web(self) -> None:
-        argv = ["ip", "netns", "exec", self.isp_ns, sys.executable, "-I", "-m", "wgkill.labserver", "serve",
+        argv = ["ip", "netns", "exec", self.isp_ns, sys.executable, "-I", "-m", "wgkill_lab.servers", "serve",
                 "--port", str(WEB_PORT), "--udp-port", str(UDP_PORT), "--log", str(self.web_log)]
         server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                   env=self.env())
@@ -434,7 +434,7 @@ class Lab:
         return done.stdout.strip() if done.returncode == 0 else None
 
     def probe(self, timeout: float = 3) -> dict[str, str]:
-        done = self.client(sys.executable, "-I", "-m", "wgkill.labserver", "probe", WEB4, WEB6,
+        done = self.client(sys.executable, "-I", "-m", "wgkill_lab.servers", "probe", WEB4, WEB6,
                            "--timeout", str(timeout), timeout=4 * timeout + 10)
         return json.loads(done.stdout)
 

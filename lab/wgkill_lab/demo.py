@@ -10,7 +10,7 @@ import signal
 import sys
 from types import FrameType
 
-from .lab import CLIENT4, VPN4, Lab, LabError
+from .netns import CLIENT4, VPN4, Lab, LabError
 
 WIDTH = 72
 

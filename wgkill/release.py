@@ -7,19 +7,17 @@ removal payload rendered when the block was engaged (no template engine, no
 by hand) is the table read and the removal worked out afresh.
 """
 
-import os
 import shutil
 from dataclasses import dataclass, field
 
-from . import hostspin
+from . import hostpins
 from . import state as statefile
 from .errors import FirewallError, PrerequisiteError, StateError
 from .firewall import Removed
 from .firewall.iptables import IptablesFamily, detect_variant
-from .ifname import chain_name, validate_interface
+from .kernel import ipv6_available, require_root
+from .names import chain_name, forward_chain_name, owns_set, set_name, validate_interface
 from .runner import CommandError
-
-IPV6_PROC = "/proc/sys/net/ipv6"
 
 
 @dataclass
@@ -31,26 +29,16 @@ class Released:
     kept_for_lockdown: bool = False
 
 
-def ipv6_available() -> bool:
-    """Whether this kernel has an IPv6 stack at all (``ipv6.disable=1`` removes it)."""
-    return os.path.isdir(IPV6_PROC)
-
-
-def _require_root() -> None:
-    if os.geteuid() != 0:
-        raise PrerequisiteError("must be run as root (it changes the firewall)")
-
-
 def _owned(interface: str, recorded: statefile.State | None) -> dict[int, list[tuple[str, str]]]:
     """(hook, chain) pairs per family: from the state, or by name when it is unreadable."""
     own = chain_name(interface)
     if recorded is None:
-        return {f: [("OUTPUT", own), ("FORWARD", f"{own}-fwd")] for f in (4, 6)}
+        return {f: [("OUTPUT", own), ("FORWARD", forward_chain_name(interface))] for f in (4, 6)}
     owned = {
         int(name[-1]): [(j["chain"], j.get("target", rec.chains[0])) for j in rec.jumps]
         for name, rec in recorded.families.items()
     }
-    allowed = {("OUTPUT", own), ("FORWARD", f"{own}-fwd")}
+    allowed = {("OUTPUT", own), ("FORWARD", forward_chain_name(interface))}
     if any(pair not in allowed for pairs in owned.values() for pair in pairs):
         raise StateError(f"state for {interface} names chains other than {own}: refusing")
     return owned
@@ -64,7 +52,7 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
     A lockdown state is kept (the block holds) unless ``lift_lockdown``.
     """
     validate_interface(interface)
-    _require_root()
+    require_root()
     with statefile.lock():
         try:
             recorded = statefile.load(interface)
@@ -82,8 +70,8 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
             sets = {int(name[-1]): rec.sets for name, rec in recorded.families.items()}
         else:
             variant = detect_variant(4)
-            sets = {f: [f"{chain_name(interface)}-{f}"] if shutil.which("ipset") else [] for f in (4, 6)}
-        if any(not name.startswith(chain_name(interface) + "-") for names in sets.values() for name in names):
+            sets = {f: [set_name(interface, f)] if shutil.which("ipset") else [] for f in (4, 6)}
+        if any(not owns_set(interface, name) for names in sets.values() for name in names):
             raise StateError(f"state for {interface} names a set that is not its own: refusing")
         result = Released(interface, recorded=recorded is not None)
         if recorded is not None and recorded.dns and recorded.dns.get("record"):
@@ -116,7 +104,7 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
                 failures.append(str(exc))
         if failures:
             raise FirewallError("; ".join(failures) + " (state kept: run wgkill-down again)")
-        hostspin.unpin(interface)
+        hostpins.unpin(interface)
         statefile.remove(interface)
     return result
 

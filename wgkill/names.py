@@ -1,0 +1,89 @@
+"""Interface names, validated exactly as wg-quick does, and every name wgkill derives from one.
+
+wg-quick accepts ``^[a-zA-Z0-9_=+.-]{1,15}$``; the kernel additionally refuses
+``.`` and ``..``. Every name that reaches a command line or a rule passes here
+first, so a hostile ``%i`` can never become an option or a second command.
+
+What wgkill owns is found by name as well as by the state (the state may be
+lost), so each derived name (chains, jump comments, jump specs, ipset sets)
+is built here and nowhere else.
+"""
+
+import re
+
+from .errors import UsageError
+
+_VALID = re.compile(r"[a-zA-Z0-9_=+.-]{1,15}")
+CHAIN_PREFIX = "wgkill-"
+FORWARD_SUFFIX = "-fwd"
+SET_FAMILIES = (4, 6)
+TEMP_SET_SUFFIX = "-t"
+
+
+def validate_interface(name: str) -> str:
+    """Return ``name`` unchanged if wg-quick (and the kernel) would accept it."""
+    if not _VALID.fullmatch(name) or name in {".", ".."}:
+        shown = name if len(name) <= 40 and name.isprintable() else repr(name[:40])
+        raise UsageError(
+            f"invalid interface name {shown!r}: "
+            "expected 1-15 characters of [a-zA-Z0-9_=+.-], as wg-quick requires"
+        )
+    return name
+
+
+# ---- the kill switch (filter table) -------------------------------------------------------
+
+def chain_name(interface: str) -> str:
+    """The one chain wgkill owns for ``interface`` (at most 22 of iptables' 28 characters)."""
+    return CHAIN_PREFIX + interface
+
+
+def forward_chain_name(interface: str) -> str:
+    """The gateway's chain for routed traffic (FORWARD), beside ``chain_name``."""
+    return chain_name(interface) + FORWARD_SUFFIX
+
+
+def jump_comment(interface: str) -> str:
+    """The tag on our OUTPUT jump: a second way to find what we own if the state is lost."""
+    return f"wgkill:{interface}"
+
+
+def jump_spec(chain: str, comment: str) -> str:
+    """The rule spec of a jump to one of our chains, exactly as iptables-save prints it."""
+    return f'-m comment --comment "{comment}" -j {chain}'
+
+
+def chain_interface(chain: str) -> str | None:
+    """The interface a kill-switch chain (``wgkill-IFACE`` or its ``-fwd``) belongs to; None if not ours."""
+    if not chain.startswith(CHAIN_PREFIX):
+        return None
+    return chain[len(CHAIN_PREFIX):].removesuffix(FORWARD_SUFFIX)
+
+
+# ---- split tunnels: ipset sets and the routes' mangle/nat chains ---------------------------
+
+def set_name(interface: str, family: int) -> str:
+    """``wgkill-IFACE-4`` or ``wgkill-IFACE-6`` (at most 24 of ipset's 31 characters)."""
+    if family not in SET_FAMILIES:
+        raise ValueError(f"family must be 4 or 6, not {family!r}")
+    return f"{CHAIN_PREFIX}{validate_interface(interface)}-{family}"
+
+
+def temp_set_name(name: str) -> str:
+    """The temporary that ``ipset restore`` fills before swapping it with set ``name``."""
+    return name + TEMP_SET_SUFFIX
+
+
+def owns_set(interface: str, name: str) -> bool:
+    """Whether set ``name`` is one of ``interface``'s (what release may destroy)."""
+    return name.startswith(chain_name(interface) + "-")
+
+
+def route_chain_names(interface: str) -> dict[str, str]:
+    """The routes' chains: mangle ``wgkill-IFACE-rt`` and nat ``wgkill-IFACE-nat`` (<= 26 of 28 chars)."""
+    return {"mangle": f"{CHAIN_PREFIX}{interface}-rt", "nat": f"{CHAIN_PREFIX}{interface}-nat"}
+
+
+def route_jump_comment(interface: str) -> str:
+    """The tag on the routes' mangle and nat jumps, apart from the kill switch's."""
+    return f"wgkill:{interface}:routes"

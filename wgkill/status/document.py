@@ -1,0 +1,94 @@
+"""The ``--json`` document (docs/status.schema.json), version ``SCHEMA_VERSION``.
+
+The text report is read from it too, so the two always agree.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from typing import Any
+
+from .facts import HostFacts, handshake_age
+from .verdicts import InterfaceStatus, Problem, Report
+
+SCHEMA_VERSION = 1
+
+
+def parse_utc(text: str) -> float | None:
+    """``applied_at`` (``YYYY-MM-DDTHH:MM:SSZ``) as unix time; None if it is not in that form."""
+    try:
+        return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _problem_dict(p: Problem) -> dict[str, Any]:
+    return {"severity": p.verdict.name, "code": p.code, "interface": p.interface, "message": p.message,
+            "fix": p.fix}
+
+
+def _interface_dict(s: InterfaceStatus, host: HostFacts) -> dict[str, Any]:
+    f = s.facts
+    state = f.state
+    link = None if f.link is None else {
+        "kind": f.link.kind, "up": f.link.up, "operstate": f.link.operstate,
+        "addresses": list(f.link.addresses), "wireguard": f.link.wireguard,
+    }
+    handshake = None if f.wg is None else {
+        "peers": f.wg.peers, "latest": f.wg.latest_handshake, "age_seconds": handshake_age(f, host.now),
+    }
+    killswitch = None
+    dns = None
+    endpoints: list[dict[str, Any]] = []
+    if state is not None:
+        applied = parse_utc(state.applied_at)
+        killswitch = {
+            "engaged_at": state.applied_at,
+            "engaged_seconds_ago": None if applied is None else max(0.0, host.now - applied),
+            "iptables_variant": state.iptables_variant,
+            "lockdown": state.lockdown,
+            "ipv6_covered": "ipv6" in state.families or not host.ipv6,
+            "chains": [{
+                "family": c.family, "chain": c.chain, "hook": c.hook, "present": c.present, "rules": c.rules,
+                "jump_position": c.jump_positions[0] if c.jump_positions else None,
+                "drifted": None if c.saved_sha256 is None or c.live_sha256 is None
+                else c.saved_sha256 != c.live_sha256,
+            } for c in f.chains],
+            "sets": [{"name": x.name, "entries": x.entries} for x in f.sets],
+        }
+        endpoints = [{"address": str(e.get("address")), "port": e.get("port"),
+                      "name": e.get("name"), "pinned": e.get("name") is None}
+                     for e in state.endpoints if isinstance(e, dict)]
+        d = state.dns or {}
+        dns = {"servers": list(d.get("servers", [])), "lock": bool(d.get("lock")),
+               "backend": d.get("backend") or "none", "outside": list(s.dns_outside)}
+    return {
+        "interface": f.interface, "verdict": s.verdict.name, "summary": s.summary,
+        "recorded": state is not None, "link": link, "handshake": handshake, "killswitch": killswitch,
+        "endpoints": endpoints, "dns": dns,
+    }
+
+
+def report_dict(report: Report) -> dict[str, Any]:
+    """The ``--json`` document, version ``SCHEMA_VERSION`` (docs/status.schema.json)."""
+    host = report.host
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(host.now)),
+        "verdict": report.verdict.name,
+        "exit_code": int(report.verdict),
+        "summary": report.summary,
+        "problems": [_problem_dict(p) for p in report.problems],
+        "interfaces": [_interface_dict(s, host) for s in report.interfaces],
+        "host": {
+            "root": host.uid == 0, "ipv6": host.ipv6,
+            "resolvers": [{"address": r.address, "source": r.source} for r in host.resolvers],
+            "uplinks": dict(host.uplinks), "routes": dict(host.routes),
+            "policy_rules": list(host.policy_rules),
+        },
+        "probe": None if report.probes is None else [
+            {"name": p.name, "protocol": p.protocol, "family": p.family, "target": p.target, "port": p.port,
+             "device": p.device, "outcome": p.outcome, "detail": p.detail} for p in report.probes
+        ],
+    }

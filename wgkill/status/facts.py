@@ -1,0 +1,133 @@
+"""What wgkill-status knows about the machine: plain records, filled by ``gathering``, read by ``verdicts``.
+
+They hold facts only (what netlink, ``iptables-save``, ``wg show`` and the
+resolver configuration say), never a judgement, so unit tests can build any
+situation by hand.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .. import state as statefile
+
+if TYPE_CHECKING:
+    from ..tunnel import TunnelFacts
+
+RESOLVED_STUBS = frozenset({"127.0.0.53", "127.0.0.54"})
+
+
+@dataclass
+class LinkFacts:
+    """One network interface as netlink reports it."""
+
+    name: str
+    index: int
+    kind: str | None = None  # "wireguard" (kernel), "tun" (wireguard-go), "veth", ...
+    up: bool = False  # IFF_UP: administratively up
+    operstate: str | None = None
+    addresses: list[str] = field(default_factory=list)  # "10.0.0.2/32"
+    wireguard: bool = False
+
+
+@dataclass
+class WgFacts:
+    """What ``wg show IFACE dump`` says: how many peers, and the latest handshake of any."""
+
+    peers: int = 0
+    latest_handshake: int | None = None  # unix time, the most recent over all peers; None if never
+
+    @classmethod
+    def of(cls, tunnel: TunnelFacts) -> WgFacts:
+        """The digest of the live tunnel as ``wgkill.tunnel`` parsed it."""
+        latest = max((peer.latest_handshake for peer in tunnel.peers), default=0)
+        return cls(peers=len(tunnel.peers), latest_handshake=latest or None)
+
+
+@dataclass
+class ChainFacts:
+    """One recorded chain and its jump, as they are now."""
+
+    family: str  # "ipv4" / "ipv6"
+    chain: str
+    hook: str  # OUTPUT, or FORWARD in gateway mode
+    jump_spec: str  # the jump as recorded
+    present: bool = False
+    rules: int | None = None  # live rule count
+    jump_positions: list[int] = field(default_factory=list)  # positions of rules in hook targeting us
+    jump_specs: list[str] = field(default_factory=list)
+    above: list[str] = field(default_factory=list)  # hook rules above our first jump
+    saved_sha256: str | None = None
+    live_sha256: str | None = None
+    recorded_rules: int | None = None  # from the state, when there is no saved_sha256 to compare
+
+
+@dataclass
+class SetFacts:
+    name: str
+    entries: int | None  # None: the set does not exist
+
+
+@dataclass
+class Nameserver:
+    """A nameserver the system will use, and where it is configured."""
+
+    address: str
+    source: str  # "resolv.conf", "resolved:global", "resolved:LINK"
+    link: str | None = None
+
+
+@dataclass
+class InterfaceFacts:
+    interface: str
+    state: statefile.State | None = None
+    state_error: str | None = None
+    link: LinkFacts | None = None
+    wg: WgFacts | None = None
+    chains: list[ChainFacts] = field(default_factory=list)
+    sets: list[SetFacts] = field(default_factory=list)
+    read_errors: list[str] = field(default_factory=list)  # rules that could not be read
+    postup: str | None = None  # the PostUp wgkill-up command, from the recorded config
+
+
+@dataclass
+class HostFacts:
+    uid: int
+    now: float
+    ipv6: bool = True
+    interfaces: list[InterfaceFacts] = field(default_factory=list)
+    resolvers: list[Nameserver] = field(default_factory=list)
+    routes: dict[str, str | None] = field(default_factory=dict)  # family -> interface to the probe target
+    uplinks: dict[str, str | None] = field(default_factory=dict)  # family -> main-table default route's dev
+    policy_rules: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # host-level read failures
+    named: str | None = None  # the interface asked for, if one was
+
+
+def family_name(family: int) -> str:
+    """4 -> "ipv4", as the state and the reports name families."""
+    return f"ipv{family}"
+
+
+def canonical(address: str) -> str:
+    """An address in the one form every comparison uses (compressed, no ``%zone``); text kept if not one."""
+    try:
+        return str(ipaddress.ip_address(address.split("%")[0]))
+    except ValueError:
+        return address
+
+
+def is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def handshake_age(facts: InterfaceFacts, now: float) -> float | None:
+    """Seconds since the latest handshake of any peer; None if there was none."""
+    if facts.wg is None or not facts.wg.latest_handshake:
+        return None
+    return max(0.0, now - facts.wg.latest_handshake)

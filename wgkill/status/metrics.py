@@ -1,0 +1,49 @@
+"""The report for node_exporter's textfile collector: one gauge per fact a dashboard or alert needs."""
+
+from __future__ import annotations
+
+from .facts import handshake_age
+from .verdicts import Report, Verdict
+
+_DRIFT = {"chain-missing", "jump-missing", "jump-altered", "jump-displaced", "drifted", "set-missing",
+          "set-empty"}
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def prometheus(report: Report) -> str:
+    """node_exporter textfile-collector format: HELP and TYPE, then one sample per interface."""
+    per_iface: dict[str, list[tuple[str, float]]] = {"protected": [], "blocking": [], "drifted": [],
+                                                     "handshake_age_seconds": []}
+    for s in report.interfaces:
+        name = s.facts.interface
+        codes = {p.code for p in s.problems}
+        per_iface["protected"].append((name, float(s.verdict is Verdict.OK)))
+        per_iface["blocking"].append((name, float(s.verdict is Verdict.WARNING)))
+        per_iface["drifted"].append((name, float(bool(codes & _DRIFT))))
+        age = handshake_age(s.facts, report.host.now)
+        if age is not None:
+            per_iface["handshake_age_seconds"].append((name, age))
+    helps = {
+        "protected": "1 if the tunnel is up and its kill switch holds exactly as applied.",
+        "blocking": "1 if the tunnel is down and the kill switch blocks (safe, offline).",
+        "drifted": "1 if a kill-switch chain, jump or set is missing or differs from what was applied.",
+        "handshake_age_seconds": "Seconds since the latest WireGuard handshake of any peer.",
+    }
+    out = ["# HELP wgkill_status Verdict as a monitoring-plugin exit code: 0 OK, 1 WARNING, 2 CRITICAL, "
+           "3 UNKNOWN.", "# TYPE wgkill_status gauge", f"wgkill_status {int(report.verdict)}"]
+    for metric, samples in per_iface.items():
+        out += [f"# HELP wgkill_{metric} {helps[metric]}", f"# TYPE wgkill_{metric} gauge"]
+        out += [f'wgkill_{metric}{{interface="{_label(n)}"}} {_number(v)}' for n, v in samples]
+    if report.probes is not None:
+        out += ["# HELP wgkill_probe_leaked 1 if this probe's packet got out of the uplink.",
+                "# TYPE wgkill_probe_leaked gauge"]
+        out += [f'wgkill_probe_leaked{{probe="{_label(p.name)}"}} {int(p.outcome == "left")}'
+                for p in report.probes if p.outcome != "skipped"]
+    return "\n".join(out) + "\n"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"

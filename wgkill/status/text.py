@@ -1,0 +1,88 @@
+"""The report for people: the monitoring-plugin line, one line per problem with its fix, then the facts.
+
+Read from the ``--json`` document, so both always say the same.
+"""
+
+from __future__ import annotations
+
+from .document import report_dict
+from .verdicts import Report, Verdict, ago
+
+_COLOURS = {Verdict.OK: "32", Verdict.WARNING: "33", Verdict.CRITICAL: "31", Verdict.UNKNOWN: "35"}
+
+
+def _paint(text: str, verdict: Verdict, colour: bool) -> str:
+    return f"\033[{_COLOURS[verdict]}m{text}\033[0m" if colour else text
+
+
+def human(report: Report, colour: bool = False) -> str:
+    """The plugin line, one line per problem with its fix, then the facts."""
+    lines = [f"WGKILL {_paint(report.verdict.name, report.verdict, colour)} - {report.summary}"]
+    for p in report.problems:
+        where = f"{p.interface}: " if p.interface else ""
+        fix = f" — fix: {p.fix}" if p.fix else ""
+        lines.append(f"{_paint(p.verdict.name, p.verdict, colour)} {where}{p.message}{fix}")
+    doc = report_dict(report)
+    for item in doc["interfaces"]:
+        lines += _interface_lines(item)
+    host = doc["host"]
+    if host["root"]:
+        up = ", ".join(f"{k} {v or 'none'}" for k, v in host["uplinks"].items())
+        via = ", ".join(f"{k} {v or 'no route'}" for k, v in host["routes"].items())
+        lines.append(f"host: uplink {up}; plain packets leave via {via}")
+        if host["resolvers"]:
+            lines.append("  resolvers  "
+                         + ", ".join(f"{r['address']} ({r['source']})" for r in host["resolvers"]))
+        if host["policy_rules"]:
+            lines.append("  policy     " + "; ".join(host["policy_rules"]))
+    for p in doc["probe"] or []:
+        target = f"[{p['target']}]" if ":" in p["target"] else p["target"]
+        lines.append(f"probe {p['name']}: {target}:{p['port']} via {p['device'] or '-'}: "
+                     f"{p['outcome']} ({p['detail']})")
+    return "\n".join(lines) + "\n"
+
+
+def _interface_lines(item: dict) -> list[str]:
+    head = f"{item['interface']}: {item['verdict']}"
+    link = item["link"]
+    if link is None:
+        head += ", interface gone"
+    else:
+        head += f", {'up' if link['up'] else 'down'}"
+        if link["addresses"]:
+            head += " " + " ".join(link["addresses"])
+    hs = item["handshake"]
+    if hs is not None:
+        age = hs["age_seconds"]
+        head += f", {hs['peers']} peer(s), " + ("no handshake yet" if age is None else
+                                                f"handshake {ago(age)} ago")
+    lines = [head]
+    ks = item["killswitch"]
+    if ks is not None:
+        engaged = ks["engaged_seconds_ago"]
+        chains = ", ".join(
+            f"{c['family']} {c['chain']} " + (f"{c['rules']} rules" if c["present"] else "missing")
+            + (" (drifted)" if c["drifted"] else "") for c in ks["chains"])
+        lines.append(f"  kill switch  engaged {ks['engaged_at']}"
+                     + (f" ({ago(engaged)} ago)" if engaged is not None else "")
+                     + f", {ks['iptables_variant']}{', lockdown' if ks['lockdown'] else ''}"
+                     + f"; {chains or 'no chains'}"
+                     + ("" if ks["ipv6_covered"] else "; IPv6 NOT covered"))
+        for s in ks["sets"]:
+            lines.append(f"  ipset        {s['name']}: "
+                         + ("missing" if s["entries"] is None else f"{s['entries']} entries"))
+    if item["endpoints"]:
+        lines.append("  endpoints    " + ", ".join(
+            f"{e['address']}:{e['port']}" + (" (address)" if e["pinned"] else f" (hostname {e['name']})")
+            for e in item["endpoints"]))
+    dns = item["dns"]
+    if dns is not None:
+        if dns["servers"]:
+            lock = "on" if dns["lock"] else "OFF"
+            text = f"tunnel {' '.join(dns['servers'])}, lock {lock}, {dns['backend']}"
+            if dns["outside"]:
+                text += f"; also configured, outside the tunnel: {' '.join(dns['outside'])}"
+        else:
+            text = "not set by wgkill (no DNS = in the config, no --dns)"
+        lines.append(f"  dns          {text}")
+    return lines

@@ -1,0 +1,251 @@
+"""Judging the facts: a verdict per interface and overall, each problem with the command that fixes it.
+
+Monitoring-plugin convention: OK, WARNING (down, the block holds: safe but
+offline), CRITICAL (traffic or DNS can leak), UNKNOWN (cannot tell). Reads
+nothing, so unit tests feed it synthetic facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from .facts import (
+    RESOLVED_STUBS,
+    HostFacts,
+    InterfaceFacts,
+    Nameserver,
+    canonical,
+    handshake_age,
+    is_loopback,
+)
+from .probing import ProbeResult
+
+
+class Verdict(IntEnum):
+    """Monitoring-plugin states; the value is the exit code."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+# Worst first when combining: a known leak outranks not knowing, which outranks "safe but offline".
+_SEVERITY = {Verdict.OK: 0, Verdict.WARNING: 1, Verdict.UNKNOWN: 2, Verdict.CRITICAL: 3}
+
+
+def worst(verdicts: Iterable[Verdict]) -> Verdict:
+    return max(verdicts, key=_SEVERITY.__getitem__, default=Verdict.OK)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason the verdict is not OK, in one line, with the command that fixes it."""
+
+    verdict: Verdict
+    code: str
+    message: str
+    fix: str | None = None
+    interface: str | None = None
+
+
+@dataclass
+class InterfaceStatus:
+    facts: InterfaceFacts
+    verdict: Verdict
+    summary: str
+    problems: list[Problem]
+    dns_outside: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    host: HostFacts
+    verdict: Verdict
+    summary: str
+    interfaces: list[InterfaceStatus]
+    problems: list[Problem]  # every problem, host-level and per interface
+    probes: list[ProbeResult] | None = None
+
+
+def ago(seconds: float) -> str:
+    """A duration as the reports show it: 42s, 5m, 3h, 2d."""
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def _reapply_fix(facts: InterfaceFacts) -> str:
+    """The command that puts the recorded block back, as exactly as we can name it."""
+    iface = facts.interface
+    if facts.link is None:
+        return "wgkill-boot (re-applies every recorded block as recorded; the tunnel is gone)"
+    return facts.postup or f"wgkill-up {iface}"
+
+
+def _chain_problems(facts: InterfaceFacts) -> list[Problem]:
+    iface, fix, out = facts.interface, _reapply_fix(facts), []
+    for c in facts.chains:
+        where = f"{c.chain} ({c.family})"
+        if not c.present:
+            out.append(Problem(Verdict.CRITICAL, "chain-missing",
+                               f"chain {where} is gone: nothing holds traffic to the tunnel", fix, iface))
+            continue
+        if not c.jump_positions:
+            out.append(Problem(Verdict.CRITICAL, "jump-missing",
+                               f"{c.hook} no longer jumps to {where}: its rules are bypassed", fix, iface))
+        elif c.jump_spec not in c.jump_specs:
+            out.append(Problem(Verdict.CRITICAL, "jump-altered",
+                               f"the {c.hook} jump to {where} was changed: it no longer catches every packet",
+                               fix, iface))
+        elif c.above:
+            out.append(Problem(Verdict.CRITICAL, "jump-displaced",
+                               f"{len(c.above)} rule(s) in {c.hook} now come before the jump to {where}, "
+                               f"first `{c.above[0]}`: packets they accept bypass the kill switch",
+                               fix, iface))
+        if c.saved_sha256 is not None and c.live_sha256 is not None and c.saved_sha256 != c.live_sha256:
+            out.append(Problem(Verdict.CRITICAL, "drifted",
+                               f"chain {where} differs from what wgkill-up applied ({c.rules} rules now): "
+                               "flushed or rewritten", fix, iface))
+        elif c.saved_sha256 is None and c.recorded_rules is not None and c.rules != c.recorded_rules:
+            out.append(Problem(Verdict.CRITICAL, "drifted",
+                               f"chain {where} has {c.rules} rules, {c.recorded_rules} were applied",
+                               fix, iface))
+    for s in facts.sets:
+        if s.entries is None:
+            out.append(Problem(Verdict.CRITICAL, "set-missing",
+                               f"ipset {s.name} (the tunnel's destinations) is gone", fix, iface))
+        elif s.entries == 0:
+            out.append(Problem(Verdict.CRITICAL, "set-empty",
+                               f"ipset {s.name} is empty: no destination is held to the tunnel", fix, iface))
+    return out
+
+
+def dns_outside(facts: InterfaceFacts, resolvers: Sequence[Nameserver]) -> list[str]:
+    """Configured resolvers that are neither the tunnel's nor on loopback nor on the tunnel link."""
+    dns = (facts.state.dns if facts.state else None) or {}
+    tunnel = {canonical(s) for s in dns.get("servers", []) if isinstance(s, str)}
+    outside = []
+    for r in resolvers:
+        address = canonical(r.address)
+        if address in tunnel or r.link == facts.interface or is_loopback(address):
+            continue
+        if r.source == "resolv.conf" and address in RESOLVED_STUBS:
+            continue
+        if address not in outside:
+            outside.append(address)
+    return outside
+
+
+def judge_interface(facts: InterfaceFacts, host: HostFacts) -> InterfaceStatus:
+    """The verdict for one interface from its facts alone."""
+    iface = facts.interface
+    link = facts.link
+    if facts.state_error is not None:
+        fix = (f"wgkill-up {iface} (rewrites the state; the rules stay meanwhile)" if link is not None
+               else f"wgkill-down --force {iface}")
+        return InterfaceStatus(facts, Verdict.UNKNOWN, "state unreadable",
+                               [Problem(Verdict.UNKNOWN, "state-unreadable", facts.state_error, fix, iface)])
+    if facts.state is None:
+        if link is not None and link.wireguard:
+            up = "up" if link.up else "present (down)"
+            problem = Problem(Verdict.CRITICAL, "unprotected",
+                              f"WireGuard interface {iface} is {up} without a wgkill kill switch: "
+                              "when it drops, traffic falls back to the uplink "
+                              "(add `PostUp = wgkill-up %i` / `PreDown = wgkill-down %i`; "
+                              "wgkill-render prints them)",
+                              f"wgkill-up {iface}", iface)
+            return InterfaceStatus(facts, Verdict.CRITICAL, "up without wgkill", [problem])
+        what = "no such interface" if link is None else "not a WireGuard interface"
+        return InterfaceStatus(facts, Verdict.UNKNOWN, "nothing recorded",
+                               [Problem(Verdict.UNKNOWN, "not-recorded",
+                                        f"nothing recorded for {iface} and {what}", None, iface)])
+
+    problems = [Problem(Verdict.UNKNOWN, "rules-unreadable", e, None, iface) for e in facts.read_errors]
+    problems += _chain_problems(facts)
+    for family in ("ipv4", "ipv6") if host.ipv6 else ("ipv4",):
+        if family not in facts.state.families:
+            problems.append(Problem(Verdict.CRITICAL, f"{family}-uncovered",
+                                    f"no {family} rules were recorded, and this kernel has {family}: "
+                                    "it can leak",
+                                    _reapply_fix(facts), iface))
+    dns = facts.state.dns or {}
+    outside = dns_outside(facts, host.resolvers)
+    if dns.get("servers") and not dns.get("lock") and outside:
+        fix = (facts.postup or f"wgkill-up {iface}").replace(" --no-dns-lock", "")
+        problems.append(Problem(Verdict.CRITICAL, "dns-unlocked",
+                                f"DNS lock is off and the system also uses {', '.join(outside)}, "
+                                "not a resolver of the tunnel: queries can reach it", fix, iface))
+    if link is None:
+        hint = f"wgkill-release {iface}" if facts.state.lockdown else f"wgkill-down {iface}"
+        problems.append(Problem(Verdict.WARNING, "tunnel-gone",
+                                f"{iface} is gone (daemon killed or interface deleted); the block holds",
+                                f"wg-quick up {iface} (reconnects with the block held), or {hint} to go "
+                                "online without the tunnel", iface))
+    elif not link.up:
+        problems.append(Problem(Verdict.WARNING, "tunnel-down", f"{iface} is down; the block holds",
+                                f"ip link set {iface} up, or wg-quick down {iface} to release the block",
+                                iface))
+    verdict = worst(p.verdict for p in problems)
+    return InterfaceStatus(facts, verdict, _summary(verdict, problems, facts, host.now), problems, outside)
+
+
+_SHORT = {
+    "chain-missing": "rules missing", "jump-missing": "jump missing", "jump-altered": "jump altered",
+    "jump-displaced": "jump not first", "drifted": "rules drifted", "set-missing": "ipset missing",
+    "set-empty": "ipset empty", "ipv6-uncovered": "IPv6 uncovered", "ipv4-uncovered": "IPv4 uncovered",
+    "dns-unlocked": "DNS can leak",
+    "rules-unreadable": "rules unreadable",
+}
+
+
+def _summary(verdict: Verdict, problems: list[Problem], facts: InterfaceFacts, now: float) -> str:
+    if verdict is Verdict.OK:
+        age = handshake_age(facts, now)
+        return "protected" + (f" (handshake {ago(age)} ago)" if age is not None else " (no handshake yet)")
+    if verdict is Verdict.WARNING:
+        gone = any(p.code == "tunnel-gone" for p in problems)
+        return f"{'gone' if gone else 'down'}, block holding (safe, offline)"
+    words = [_SHORT.get(p.code, p.code) for p in problems if p.verdict is verdict]
+    return ", ".join(dict.fromkeys(words)) + (": can leak" if verdict is Verdict.CRITICAL else "")
+
+
+def judge(host: HostFacts, probes: list[ProbeResult] | None = None) -> Report:
+    """The overall verdict: the worst of every interface's, the host's and the probe's."""
+    if host.uid != 0:
+        problem = Problem(Verdict.UNKNOWN, "not-root",
+                          f"running as uid {host.uid}: the firewall and the state can only be read as root",
+                          "sudo wgkill-status")
+        return Report(host, Verdict.UNKNOWN, "must be run as root", [], [problem], probes)
+    statuses = [judge_interface(f, host) for f in host.interfaces]
+    problems = [Problem(Verdict.UNKNOWN, "unreadable", e) for e in host.errors]
+    for s in statuses:
+        problems += s.problems
+    if probes:
+        left = [p for p in probes if p.outcome == "left"]
+        if left:
+            recorded = [s.facts for s in statuses if s.facts.state is not None]
+            fix = _reapply_fix(recorded[0]) if len(recorded) == 1 else "wgkill-up IFACE for each tunnel"
+            problems.append(Problem(
+                Verdict.CRITICAL, "probe-leaked",
+                "probe: " + ", ".join(f"{p.name} to {p.target} got out via {p.device} ({p.detail})"
+                                      for p in left),
+                fix))
+    verdict = worst(p.verdict for p in problems)
+    if not statuses and not host.errors:
+        verdict = worst([verdict, Verdict.UNKNOWN])
+        summary = "no WireGuard interface and no wgkill state: nothing to check"
+    else:
+        summary = "; ".join(f"{s.facts.interface} {s.summary}" for s in statuses) or "cannot read"
+        if probes is not None:
+            left = sum(p.outcome == "left" for p in probes)
+            tried = sum(p.outcome != "skipped" for p in probes)
+            summary += f"; probe: {left} of {tried} got out" if left else f"; probe: {tried} refused"
+    return Report(host, verdict, summary, statuses, problems, probes)
