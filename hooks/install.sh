@@ -70,7 +70,8 @@ remove_units() {  # by name: the units hooks/ ships and the links enabling them
 }
 
 engaged_note() {
-	ifaces=$(for s in "$STATE_DIR"/*.json; do [ -f "$s" ] && basename "$s" .json; done | tr '\n' ' ')
+	ifaces=$(for s in "$STATE_DIR"/*.json; do [ -f "$s" ] && basename "$s" .json; done | tr '\n' ' ' |
+		sed 's/ $//')
 	[ -z "$ifaces" ] && return 0
 	say "a kill switch is still engaged for: $ifaces"
 	say "uninstalling does not lift it: its firewall rules stay, and its state in $STATE_DIR;"
@@ -102,6 +103,9 @@ $list}"
 }
 
 install() {
+	if command -v dpkg-query >/dev/null && dpkg-query -W -f='${Status}' wgkill 2>/dev/null | grep -q ' installed$'; then
+		die "the Debian package wgkill is installed: use it, or remove it first (one copy on the PATH, one boot unit)"
+	fi
 	if [ -e "$PREFIX" ] && [ ! -f "$MANIFEST" ]; then
 		die "$PREFIX exists and was not made by make install: refusing"
 	fi
