@@ -38,7 +38,8 @@ def test_keys_are_case_insensitive_and_comments_anywhere() -> None:
     config = parse_config(
         "[interface]\naddress=192.0.2.2/32,2001:db8::2/128 # two\n"
         "dns = 192.0.2.53, corp.example , 2001:db8::53\nTABLE = Off\nFwMark = 0x1234\n"
-        "[PEER]\nendpoint=[2001:db8::1]:51820\nallowedips = 192.0.2.0/24\nallowedips = 198.51.100.0/24\n"
+        "[PEER]\nPublicKey = k1\nendpoint=[2001:db8::1]:51820\n"
+        "allowedips = 192.0.2.0/24\nallowedips = 198.51.100.0/24\n"
         "[Peer]\nPublicKey = k2\n"
     )
     assert config.addresses == ("192.0.2.2/32", "2001:db8::2/128")
