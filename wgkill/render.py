@@ -311,6 +311,11 @@ class Rendered:
     private: bool = False  # holds a PrivateKey: written 0600, never world-readable
     source: str | None = None  # the --from file, for --in-place
 
+    @property
+    def data(self) -> bytes:
+        """The bytes to write: a --from file's bytes that are not UTF-8 go back exactly as they came."""
+        return wgconf.encode(self.text)
+
 
 def hook_block(options: HookOptions) -> str:
     """The comment block and the PostUp/PreDown lines, shared by new configs and --from."""
@@ -457,11 +462,9 @@ def new_config(req: Request, resolve: Resolver = resolve_endpoint,
 
 def _read_config(path: str) -> str:
     try:
-        return Path(path).read_bytes().decode("utf-8")
+        return wgconf.decode(Path(path).read_bytes())
     except OSError as exc:
         raise ConfigError(f"cannot read --from {_shown(path)}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"cannot read --from {_shown(path)}: not UTF-8 text") from exc
 
 
 _LINE_CHECKS: dict[tuple[str, str], Callable[[str], object]] = {
@@ -673,7 +676,7 @@ def write_in_place(rendered: Rendered) -> Path | None:
         raise UsageError("--in-place needs --from FILE")
     source = Path(os.path.realpath(rendered.source))
     original = source.read_bytes()
-    new = rendered.text.encode("utf-8")
+    new = rendered.data
     if new == original:
         return None
     status = source.stat()

@@ -130,6 +130,16 @@ def _shown(text: str, limit: int = 60) -> str:
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
+def decode(data: bytes) -> str:
+    """A config's text. wg-quick and wg read bytes: a byte that is not UTF-8 (a Latin-1 comment)
+    is kept as a lone surrogate, refused by every value check, and written back by :func:`encode`."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
 def physical_lines(text: str) -> list[str]:
     """``text`` cut after every ``\\n`` and nowhere else, as ``read -r`` and getline(3) cut it."""
     pieces = text.split("\n")
@@ -149,6 +159,8 @@ class _Reader:
     def fail(self, index: int, body: str, message: str) -> ConfigError:
         if "\r" in body.rstrip("\r"):
             message += " (a carriage return inside a line: wg-quick splits lines at \\n only)"
+        if index == 0 and body.startswith("\ufeff"):
+            message += " (a UTF-8 byte-order mark starts the file, and wg-quick reads it as text: remove it)"
         return ConfigError(f"{place(self.path, index + 1)}: {message}")
 
     def close_peer(self) -> None:
@@ -292,8 +304,8 @@ def parse_config(text: str, path: str = "<config>") -> WgQuickConfig:
 def load_config(path: str | Path) -> WgQuickConfig:
     """Read and parse ``path``; a missing or unreadable file is a ConfigError."""
     try:
-        text = Path(path).read_bytes().decode("utf-8")  # bytes: read_text() would turn a lone CR into \n
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        text = decode(Path(path).read_bytes())  # bytes: read_text() would turn a lone CR into \n
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         raise ConfigError(f"cannot read wg-quick config {place(str(path))}: {reason}") from exc
     return parse_config(text, str(path))
