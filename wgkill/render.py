@@ -185,11 +185,6 @@ def fwmark(value: str) -> int:
     return mark
 
 
-def allowed_ip(value: str) -> str:
-    """A config's AllowedIPs entry: a CIDR, optionally marked ``+``/``-`` (wg's incremental form)."""
-    return cidr(value[1:] if value[:1] in ("+", "-") else value)
-
-
 def save_config(value: str) -> str:
     """wg-quick's read_bool, which runs under ``nocasematch``: true or false in any case."""
     if value.lower() not in ("true", "false"):
@@ -481,7 +476,7 @@ _LINE_CHECKS: dict[tuple[str, str], Callable[[str], object]] = {
 _LIST_CHECKS: dict[tuple[str, str], Callable[[str], object]] = {
     ("[interface]", "address"): address,
     ("[interface]", "dns"): dns_entry,
-    ("[peer]", "allowedips"): allowed_ip,
+    ("[peer]", "allowedips"): cidr,  # no "+"/"-" entries: only wg v1.0.20250521+ takes them
 }
 _SECRET_KEYS = {"privatekey", "presharedkey"}
 
