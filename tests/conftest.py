@@ -24,6 +24,37 @@ def _lab_prerequisites() -> None:
         pytest.fail(f"lab prerequisites missing: {' '.join(missing)} (`make deps` installs them)")
 
 
+def _environment() -> dict[str, str]:
+    """os.environ less what pytest itself sets while a test runs."""
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+@pytest.fixture(autouse=True)
+def _process_settings_restored() -> Iterator[None]:
+    """A test that changes the umask, the working directory or the environment puts them back:
+    later tests, and the hooks they run (which inherit all three), would test something else."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    cwd, env = os.getcwd(), _environment()
+    yield
+    leaked = []
+    now = os.umask(umask)
+    if now != umask:
+        leaked.append(f"umask {now:03o} (was {umask:03o})")
+    if os.getcwd() != cwd:
+        leaked.append(f"working directory {os.getcwd()} (was {cwd})")
+        os.chdir(cwd)
+    if _environment() != env:
+        now_env = _environment()
+        changed = sorted(k for k in env.keys() | now_env.keys() if env.get(k) != now_env.get(k))
+        leaked.append(f"environment ({', '.join(changed)})")
+        for name in now_env.keys() - env.keys():
+            del os.environ[name]
+        os.environ.update(env)
+    if leaked:
+        pytest.fail(f"the test left process-wide settings changed: {'; '.join(leaked)}")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _reap_stale_labs() -> None:
     if os.geteuid() == 0:

@@ -102,8 +102,8 @@ def test_hostile_looking_but_valid_interface_is_quoted() -> None:
 
 def test_config_only_policy_uses_literal_endpoints_and_fwmark() -> None:
     config = parse_config(
-        "[Interface]\nFwMark = 51820\n[Peer]\nEndpoint = vpn.example.com:51820\n"
-        "[Peer]\nEndpoint = 198.51.100.2:51820\nAllowedIPs = 192.0.2.0/24\n"
+        "[Interface]\nFwMark = 51820\n[Peer]\nPublicKey = key0\nEndpoint = vpn.example.com:51820\n"
+        "[Peer]\nPublicKey = key1\nEndpoint = 198.51.100.2:51820\nAllowedIPs = 192.0.2.0/24\n"
     )
     policy = build_policy("wg0", None, config)
     assert policy.fwmark == 51820

@@ -5,14 +5,13 @@ and review the diff. Keys here are throwaway test keys made with `wg genkey`.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from wgkill import render
+from wgkill import render, wgconf
 from wgkill.errors import ConfigError, UsageError
 from wgkill.render import Request
 
@@ -333,6 +332,18 @@ def test_cli_help_documents_truncation() -> None:
     assert "the shell empties wg0.conf before wgkill-render" in " ".join(done.stdout.split())
 
 
-def test_wg_quick_is_available() -> None:
-    """The strip checks above need the real wg-quick; say so plainly if it is missing."""
-    assert shutil.which("wg-quick"), "wg-quick not found: install wireguard-tools (`make deps`)"
+def test_pasted_hook_block_is_read_by_wg_quick_as_its_own_hooks(tmp_path: Path) -> None:
+    """The block printed for pasting holds only wg-quick's hook keys and comments: wg gets none of it."""
+    done = _cli("--allow-lan", "--config", "/etc/wireguard/my vpn.conf")
+    assert done.returncode == 0 and done.stderr == ""
+    bare = (f"[Interface]\nPrivateKey = {CLIENT_KEY}\n\n"
+            f"[Peer]\nPublicKey = {SERVER_PUB}\nAllowedIPs = 0.0.0.0/0\n")
+    pasted = bare.replace("\n\n", "\n" + done.stdout + "\n", 1)
+
+    def code(stripped: str) -> list[str]:
+        return [line for line in stripped.splitlines() if line.split("#", 1)[0].strip()]
+
+    assert code(wg_quick_strip(tmp_path, pasted)) == code(wg_quick_strip(tmp_path, bare))
+    hooks = {ln.key: ln.value for ln in wgconf.read_lines(pasted) if ln.key in ("postup", "predown")}
+    assert hooks == {"postup": "wgkill-up %i --allow-lan --config '/etc/wireguard/my vpn.conf'",
+                     "predown": "wgkill-down %i"}

@@ -145,10 +145,14 @@ def test_pin_keeps_key_spelling_spacing_comment_and_crlf(tmp_path: Path) -> None
     ("[Interface]\nPrivateKey = nope\n", ":2: invalid privatekey (value not shown"),
     ("[Interface]\nAddress = 10.0.0.1/40\n", ":2: invalid address '10.0.0.1/40'"),
     ("[Interface]\nDNS = 1.1.1\n", ":2: invalid dns '1.1.1'"),
-    ("[Interface]\nSaveConfig = yes\n", ":2: SaveConfig must be true or false"),
-    ("[Interface]\n[Wat]\nKey = 1\n", ":3: unknown section [wat]"),
-    ("[Interface]\n\n[Peer]\nEndpoint = [10.0.0.1]:5\n", ":4: invalid endpoint '[10.0.0.1]:5'"),
-    ("[Interface]\n\n[Peer]\nAllowedIPs = 0.0.0.0/0, bad\n", ":4: invalid allowedips 'bad'"),
+    ("[Interface]\nSaveConfig = yes\n", ":2: invalid saveconfig 'yes': SaveConfig must be true or false"),
+    ("[Interface]\n[Wat]\nKey = 1\n", ":2: unknown section '[Wat]'"),
+    ("[Interface]\n\n[Peer]\nEndpoint = [10.0.0.1]:5\n"
+     "PublicKey = rIncF/NfKymcZ2qEtcVVNJh2ElkAbzMaXs2zXo0S7RM=\n",
+     ":4: invalid endpoint '[10.0.0.1]:5'"),
+    ("[Interface]\n\n[Peer]\nAllowedIPs = 0.0.0.0/0, bad\n"
+     "PublicKey = rIncF/NfKymcZ2qEtcVVNJh2ElkAbzMaXs2zXo0S7RM=\n",
+     ":4: invalid allowedips 'bad'"),
     ("[Interface]\nPostUp = iptables -I OUTPUT ! -o %i -j REJECT; resolvectl dns %i 10.0.0.1\n",
      ":2: this PostUp line mixes a kill-switch rule with other commands"),
 ])

@@ -38,7 +38,8 @@ def test_keys_are_case_insensitive_and_comments_anywhere() -> None:
     config = parse_config(
         "[interface]\naddress=192.0.2.2/32,2001:db8::2/128 # two\n"
         "dns = 192.0.2.53, corp.example , 2001:db8::53\nTABLE = Off\nFwMark = 0x1234\n"
-        "[PEER]\nendpoint=[2001:db8::1]:51820\nallowedips = 192.0.2.0/24\nallowedips = 198.51.100.0/24\n"
+        "[PEER]\nPublicKey = k1\nendpoint=[2001:db8::1]:51820\n"
+        "allowedips = 192.0.2.0/24\nallowedips = 198.51.100.0/24\n"
         "[Peer]\nPublicKey = k2\n"
     )
     assert config.addresses == ("192.0.2.2/32", "2001:db8::2/128")
@@ -74,3 +75,69 @@ def test_load_config_missing_file(tmp_path: Path) -> None:
 def test_load_config_reads_file(fs) -> None:
     fs.create_file("/etc/wireguard/wg0.conf", contents=ARTICLE)
     assert load_config("/etc/wireguard/wg0.conf").path == "/etc/wireguard/wg0.conf"
+
+
+# ---- lines as wg-quick reads them, keys and sections as wg reads them -------------------------------
+
+PEER_KEY = "rIncF/NfKymcZ2qEtcVVNJh2ElkAbzMaXs2zXo0S7RM="
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085", "\x0b", "\x0c", "\x1c"])
+def test_only_newline_ends_a_line(separator: str) -> None:
+    """A comment holding a separator Python's splitlines() breaks on is still one comment to wg-quick."""
+    config = parse_config(f"[Interface]\nDNS = 192.0.2.53 # old{separator}DNS = 198.51.100.53\n")
+    assert config.dns_servers == ("192.0.2.53",)
+
+
+def test_crlf_reads_like_lf_and_a_cr_only_file_is_refused() -> None:
+    text = f"[Interface]\nAddress = 192.0.2.2/32\n[Peer]\nPublicKey = {PEER_KEY}\nAllowedIPs = 0.0.0.0/0\n"
+    assert parse_config(text.replace("\n", "\r\n")) == parse_config(text)
+    with pytest.raises(ConfigError, match=r"^<config>:1: .*a carriage return inside a line"):
+        parse_config(text.replace("\n", "\r"))
+
+
+def test_load_config_keeps_a_lone_cr(tmp_path: Path) -> None:
+    """read_text() would turn CR into a line end and read a file wg-quick cannot."""
+    path = tmp_path / "wg0.conf"
+    path.write_bytes(b"[Interface]\rAddress = 192.0.2.2/32\r")
+    with pytest.raises(ConfigError, match="carriage return"):
+        load_config(path)
+
+
+def test_blanks_inside_a_wg_key_are_removed_as_wg_removes_them() -> None:
+    config = parse_config(f"[Interface]\n[Peer]\nPublic Key = {PEER_KEY}\n\tAllowed IPs\t= 192.0.2.0/24 , "
+                          "198.51.100.0/24\nEndpoint = 192.0.2.1 : 51820\n")
+    (peer,) = config.peers
+    assert peer.public_key == PEER_KEY and peer.endpoint == Endpoint("192.0.2.1", 51820)
+    assert peer.allowed_ips == ("192.0.2.0/24", "198.51.100.0/24")
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    (f"[Interface]\n[Peer]\nPublicKey = {PEER_KEY}\nDontLetTheFeelingFade = 1\n",
+     "<config>:4: unknown key 'DontLetTheFeelingFade' in [Peer]"),
+    ("[Interface]\nPostUpp = true\n", "<config>:2: unknown key 'PostUpp' in [Interface]"),
+    ("[Interface]\n[Peer]\nAllowedIPs = 0.0.0.0/0\n", "<config>:2: this [Peer] has no PublicKey"),
+    (f"[Interface]\n[Peer]\nPublicKey = {PEER_KEY}\nPostUp = wgkill-up %i\n",
+     "<config>:4: PostUp belongs in"),
+    (f"[Interface]\n[Peer]\nPublicKey = {PEER_KEY}\nPrivateKey = {PEER_KEY}\n",
+     "<config>:4: PrivateKey belongs in [Interface], not in [Peer]"),
+    ("Address = 192.0.2.2/32\n[Interface]\n", "<config>:1: 'Address' before any section"),
+    ("[Interface]\n[Peers]\n", "<config>:2: unknown section '[Peers]'"),
+    ("[Interface]\nPrivateKey =\n", "<config>:2: PrivateKey has no value"),
+    ("[ Interface ]\nAddress = 192.0.2.2/32\n", "<config>:2: wg-quick reads Address only after a header"),
+    ("[Interface]\nDNS\u2028= 192.0.2.53\n", "<config>:2: unknown key 'DNS\\u2028'"),
+    ("[Interface]\nAddress = 192.0.2.2/32\x00\n", "<config>:2: a NUL byte"),
+    ("\ufeff[Interface]\n", "<config>:1: '\\ufeff[Interface]' before any section"),
+])
+def test_what_wg_quick_or_wg_refuses_is_refused(text: str, says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert str(caught.value).startswith(says) and "\n" not in str(caught.value)
+
+
+def test_what_wg_quick_and_wg_accept_is_accepted() -> None:
+    """Headers and keys in any case, a header wg reads with blanks inside, and a peer's keys in any order."""
+    config = parse_config(f"[INTERFACE]\nlistenport = 51820\nTABLE = off\n[ Peer ]\n"
+                          f"ENDPOINT = [2001:db8::1]:1\npublickey = {PEER_KEY}\n[peer]\n"
+                          f"PublicKey={PEER_KEY}#no blank\n")
+    assert config.routes_off and [p.public_key for p in config.peers] == [PEER_KEY, PEER_KEY]

@@ -1,9 +1,9 @@
 """A line-preserving editor for wg-quick configs: hook lines change, nothing else does.
 
-Lines are read the way wg-quick's ``parse_options`` reads them (``#`` starts a
-comment anywhere, keys are case-insensitive, a line starting with ``[`` opens
-a section), but every line keeps its exact text, line ending included, so
-comments, blank lines, key order, unknown keys and peers survive byte for byte.
+Lines come from ``wgconf.read_lines``, the one reader of the format (split at
+``\n`` only, as wg-quick reads them; a line wg-quick or ``wg`` would refuse is a
+ConfigError), and every line keeps its exact text, line ending included, so
+comments, blank lines, key order, spelling and peers survive byte for byte.
 
 Hook lines are recognised by what they run: ``wgkill-up`` / ``wgkill-down``
 (ours, replaced) and the hand-written iptables kill switch of the article and
@@ -21,62 +21,13 @@ import shlex
 from dataclasses import dataclass
 
 from .errors import ConfigError
+from .wgconf import BLANKS, Line, place, read_lines
 
 HOOK_KEYS = frozenset({"preup", "postup", "predown", "postdown"})
 BLOCK_MARK = "# wgkill:"
 _IPTABLES = re.compile(r"ip6?tables(-legacy|-nft)?")
 _SEPARATORS = frozenset({"&&", "||", ";", "&", "|", ";;"})
 _OURS = frozenset({"wgkill-up", "wgkill-down"})
-
-
-@dataclass(frozen=True)
-class Line:
-    """One physical line: ``text`` is exact (ending included); the rest is wg-quick's reading."""
-
-    index: int
-    text: str
-    section: str | None
-    key: str | None
-    value: str
-
-    @property
-    def number(self) -> int:
-        return self.index + 1
-
-    @property
-    def is_comment(self) -> bool:
-        return self.text.lstrip().startswith("#")
-
-    @property
-    def is_blank(self) -> bool:
-        return not self.text.strip()
-
-    @property
-    def key_text(self) -> str:
-        """The key as written (``PostUp``, ``postup``...), for messages."""
-        return self.text.split("=", 1)[0].strip()
-
-    @property
-    def ending(self) -> str:
-        return self.text[len(self.text.rstrip("\r\n")):]
-
-
-def split_lines(text: str) -> list[Line]:
-    """Read ``text`` as wg-quick does, keeping each line's exact bytes."""
-    lines: list[Line] = []
-    section: str | None = None
-    for index, raw in enumerate(text.splitlines(keepends=True)):
-        stripped = raw.rstrip("\r\n").split("#", 1)[0]
-        key, _, value = stripped.partition("=")
-        key, value = key.strip(), value.strip()
-        if key.startswith("["):
-            section = key.lower()
-            lines.append(Line(index, raw, section, None, ""))
-        elif key and section is not None:
-            lines.append(Line(index, raw, section, key.lower(), value))
-        else:
-            lines.append(Line(index, raw, section, None, ""))
-    return lines
 
 
 def _commands(value: str) -> list[list[str]] | None:
@@ -119,6 +70,11 @@ def is_wgkill_hook(tokens: list[str]) -> bool:
     return bool(tokens) and os.path.basename(tokens[0]) in _OURS
 
 
+def runs_wgkill(value: str) -> bool:
+    """A hook value whose first command is ``wgkill-up`` or ``wgkill-down``."""
+    return is_wgkill_hook((_commands(value) or [[]])[0])
+
+
 def classify_hook(value: str) -> str | None:
     """``"replace"`` (wgkill or a hand-written kill switch, nothing else), ``"mixed"`` or None."""
     commands = _commands(value)
@@ -143,7 +99,7 @@ def _block_comment_start(lines: list[Line], hook: Line) -> int | None:
     start = None
     index = hook.index - 1
     while index >= 0 and lines[index].is_comment:
-        if lines[index].text.lstrip().startswith(BLOCK_MARK):
+        if lines[index].text.lstrip(BLANKS).startswith(BLOCK_MARK):
             start = index
             break
         index -= 1
@@ -165,14 +121,18 @@ def replace_hooks(text: str, block: str, path: str = "<config>") -> HookEdit:
     ``Key = value`` line of the first [Interface] section. Applying it twice
     gives the same text as applying it once.
     """
-    lines = split_lines(text)
+    lines = read_lines(text, path)
     interface = [ln for ln in lines if ln.section == "[interface]"]
     if not interface:
         raise ConfigError(
-            f"{path}: no [Interface] section"
+            f"{place(path)}: no [Interface] section"
             + (" (the file is empty: if the shell truncated it with `> same file`, "
-               "restore it and use --in-place)" if not text.strip() else "")
+               "restore it and use --in-place)" if not text.strip(BLANKS) else "")
         )
+    if interface[0].key_text.lower() != "[interface]":
+        # wg reads "[ Interface ]" as the header, wg-quick does not: it would hand our hooks to wg.
+        raise ConfigError(f"{place(path, interface[0].number)}: write this header as [Interface] "
+                          f"(not {interface[0].key_text!r}): wg-quick reads its hook keys only after that")
     drop: set[int] = set()
     removed = []
     for line in interface:
@@ -182,13 +142,12 @@ def replace_hooks(text: str, block: str, path: str = "<config>") -> HookEdit:
         if kind == "replace":
             drop.add(line.index)
             removed.append(line)
-            tokens = (_commands(line.value) or [[]])[0]
-            start = _block_comment_start(lines, line) if is_wgkill_hook(tokens) else None
+            start = _block_comment_start(lines, line) if runs_wgkill(line.value) else None
             if start is not None:
                 drop.update(range(start, line.index))
         elif kind == "mixed":
             raise ConfigError(
-                f"{path}:{line.number}: this {line.key_text} line mixes a kill-switch rule with other "
+                f"{place(path, line.number)}: this {line.key_text} line mixes a kill-switch rule with other "
                 "commands; move the other commands to a line of their own, then run again"
             )
     newline = newline_of(lines)
@@ -197,13 +156,13 @@ def replace_hooks(text: str, block: str, path: str = "<config>") -> HookEdit:
         at = min(drop)
     else:
         header = interface[0].index
-        following = next((ln.index for ln in lines[header + 1:] if ln.text.lstrip().startswith("[")),
-                         len(lines))
+        following = next((ln.index for ln in lines[header + 1:] if ln.is_header), len(lines))
         keyed = [ln.index for ln in lines[header:following] if ln.key is not None]
         at = (keyed[-1] if keyed else header) + 1
     pieces = [ln.text for ln in lines]
-    if at > 0 and not pieces[at - 1].endswith(("\n", "\r")):
-        pieces[at - 1] += newline  # the file ended without a newline right where we append
+    if at > 0 and not pieces[at - 1].endswith("\n"):
+        # the file ended without a newline right where we append (a CRLF file's last CR is kept)
+        pieces[at - 1] += "\n" if newline == "\r\n" and pieces[at - 1].endswith("\r") else newline
     result = [p for i, p in enumerate(pieces[:at]) if i not in drop]
     result.append(out_block)
     result.extend(p for i, p in enumerate(pieces[at:], start=at) if i not in drop)
@@ -215,8 +174,8 @@ def with_value(line: Line, value: str) -> str:
     body = line.text[: len(line.text) - len(line.ending)]
     code, mark, comment = body.partition("#")
     key, equals, old = code.partition("=")
-    lead = old[: len(old) - len(old.lstrip())]
-    trail = old[len(old.rstrip()):] if old.strip() else ""
+    lead = old[: len(old) - len(old.lstrip(BLANKS))]
+    trail = old[len(old.rstrip(BLANKS)):] if old.strip(BLANKS) else ""
     return f"{key}{equals}{lead}{value}{trail}{mark}{comment}{line.ending}"
 
 

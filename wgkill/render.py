@@ -4,8 +4,9 @@ Everything is checked before anything is produced, so a bad value never
 reaches stdout (``> wg0.conf`` has already truncated the file by the time we
 run: half a config there would be worse than none). Values that end up in a
 hook line are shell-quoted, because wg-quick runs hooks with ``eval``; and
-none may hold ``#``, ``%`` or a line break, which wg-quick's own parser would
-cut or substitute before the shell ever sees the quotes.
+none may hold ``#``, ``%``, a control character or a line or paragraph
+separator, which wg-quick's own parser would cut or substitute before the
+shell ever sees the quotes, or which would break the line for the next reader.
 """
 
 import base64
@@ -15,12 +16,13 @@ import re
 import shlex
 import socket
 import stat
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from . import confedit
+from . import confedit, wgconf
 from .errors import ConfigError, UsageError
 from .fileio import write_atomic
 from .names import validate_interface
@@ -41,7 +43,10 @@ _DNS_ADDRESS = re.compile(r"(^[0-9.]+$)|(^.*:.*$)")  # wg-quick's own address-or
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _PREFIX = re.compile(r"[^/]+(/[0-9]{1,3})?")
 _ENDPOINT = re.compile(r"\[(?P<v6>[^\[\]]+)\]:(?P<port6>[0-9]+)|(?P<host>[^:\[\]]+):(?P<port>[0-9]+)")
-_HOOK_UNSAFE = re.compile(r"[#%\r\n\x00]")
+_HOOK_UNSAFE_CHARS = frozenset("#%")
+# C0/C1 controls and DEL (Cc, U+0085 included), invisible format characters (Cf), lone surrogates
+# (undecodable argv bytes, Cs), and the line and paragraph separators U+2028/U+2029 (Zl, Zp).
+_HOOK_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 EndpointLookup = Callable[[str, int], str]  # (host, port) -> the address wg would use
 T = TypeVar("T")
@@ -55,7 +60,7 @@ class Invalid(ValueError):
 
 def wg_key(value: str) -> str:
     """A WireGuard key: 32 bytes in canonical base64 (44 characters), as ``wg`` prints them."""
-    text = value.strip()
+    text = value.strip(wgconf.BLANKS)  # ASCII blanks, as wg: str.strip() would eat U+00A0, U+2028 too
     try:
         raw = base64.b64decode(text, validate=True)
     except ValueError as exc:
@@ -142,7 +147,8 @@ def endpoint(value: str) -> Endpoint:
 
 
 def keepalive(value: str) -> int:
-    if value == "off":
+    """Seconds, or ``off`` in any case (wg compares it with strcasecmp)."""
+    if value.lower() == "off":
         return 0
     if not value.isdigit() or int(value) > 65535:
         raise Invalid("expected seconds (0-65535) or off")
@@ -156,10 +162,47 @@ def mtu(value: str) -> int:
     return int(value)
 
 
+def listen_port(value: str) -> int:
+    """``ListenPort``: what ``wg`` takes, a port or service name resolved by getaddrinfo (0: any)."""
+    try:
+        answers = socket.getaddrinfo(None, value, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise Invalid("expected a port 0-65535") from exc
+    return int(answers[0][4][1])
+
+
+def fwmark(value: str) -> int:
+    """``FwMark``: ``off``, or 0-0xffffffff in decimal or 0x hex, as wg's parse_fwmark reads it."""
+    if value.lower() == "off":
+        return 0
+    digits, base = (value[2:], 16) if len(value) > 2 and value.startswith("0x") else (value, 10)
+    allowed = "0123456789abcdefABCDEF" if base == 16 else "0123456789"
+    if value[:1] not in "0123456789" or not digits or any(c not in allowed for c in digits):
+        raise Invalid("expected off or 0-0xffffffff")
+    mark = int(digits, base)
+    if mark > 0xFFFFFFFF:
+        raise Invalid("expected off or 0-0xffffffff")
+    return mark
+
+
+def save_config(value: str) -> str:
+    """wg-quick's read_bool, which runs under ``nocasematch``: true or false in any case."""
+    if value.lower() not in ("true", "false"):
+        raise Invalid("SaveConfig must be true or false")
+    return value
+
+
 def hook_argument(value: str) -> str:
-    """A value bound for a hook line: wg-quick cuts at ``#`` and rewrites ``%i`` before eval."""
-    if not value or _HOOK_UNSAFE.search(value):
-        raise Invalid("must not be empty or contain '#', '%' or a line break (wg-quick would mangle it)")
+    """A value bound for a hook line: wg-quick cuts at ``#`` and rewrites ``%i`` before eval,
+    and a control character or line separator would break the line for the next reader."""
+    if not value:
+        raise Invalid("must not be empty")
+    for char in value:
+        if char in _HOOK_UNSAFE_CHARS:
+            raise Invalid(f"must not contain {char!r} (wg-quick would cut or rewrite the hook line there)")
+        if unicodedata.category(char) in _HOOK_UNSAFE_CATEGORIES:
+            raise Invalid(f"must not contain the control or separator character U+{ord(char):04X} "
+                          "(it would break the hook line)")
     return value
 
 
@@ -262,6 +305,11 @@ class Rendered:
     public_key: str | None = None
     private: bool = False  # holds a PrivateKey: written 0600, never world-readable
     source: str | None = None  # the --from file, for --in-place
+
+    @property
+    def data(self) -> bytes:
+        """The bytes to write: a --from file's bytes that are not UTF-8 go back exactly as they came."""
+        return wgconf.encode(self.text)
 
 
 def hook_block(options: HookOptions) -> str:
@@ -409,17 +457,17 @@ def new_config(req: Request, resolve: EndpointLookup = resolve_endpoint,
 
 def _read_config(path: str) -> str:
     try:
-        return Path(path).read_bytes().decode("utf-8")
+        return wgconf.decode(Path(path).read_bytes())
     except OSError as exc:
         raise ConfigError(f"cannot read --from {_shown(path)}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"cannot read --from {_shown(path)}: not UTF-8 text") from exc
 
 
 _LINE_CHECKS: dict[tuple[str, str], Callable[[str], object]] = {
     ("[interface]", "privatekey"): wg_key,
     ("[interface]", "mtu"): mtu,
-    ("[interface]", "listenport"): port,
+    ("[interface]", "listenport"): listen_port,
+    ("[interface]", "fwmark"): fwmark,
+    ("[interface]", "saveconfig"): save_config,
     ("[peer]", "publickey"): wg_key,
     ("[peer]", "presharedkey"): wg_key,
     ("[peer]", "endpoint"): endpoint,
@@ -428,33 +476,32 @@ _LINE_CHECKS: dict[tuple[str, str], Callable[[str], object]] = {
 _LIST_CHECKS: dict[tuple[str, str], Callable[[str], object]] = {
     ("[interface]", "address"): address,
     ("[interface]", "dns"): dns_entry,
-    ("[peer]", "allowedips"): cidr,
+    ("[peer]", "allowedips"): cidr,  # no "+"/"-" entries: only wg v1.0.20250521+ takes them
 }
 _SECRET_KEYS = {"privatekey", "presharedkey"}
 
 
-def _validate_lines(path: str, lines: list[confedit.Line]) -> None:
+def _validate_lines(path: str, lines: list[wgconf.Line]) -> None:
     """The same checks as for flags, on the config's own values: upgrade nothing broken."""
     for line in lines:
         if line.key is None or line.section is None:
             continue
         where = (line.section, line.key)
-        if line.section not in ("[interface]", "[peer]"):
-            raise ConfigError(f"{path}:{line.number}: unknown section {line.section}")
-        if line.key == "saveconfig" and line.section == "[interface]" and line.value not in ("true", "false"):
-            raise ConfigError(f"{path}:{line.number}: SaveConfig must be true or false")
         validators = [_LINE_CHECKS[where]] if where in _LINE_CHECKS else []
         items = [line.value]
         if where in _LIST_CHECKS:
             validators = [_LIST_CHECKS[where]]
-            items = line.value.replace(",", " ").split()
+            items = wgconf.split_list(line.value)
+        if where == ("[peer]", "allowedips"):
+            items = line.value.split(",")  # wg's own split: the blanks are gone, an empty entry is refused
         for item in items:
             for validator in validators:
                 try:
                     validator(item)
                 except Invalid as exc:
                     shown = "(value not shown: it is a secret)" if line.key in _SECRET_KEYS else _shown(item)
-                    raise ConfigError(f"{path}:{line.number}: invalid {line.key} {shown}: {exc}") from None
+                    where_shown = wgconf.place(path, line.number)
+                    raise ConfigError(f"{where_shown}: invalid {line.key} {shown}: {exc}") from None
 
 
 def upgrade(req: Request, resolve: EndpointLookup = resolve_endpoint) -> Rendered:
@@ -465,18 +512,19 @@ def upgrade(req: Request, resolve: EndpointLookup = resolve_endpoint) -> Rendere
     path = req.source or ""
     hooks = _hook_options(req)
     text = _read_config(path)
-    lines = confedit.split_lines(text)
+    lines = wgconf.read_lines(text, path)
     _validate_lines(path, lines)
     block = hook_block(hooks)
     edit = confedit.replace_hooks(text, block, path)
     warnings = []
-    new_values = {ln.split("=", 1)[1].strip() for ln in block.splitlines() if not ln.startswith("#")}
+    new_values = {ln.value for ln in wgconf.read_lines("[Interface]\n" + block) if ln.key is not None}
     for line in edit.removed:
-        ours = os.path.basename(line.value.split()[0]) in ("wgkill-up", "wgkill-down")
-        if ours and line.value not in new_values:
-            warnings.append(f"{path}:{line.number}: replaced `{line.key_text} = {line.value}`: the new "
+        if confedit.runs_wgkill(line.value) and line.value not in new_values:
+            old = f"{line.key_text} = {line.value}"
+            shown = f"`{old}`" if old.isprintable() else repr(old)
+            warnings.append(f"{wgconf.place(path, line.number)}: replaced {shown}: the new "
                             "hook lines carry only the options given on this command line")
-    edited = confedit.split_lines(edit.text)
+    edited = wgconf.read_lines(edit.text, path)
     newline = confedit.newline_of(edited)
     replacements: dict[int, list[str]] = {}
     for before, line in zip(confedit.peer_values(lines, "endpoint"), confedit.peer_values(edited, "endpoint"),
@@ -485,7 +533,7 @@ def upgrade(req: Request, resolve: EndpointLookup = resolve_endpoint) -> Rendere
         if peer.is_address:
             continue
         if not req.pin_endpoint:
-            warnings.append(_hostname_warning(f"{path}:{before.number}", peer))
+            warnings.append(_hostname_warning(wgconf.place(path, before.number), peer))
             continue
         indent = line.text[: len(line.text) - len(line.text.lstrip())]
         pinned = Endpoint(resolve(peer.host, peer.port), peer.port)
@@ -508,10 +556,10 @@ def snippet(req: Request, bin_dir: str) -> Rendered:
         raise UsageError(f"{extra[0]} cannot be used with --snippet")
     servers = [s for s in _items("--dns", req.dns, dns_entry) if _DNS_ADDRESS.match(s)]
     if not req.dns and req.source and req.snippet != "systemd":
-        lines = confedit.split_lines(_read_config(req.source))
+        lines = wgconf.read_lines(_read_config(req.source), req.source)
         for line in lines:
             if line.section == "[interface]" and line.key == "dns":
-                servers += [v for v in line.value.replace(",", " ").split() if _DNS_ADDRESS.match(v)]
+                servers += [v for v in wgconf.split_list(line.value) if _DNS_ADDRESS.match(v)]
     interface = validate_interface(req.interface or _interface_from(req.source) or "wg0")
     if req.snippet == "resolved":
         if not servers:
@@ -599,7 +647,7 @@ def write_in_place(rendered: Rendered) -> Path | None:
         raise UsageError("--in-place needs --from FILE")
     source = Path(os.path.realpath(rendered.source))
     original = source.read_bytes()
-    new = rendered.text.encode("utf-8")
+    new = rendered.data
     if new == original:
         return None
     status = source.stat()

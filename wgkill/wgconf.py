@@ -1,9 +1,28 @@
-"""Reading a wg-quick config the way wg-quick reads it.
+"""Reading a wg-quick config the way wg-quick and ``wg`` read it.
 
-Only what wgkill decides on is kept: addresses, DNS, Table, FwMark and each
-peer's endpoint and allowed IPs. Keys are case-insensitive, ``#`` starts a
-comment anywhere on a line, and list values are split on commas and blanks,
-as in wg-quick's ``parse_options``.
+One reader, :func:`read_lines`, for every caller: ``wgkill-up`` (through
+:func:`parse_config`) and ``wgkill-render --from`` (through ``confedit``).
+It follows the two programs a config passes through:
+
+- wg-quick's ``parse_options`` reads lines split at ``\\n`` only (``while read
+  -r line``), cuts each at the first ``#``, trims ``[[:space:]]`` (space, tab,
+  ``\\n \\v \\f \\r`` under ``LC_ALL=C``, so a CRLF file reads like an LF one)
+  around the key and the value, and keeps its own keys (Address, MTU, DNS,
+  Table, Pre/PostUp, Pre/PostDown, SaveConfig) when, and only when, they follow
+  a line whose key is exactly ``[Interface]`` (case-insensitive). Every other
+  line goes to ``wg setconf``.
+- ``wg`` (wireguard-tools ``src/config.c``, ``config_read_line`` and
+  ``process_line``) cuts at ``#``, removes every blank (``char_is_space``)
+  anywhere in the line, and accepts only ``[Interface]``, ``[Peer]``,
+  ListenPort, FwMark and PrivateKey in the first, Endpoint, PublicKey,
+  AllowedIPs, PersistentKeepalive and PresharedKey in the second, each with a
+  non-empty value; anything else is "Line unrecognized", and
+  ``config_read_finish`` refuses a peer without a PublicKey.
+
+A config one of them would refuse is a ConfigError naming the line, so nothing
+is built on a config that cannot come up. Only what wgkill decides on is kept
+by :func:`parse_config`: addresses, DNS, Table, FwMark and each peer's
+endpoint and allowed IPs.
 """
 
 import ipaddress
@@ -13,6 +32,15 @@ from pathlib import Path
 
 from .errors import ConfigError
 
+INTERFACE = "[interface]"
+PEER = "[peer]"
+BLANKS = " \t\n\v\f\r"  # wireguard-tools' char_is_space; bash's [[:space:]] under LC_ALL=C
+WG_QUICK_KEYS = frozenset({"address", "mtu", "dns", "table", "preup", "predown", "postup", "postdown",
+                           "saveconfig"})
+WG_KEYS = {INTERFACE: frozenset({"listenport", "fwmark", "privatekey"}),
+           PEER: frozenset({"endpoint", "publickey", "allowedips", "persistentkeepalive", "presharedkey"})}
+_SPELLING = {"[interface]": "[Interface]", "[peer]": "[Peer]"}
+_IFS = re.compile(r"[ \t\n]+")  # bash's default IFS: how wg-quick splits ${value//,/ }
 _DNS_ADDRESS = re.compile(r"(^[0-9.]+$)|(^.*:.*$)")  # wg-quick's own test
 _ENDPOINT = re.compile(r"^\[?([^\[\]]+?)\]?:([0-9]{1,5})$")
 
@@ -38,14 +66,180 @@ class Endpoint:
 
 def parse_endpoint(text: str) -> Endpoint:
     """Parse ``host:port`` or ``[v6]:port``; raise ConfigError if it is neither."""
-    match = _ENDPOINT.match(text.strip())
+    match = _ENDPOINT.match(text.strip(BLANKS))
     if not match or not 0 < int(match.group(2)) < 65536:
         raise ConfigError(f"invalid Endpoint {text!r}: expected HOST:PORT or [IPv6]:PORT")
     host = match.group(1)
-    if ":" in host and not text.strip().startswith("["):
+    if ":" in host and not text.strip(BLANKS).startswith("["):
         raise ConfigError(f"invalid Endpoint {text!r}: IPv6 addresses need brackets")
     return Endpoint(host, int(match.group(2)))
 
+
+# ---- lines ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Line:
+    """One line as both readers see it; ``text`` is exact, its ``\\n`` included.
+
+    ``section`` is the section the line is in (or opens); ``key`` is the
+    lower-cased key of a setting, None for headers, comments and blank lines;
+    ``value`` is what the key's reader gets: wg-quick's trimmed value for its own
+    keys, ``wg``'s (every blank removed) for the others.
+    """
+
+    index: int
+    text: str
+    section: str | None
+    key: str | None
+    value: str
+    is_header: bool = False
+
+    @property
+    def number(self) -> int:
+        return self.index + 1
+
+    @property
+    def is_comment(self) -> bool:
+        return self.text.lstrip(BLANKS).startswith("#")
+
+    @property
+    def is_blank(self) -> bool:
+        return not self.text.strip(BLANKS)
+
+    @property
+    def key_text(self) -> str:
+        """The key as written (``PostUp``, ``postup``...), for messages."""
+        return self.text.split("#", 1)[0].split("=", 1)[0].strip(BLANKS)
+
+    @property
+    def ending(self) -> str:
+        """``\\r\\n`` or ``\\n`` (or nothing on a last line without one): what new lines copy."""
+        for ending in ("\r\n", "\n"):
+            if self.text.endswith(ending):
+                return ending
+        return ""
+
+
+def place(path: str, number: int | None = None) -> str:
+    """``path:number`` for a message, the path escaped if it holds anything that would break the line."""
+    shown = path if path.isprintable() else repr(path)
+    return shown if number is None else f"{shown}:{number}"
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def decode(data: bytes) -> str:
+    """A config's text. wg-quick and wg read bytes: a byte that is not UTF-8 (a Latin-1 comment)
+    is kept as a lone surrogate, refused by every value check, and written back by :func:`encode`."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def physical_lines(text: str) -> list[str]:
+    """``text`` cut after every ``\\n`` and nowhere else, as ``read -r`` and getline(3) cut it."""
+    pieces = text.split("\n")
+    return [piece + "\n" for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
+
+
+class _Reader:
+    """The state of both readers while walking the lines: wg-quick's section flag and wg's section."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.quick_interface = False  # wg-quick's interface_section
+        self.section: str | None = None  # config.c's is_device_section / is_peer_section
+        self.peer_header: Line | None = None
+        self.peer_has_key = False
+
+    def fail(self, index: int, body: str, message: str) -> ConfigError:
+        if "\r" in body.rstrip("\r"):
+            message += " (a carriage return inside a line: wg-quick splits lines at \\n only)"
+        if index == 0 and body.startswith("\ufeff"):
+            message += " (a UTF-8 byte-order mark starts the file, and wg-quick reads it as text: remove it)"
+        return ConfigError(f"{place(self.path, index + 1)}: {message}")
+
+    def close_peer(self) -> None:
+        if self.peer_header is not None and not self.peer_has_key:
+            raise ConfigError(f"{place(self.path, self.peer_header.number)}: this [Peer] has no PublicKey, "
+                              "and wg refuses a peer without one")
+        self.peer_header, self.peer_has_key = None, False
+
+    def read(self, index: int, text: str) -> Line:
+        body = text[:-1] if text.endswith("\n") else text
+        if "\0" in body:
+            raise self.fail(index, body, "a NUL byte: wg-quick and wg would each read this line differently")
+        code = body.split("#", 1)[0]
+        quick_key, equals, quick_value = code.partition("=")
+        quick_key = quick_key.strip(BLANKS)
+        quick_value = (quick_value if equals else code).strip(BLANKS)
+        if quick_key.startswith("["):
+            self.quick_interface = quick_key.lower() == INTERFACE
+        if self.quick_interface and quick_key.lower() in WG_QUICK_KEYS:
+            if not equals:
+                raise self.fail(index, body, f"expected '{quick_key} = value'")
+            return Line(index, text, INTERFACE, quick_key.lower(), quick_value)
+        # Every other line is wg's: cut at '#', every blank removed (config_read_line).
+        wg_line = "".join(c for c in code if c not in BLANKS)
+        if not wg_line:
+            return Line(index, text, self.section, None, "")
+        if wg_line.lower() in (INTERFACE, PEER):
+            return self.header(index, text, wg_line.lower())
+        if wg_line.startswith("["):
+            raise self.fail(index, body, f"unknown section {_shown(quick_key)}: wg knows only [Interface] "
+                                         "and [Peer]")
+        key, equals, value = wg_line.partition("=")
+        if self.section is None:
+            raise self.fail(index, body, f"{_shown(key)} before any section: wg refuses it")
+        lowered = key.lower()
+        if not equals:
+            raise self.fail(index, body, f"expected 'Key = value', not {_shown(key)}")
+        if lowered in WG_KEYS[self.section]:
+            if not value:
+                raise self.fail(index, body, f"{key} has no value: wg refuses it")
+            if lowered == "publickey":
+                self.peer_has_key = True
+            return Line(index, text, self.section, lowered, value)
+        here = _SPELLING[self.section]
+        if lowered in WG_QUICK_KEYS and self.section == PEER:
+            raise self.fail(index, body, f"{key} belongs in [Interface]: in [Peer] wg-quick passes it to "
+                                         "wg, which refuses it")
+        if lowered in WG_QUICK_KEYS:
+            raise self.fail(index, body, f"wg-quick reads {key} only after a header written exactly "
+                                         "[Interface] (blanks around it only); here it passes it to wg, "
+                                         "which refuses it")
+        other = PEER if self.section == INTERFACE else INTERFACE
+        if lowered in WG_KEYS[other]:
+            raise self.fail(index, body, f"{key} belongs in {_SPELLING[other]}, not in {here}")
+        raise self.fail(index, body, f"unknown key {_shown(key)} in {here}: wg refuses it")
+
+    def header(self, index: int, text: str, section: str) -> Line:
+        self.close_peer()
+        self.section = section
+        line = Line(index, text, section, None, "", is_header=True)
+        if section == PEER:
+            self.peer_header = line
+        return line
+
+
+def read_lines(text: str, path: str = "<config>") -> list[Line]:
+    """Every line of ``text``, read as wg-quick and ``wg`` read it; ConfigError where either refuses."""
+    reader = _Reader(path)
+    lines = [reader.read(index, raw) for index, raw in enumerate(physical_lines(text))]
+    reader.close_peer()
+    return lines
+
+
+def split_list(value: str) -> list[str]:
+    """A list value (Address, DNS) split as wg-quick splits it: commas and IFS blanks."""
+    return [item for item in _IFS.split(value.replace(",", " ")) if item]
+
+
+# ---- what wgkill decides on ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Peer:
@@ -70,35 +264,21 @@ class WgQuickConfig:
         return (self.table or "").lower() == "off"
 
 
-def _split_list(value: str) -> list[str]:
-    return value.replace(",", " ").split()
-
-
 def parse_config(text: str, path: str = "<config>") -> WgQuickConfig:
-    """Parse the text of a wg-quick config; raise ConfigError on a malformed line."""
-    section = None
+    """Parse the text of a wg-quick config; ConfigError on a line wg-quick or wg would refuse."""
     iface: dict[str, list[str]] = {}
     peers: list[dict[str, list[str]]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.split("#", 1)[0].strip()
-        if not stripped:
+    for line in read_lines(text, path):
+        if line.is_header and line.section == PEER:
+            peers.append({})
+        if line.key is None:
             continue
-        if stripped.startswith("["):
-            section = stripped.lower()
-            if section == "[peer]":
-                peers.append({})
-            elif section != "[interface]":
-                raise ConfigError(f"{path}:{number}: unknown section {stripped}")
-            continue
-        if "=" not in stripped or section is None:
-            raise ConfigError(f"{path}:{number}: expected 'Key = value' inside a section")
-        key, value = (part.strip() for part in stripped.split("=", 1))
-        target = iface if section == "[interface]" else peers[-1]
-        target.setdefault(key.lower(), []).append(value)
+        target = iface if line.section == INTERFACE else peers[-1]
+        target.setdefault(line.key, []).append(line.value)
 
     dns_servers, dns_search = [], []
     for value in iface.get("dns", []):
-        for item in _split_list(value):
+        for item in split_list(value):
             (dns_servers if _DNS_ADDRESS.match(item) else dns_search).append(item)
     parsed_peers = []
     for peer in peers:
@@ -107,12 +287,12 @@ def parse_config(text: str, path: str = "<config>") -> WgQuickConfig:
             Peer(
                 public_key=peer.get("publickey", [None])[-1],
                 endpoint=parse_endpoint(endpoint) if endpoint else None,
-                allowed_ips=tuple(ip for v in peer.get("allowedips", []) for ip in _split_list(v)),
+                allowed_ips=tuple(ip for v in peer.get("allowedips", []) for ip in v.split(",") if ip),
             )
         )
     return WgQuickConfig(
         path=path,
-        addresses=tuple(a for v in iface.get("address", []) for a in _split_list(v)),
+        addresses=tuple(a for v in iface.get("address", []) for a in split_list(v)),
         dns_servers=tuple(dns_servers),
         dns_search=tuple(dns_search),
         table=iface.get("table", [None])[-1],
@@ -124,8 +304,8 @@ def parse_config(text: str, path: str = "<config>") -> WgQuickConfig:
 def load_config(path: str | Path) -> WgQuickConfig:
     """Read and parse ``path``; a missing or unreadable file is a ConfigError."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"cannot read wg-quick config {path}: {reason}") from exc
+        text = decode(Path(path).read_bytes())  # bytes: read_text() would turn a lone CR into \n
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot read wg-quick config {place(str(path))}: {reason}") from exc
     return parse_config(text, str(path))

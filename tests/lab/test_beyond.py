@@ -133,7 +133,11 @@ def test_without_allow_lan_the_lan_is_blocked_too(lab: Lab) -> None:
     tunnel = lab.add_tunnel()
     lab.wg_quick("up", tunnel)
     lab.client("ip", "link", "set", tunnel.iface, "down")
+    lab.reset_counters()
+    hits = len(lab.web_hits())
     assert lab.whoami(4, timeout=3, target=LAN_DNS4) is None
+    assert lab.leaks() == {"ipv4": 0, "ipv6": 0}  # the router (the isp's side of the link) saw nothing
+    assert len(lab.web_hits()) == hits  # and its web page got no request
     lab.wg_quick("down", tunnel)
 
 

@@ -2,6 +2,8 @@
 
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -105,9 +107,31 @@ def test_dry_run_prints_payloads_and_changes_nothing(lab: Lab) -> None:
     assert not lab.state_dir.exists()
 
 
+@contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    """The process umask (inherited by wg-quick and its hooks) for the block only."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
 def test_state_directory_is_private(lab: Lab) -> None:
-    os.umask(0o022)
+    """Under umask 000, which would leave anything created open: a new state directory is 0700, and
+    one another tool left open (0777) is closed to 0700; the record is 0600 either way."""
     tunnel = lab.add_tunnel()
-    lab.wg_quick("up", tunnel)
-    assert stat.S_IMODE(Path(lab.state_dir).stat().st_mode) == 0o700
-    lab.wg_quick("down", tunnel)
+    with _umask(0o000):
+        lab.wg_quick("up", tunnel)  # the directory does not exist yet
+        assert _mode(lab.state_dir) == 0o700 and _mode(lab.state_dir / f"{tunnel.iface}.json") == 0o600
+        lab.wg_quick("down", tunnel)
+        lab.state_dir.chmod(0o777)  # left open, as a umask of 000 lets a mkdir leave it
+        assert _mode(lab.state_dir) == 0o777
+        lab.wg_quick("up", tunnel)
+        assert _mode(lab.state_dir) == 0o700 and _mode(lab.state_dir / f"{tunnel.iface}.json") == 0o600
+        lab.wg_quick("down", tunnel)
+    assert wgkill_lines(lab) == []

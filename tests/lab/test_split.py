@@ -50,13 +50,38 @@ def test_split_tunnel_holds_only_its_destinations(lab: Lab) -> None:
     assert lab.whoami(4) == CLIENT4
 
 
+def _assert_set_holds(lab: Lab, tunnel, count: int) -> None:  # type: ignore[no-untyped-def]
+    """The set is installed with the list's members (and only them), and the rules match on it."""
+    name = f"wgkill-{tunnel.iface}-4"
+    assert f"Number of entries: {count + 1}" in lab.client("ipset", "list", "-t", name).stdout
+    last = f"198.18.{(2 * (count - 1)) // 256}.{(2 * (count - 1)) % 256}"
+    for member in ("198.18.0.0", last, WEB4):
+        assert lab.client("ipset", "test", name, member, check=False).returncode == 0, member
+    assert lab.client("ipset", "test", name, "198.18.0.1", check=False).returncode != 0  # odd: not listed
+    assert f"--match-set {name} dst" in lab.save(4)
+
+
+def _assert_drop_holds_on_the_far_side(lab: Lab, tunnel) -> None:  # type: ignore[no-untyped-def]
+    """Link down: a listed destination is refused, and neither the isp nor the web server sees it."""
+    lab.client("ip", "link", "set", tunnel.iface, "down")
+    lab.reset_counters()
+    hits = len(lab.web_hits())
+    assert lab.whoami(4, timeout=3) is None
+    assert lab.leaks() == {"ipv4": 0, "ipv6": 0}
+    assert len(lab.web_hits()) == hits
+
+
 def test_ruleset_size_does_not_grow_with_the_list(lab: Lab) -> None:
     sizes = []
     for count in (3, 10_000):
         tunnel = _tunnel(lab, count)
         lab.wg_quick("up", tunnel)
+        lab.wait_handshake(tunnel)
+        _assert_set_holds(lab, tunnel, count)
         sizes.append((len(lab.save(4).splitlines()), len(lab.save(6).splitlines())))
+        _assert_drop_holds_on_the_far_side(lab, tunnel)
         lab.wg_quick("down", tunnel)
+        assert lab.client("ipset", "list", "-n").stdout.strip() == ""
     assert sizes[0] == sizes[1]
 
 

@@ -71,9 +71,9 @@ def run(argv: Sequence[str]) -> int:
         say(PROG, f"{request.source}: unchanged" if backup is None
             else f"wrote {request.source} (previous version in {backup})")
     elif request.output:
-        render.write_config(request.output, result.text.encode("utf-8"), private=result.private)
+        render.write_config(request.output, result.data, private=result.private)
     else:
-        sys.stdout.buffer.write(result.text.encode("utf-8"))
+        sys.stdout.buffer.write(result.data)
         sys.stdout.flush()
     if result.public_key:
         say(PROG, f"public key: {result.public_key}")
