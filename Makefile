@@ -1,19 +1,27 @@
 # Two commands for a fresh Debian machine, run as root:
 #   make demo   the kill switch shown live in throwaway network namespaces
-#   make test   every test (unit + namespace lab), lint first
-# Both install what they need (Debian packages, a virtualenv) and touch
+#   make test   every test (unit + namespace lab + packaging), lint first
+# Both install what they need (Debian packages, a virtualenv in .venv) and touch
 # nothing outside the namespaces they create: the lab parts run under
 # `unshare --net`, and the lab refuses to start in the initial namespace.
-
+#
+# Installing wgkill for real (README, "Use"):
+#   make deb         a Debian package in dist/ (debian/, pybuild)
+#   make install     elsewhere: a virtualenv in /opt/wgkill, links in /usr/local/sbin,
+#                    man pages, the boot unit; `make uninstall` removes exactly that
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DEBS   := wireguard-tools wireguard-go iptables nftables ipset iproute2 curl dnsutils dnsmasq-base \
           psmisc procps util-linux e2fsprogs busybox python3-venv strace openssl \
-          dbus-daemon dbus-system-bus-common libevent-2.1-7 libnghttp2-14 libpython3.11
+          dbus-daemon dbus-system-bus-common libevent-2.1-7 libnghttp2-14 libpython3.11 \
+          man-db systemd
 PYTEST_ARGS ?=
+# Built before the lab's `unshare --net`, so the make-install test runs pip offline.
+WHEELS := build/wheels
 
-.PHONY: all deps install demo test lint unit lab bench clean clean-lab install-systemd
+.PHONY: all deps deb-deps venv wheels demo test lint unit lab bench clean clean-lab \
+        deb install uninstall install-unit uninstall-unit
 
 all: test
 
@@ -26,10 +34,18 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# A plain, non-editable install, run from another directory: what users get (the product only).
-# Then the test lab (lab/, distribution wgkill-lab, package wgkill_lab), also non-editable:
-# only these targets install it, never `pip install .`.
-install: deps
+# Packaging: the build dependencies debian/control names, and lintian.
+deb-deps: deps
+	@dpkg-checkbuilddeps 2>/dev/null || { echo "installing the build dependencies of debian/control"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get build-dep -y -qq $(CURDIR) >/dev/null; }
+	@dpkg-query -W -f='$${Status}\n' lintian 2>/dev/null | grep -q 'install ok installed' || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian >/dev/null; }
+
+# The developers' virtualenv: a plain, non-editable install, run from another
+# directory: what users get (the product only), with the test tools. Then the test
+# lab (lab/, distribution wgkill-lab, package wgkill_lab), also non-editable: only
+# these targets install it, never `pip install .`.
+venv: deps
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# setuptools builds in the tree and never prunes build/lib: a module moved away would still ship
 	@rm -rf build *.egg-info lab/build lab/*.egg-info
@@ -39,36 +55,71 @@ install: deps
 	@# systemd-resolved, unbound and openresolv for the DNS lab: unpacked into a cache, never installed
 	@cd / && $(CURDIR)/$(BIN)/python -m wgkill_lab.bundles fetch
 
-demo: install
+wheels: venv
+	@cd / && $(CURDIR)/$(BIN)/pip wheel -q --disable-pip-version-check -w $(CURDIR)/$(WHEELS) \
+	  "$(CURDIR)" setuptools wheel
+
+demo: venv
 	unshare --net -- $(BIN)/python -m wgkill_lab.demo
 
-lint: install
+lint: venv
 	$(BIN)/ruff check wgkill templates tests bench lab
 
-test: lint
+test: lint deb-deps wheels
 	unshare --net -- $(BIN)/pytest $(PYTEST_ARGS)
 
-unit: install
+unit: venv
 	$(BIN)/pytest -m "not lab" $(PYTEST_ARGS)
 
-lab: install
+lab: venv deb-deps wheels
 	unshare --net -- $(BIN)/pytest -m lab $(PYTEST_ARGS)
 
 # Benchmarks against the article's rules and against no rules (issue 8): writes docs/benchmarks.md.
-bench: install
+bench: venv
 	unshare --net -- $(BIN)/python bench/run.py
 
-# Boot-time re-application of engaged blocks (needs wgkill installed where root's PATH finds it,
-# or WGKILL_BOOT=/path/to/wgkill-boot).
-WGKILL_BOOT ?= $(shell command -v wgkill-boot || echo $(CURDIR)/$(BIN)/wgkill-boot)
-install-systemd:
-	@test -x "$(WGKILL_BOOT)" || { echo "wgkill-boot not found: pip install . first, or set WGKILL_BOOT"; exit 1; }
-	sed 's|@WGKILL_BOOT@|$(WGKILL_BOOT)|' hooks/wgkill-boot.service > /etc/systemd/system/wgkill-boot.service
-	systemctl daemon-reload
-	systemctl enable wgkill-boot.service
+# ---- installing for real (issue 14) ----------------------------------------------
 
-clean-lab: install
+# A Debian package in dist/, built in a temporary copy of the checkout (without
+# lab/, tests/, bench/): the checkout itself is left as it was, dist/ aside.
+# The build sees only the system's PATH: Debian's python3, never a pyenv or venv one.
+deb: deb-deps
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; mkdir "$$tmp/wgkill"; \
+	tar -C $(CURDIR) --exclude=./.git --exclude=./.venv --exclude=./dist --exclude=./build \
+	  --exclude=./lab --exclude=./tests --exclude=./bench --exclude='*.egg-info' \
+	  --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache -cf - . | tar -C "$$tmp/wgkill" -xf -; \
+	(cd "$$tmp/wgkill" && PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -b -us -uc \
+	  >"$$tmp/build.log" 2>&1) || \
+	  { tail -n 40 "$$tmp/build.log"; exit 1; }; \
+	mkdir -p dist; rm -f dist/wgkill_*.deb; cp "$$tmp"/wgkill_*.deb dist/; ls dist/wgkill_*.deb
+
+# Everyone else: a virtualenv in PREFIX on the system's Python, links in SBINDIR
+# (on wg-quick@.service's PATH), man pages in MANDIR, the units in UNITDIR with
+# ExecStart in SBINDIR, enabled. `make uninstall` removes exactly what it recorded.
+# pipx instead: PIPX_HOME=/opt/pipx PIPX_BIN_DIR=/usr/local/sbin pipx install . && make install-unit
+PREFIX         ?= /opt/wgkill
+SBINDIR        ?= /usr/local/sbin
+MANDIR         ?= /usr/local/share/man
+UNITDIR        ?= /etc/systemd/system
+INSTALL_PYTHON ?= /usr/bin/python3
+PIP_ARGS       ?=
+INSTALL_ENV = PREFIX="$(PREFIX)" SBINDIR="$(SBINDIR)" MANDIR="$(MANDIR)" UNITDIR="$(UNITDIR)" \
+              PYTHON="$(INSTALL_PYTHON)" PIP_ARGS="$(PIP_ARGS)"
+
+install:
+	@$(INSTALL_ENV) sh hooks/install.sh install
+
+uninstall:
+	@$(INSTALL_ENV) sh hooks/install.sh uninstall
+
+install-unit:
+	@$(INSTALL_ENV) sh hooks/install.sh units
+
+uninstall-unit:
+	@$(INSTALL_ENV) sh hooks/install.sh remove-units
+
+clean-lab: venv
 	$(BIN)/python -c "from wgkill_lab.netns import reap_stale; print('removed:', *reap_stale())"
 
 clean:
-	rm -rf $(VENV) build *.egg-info lab/build lab/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info lab/build lab/*.egg-info .pytest_cache .ruff_cache

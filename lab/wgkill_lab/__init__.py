@@ -1,7 +1,7 @@
 """wgkill's test lab: throwaway network namespaces where the kill switch is shown for real.
 
 Not part of the product: a separate distribution (``wgkill-lab``, in ``lab/``),
-installed by ``make install`` for the demo, the tests and the benchmark, never
+installed by ``make venv`` for the demo, the tests and the benchmark, never
 by ``pip install .``. Modules, by what they hold:
 
 * ``netns``: the client / isp / vpn namespaces, tunnels, far-side counters.

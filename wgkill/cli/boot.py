@@ -9,9 +9,12 @@ from .args import Parser
 PROG = "wgkill-boot"
 
 
+def build_parser() -> Parser:
+    return Parser(prog=PROG, description="Re-apply every engaged wgkill block (run at boot).")
+
+
 def run(argv: Sequence[str]) -> int:
-    parser = Parser(prog=PROG, description="Re-apply every engaged wgkill block (run at boot).")
-    parser.parse_args(argv)
+    build_parser().parse_args(argv)
     for interface, what in boot():
         say(PROG, f"{interface}: {what}")
     return 0

@@ -12,7 +12,7 @@ from .args import Parser
 PROG = "wgkill-down"
 
 
-def run(argv: Sequence[str]) -> int:
+def build_parser() -> Parser:
     parser = Parser(prog=PROG, description="Remove exactly the rules wgkill-up recorded for IFACE.")
     parser.add_argument("interface", metavar="IFACE")
     parser.add_argument(
@@ -20,7 +20,11 @@ def run(argv: Sequence[str]) -> int:
         action="store_true",
         help="state corrupt or lost: remove wgkill's own chains for IFACE, found by name",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
     result = release(args.interface, force=args.force)
     for warning in result.warnings:
         say(PROG, f"warning: {warning}")

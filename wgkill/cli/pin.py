@@ -11,10 +11,14 @@ from .args import Parser
 PROG = "wgkill-pin"
 
 
-def run(argv: Sequence[str]) -> int:
+def build_parser() -> Parser:
     parser = Parser(prog=PROG, description="Pin IFACE's recorded endpoint addresses in /etc/hosts.")
     parser.add_argument("interface", metavar="IFACE")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
     validate_interface(args.interface)
     with statefile.lock():
         for line in pin(args.interface):

@@ -9,10 +9,14 @@ from .args import Parser
 PROG = "wgkill-release"
 
 
-def run(argv: Sequence[str]) -> int:
+def build_parser() -> Parser:
     parser = Parser(prog=PROG, description="Lift IFACE's block, lockdown included.")
     parser.add_argument("interface", metavar="IFACE")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
     result = release(args.interface, lift_lockdown=True)
     for warning in result.warnings:
         say(PROG, f"warning: {warning}")

@@ -20,7 +20,7 @@ runs, so an error leaves it empty, and `--from wg0.conf > wg0.conf` loses the
 config. Prefer --output FILE (written atomically) or --from FILE --in-place."""
 
 
-def _parser() -> Parser:
+def build_parser() -> Parser:
     parser = Parser(prog=PROG, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                     description=(
         "Print a wg-quick config with wgkill's kill-switch hooks (new from flags, or\n"
@@ -62,7 +62,7 @@ def _parser() -> Parser:
 
 
 def run(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     request = render.Request(**vars(args))
     bin_dir = os.path.dirname(os.path.abspath(sys.argv[0]))
     result = render.build(request, bin_dir)

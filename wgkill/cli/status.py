@@ -25,7 +25,7 @@ PROG = "wgkill-status"
 
 
 
-def _parser() -> Parser:
+def build_parser() -> Parser:
     parser = Parser(prog=PROG, description="Report whether WireGuard tunnels are protected, blocking or "
                     "leaking (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).")
     parser.add_argument("interface", metavar="IFACE", nargs="?",
@@ -67,7 +67,7 @@ def _write_textfile(path: str, text: str) -> None:
 
 
 def run(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     targets = _targets(args.probe_target)
     if not 0 < args.probe_port < 65536:
         raise UsageError("--probe-port must be 1-65535")

@@ -11,7 +11,7 @@ from .args import Parser
 PROG = "wgkill-up"
 
 
-def run(argv: Sequence[str]) -> int:
+def build_parser() -> Parser:
     parser = Parser(prog=PROG, description="Block every packet that does not go through IFACE.")
     parser.add_argument("interface", metavar="IFACE")
     parser.add_argument(
@@ -48,7 +48,11 @@ def run(argv: Sequence[str]) -> int:
                      help="make /etc/resolv.conf immutable while up (fights NetworkManager/DHCP)")
     dns.add_argument("--dns-backend", default="auto", choices=BACKENDS,
                      help="how to point the host at the tunnel's resolvers (default: detect)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
     options = UpOptions(
         config_path=args.config,
         dry_run=args.dry_run,
