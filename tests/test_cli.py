@@ -31,13 +31,46 @@ def _one_line(stderr: str) -> str:
 
 
 @pytest.mark.parametrize("name", ["wg0;touch /tmp/x", "-j ACCEPT", "A" * 16, "", "$(reboot)"])
-@pytest.mark.parametrize("command", ["wgkill-up", "wgkill-down", "wgkill-status"])
+@pytest.mark.parametrize("command", ["wgkill-up", "wgkill-down"])
 def test_hostile_names_refused_before_anything(tmp_path: Path, command: str, name: str) -> None:
     done = _run(tmp_path, command, "--", name)
     assert done.returncode == 2
     assert "invalid interface name" in _one_line(done.stderr)
     assert not (tmp_path / "state").exists()
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("argv", [["--", "wg0;touch /tmp/x"], ["--", "A" * 16], ["--no-such-option"],
+                                  ["--probe-port", "0"], ["--json", "--prometheus"], ["wg0", "wg1"]])
+def test_status_usage_errors_are_unknown_in_one_plugin_line(tmp_path: Path, argv: list[str]) -> None:
+    """Monitors read 2 as CRITICAL and 1 as WARNING: a usage error is neither, it is UNKNOWN (3)."""
+    done = _run(tmp_path, "wgkill-status", *argv)
+    assert done.returncode == 3, done
+    line = _one_line(done.stdout)
+    assert line.startswith("WGKILL UNKNOWN - wgkill-status: error: "), line
+    assert done.stderr == "" and not (tmp_path / "state").exists()
+
+
+def test_status_internal_error_is_unknown_in_one_plugin_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from wgkill.cli import status as status_cli
+
+    def broken(*args: object, **kw: object) -> None:
+        raise RuntimeError("something nobody expected")
+
+    def exit_(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(status_cli.status, "check_protection", broken)
+    monkeypatch.setattr(status_cli.os, "_exit", exit_)
+    monkeypatch.setattr(sys, "argv", ["wgkill-status"])
+    monkeypatch.delenv("WGKILL_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        status_cli.main()
+    assert exited.value.code == 3
+    out, err = capsys.readouterr()
+    assert out == "WGKILL UNKNOWN - wgkill-status: internal error: RuntimeError: something nobody expected\n"
+    assert err == ""
 
 
 def test_down_with_nothing_recorded_succeeds_quietly(tmp_path: Path) -> None:

@@ -72,10 +72,10 @@ def test_payload_refuses_names_that_are_not_ours() -> None:
 # ---- routes: record and chain text ----------------------------------------------------------
 
 def _record(interface: str = "wg0") -> routes.RouteRecord:
-    record = routes.RouteRecord(interface, 1 << 24, routes.MARK_MASK, 52821, 32001, "nf_tables")
+    record = routes.RouteRecord(interface, 1 << 8, routes.MARK_MASK, 52821, 32001, "nf_tables")
     for family in (4, 6):
         record.families[f"ipv{family}"] = routes._family_record(
-            interface, family, 1 << 24, routes.MARK_MASK, 52821, 32001
+            interface, family, 1 << 8, routes.MARK_MASK, 52821, 32001
         )
     record.sysctls = [{"key": f"net/ipv4/conf/{interface}/rp_filter", "old": "1", "new": "2"}]
     return record
@@ -86,10 +86,38 @@ def test_record_round_trips_through_json() -> None:
     again = routes.record_from_json(json.dumps(record.to_dict()))
     assert again == record
     fam = again.families["ipv6"]
-    assert fam.rule == "fwmark 0x1000000/0xf000000 lookup 52821 priority 32001"
+    assert fam.rule == "fwmark 0x100/0xf00 lookup 52821 priority 32001"
     assert fam.routes == [f"default dev {LONGEST} table 52821",
                           "unreachable default metric 4294967295 table 52821"]
     assert all(len(chain) <= 28 for chain in fam.chains.values())  # iptables' limit
+    assert fam.chains["guard"] == f"wgkill-{LONGEST}-out"
+    assert {"table": "mangle", "chain": "POSTROUTING",
+            "spec": f'-m comment --comment "wgkill:{LONGEST}:routes" -j wgkill-{LONGEST}-out'} in fam.jumps
+
+
+def test_version_1_records_of_wgkill_0_1_are_still_read_as_written() -> None:
+    """A tunnel routed by 0.1 (marks in bits 24-27, no postrouting guard) must come down cleanly."""
+    v1 = {
+        "interface": "wg0", "mark": 1 << 24, "mask": 0x0F000000, "table": 52821, "priority": 32001,
+        "iptables_variant": "nf_tables", "sysctls": [], "version": 1,
+        "families": {"ipv4": {
+            "family": 4, "set_name": "wgkill-wg0-4",
+            "rule": "fwmark 0x1000000/0xf000000 lookup 52821 priority 32001",
+            "routes": ["default dev wg0 table 52821", "unreachable default metric 4294967295 table 52821"],
+            "chains": {"mangle": "wgkill-wg0-rt", "nat": "wgkill-wg0-nat"},
+            "jumps": [
+                {"table": "mangle", "chain": "OUTPUT",
+                 "spec": '-m comment --comment "wgkill:wg0:routes" -j wgkill-wg0-rt'},
+                {"table": "nat", "chain": "POSTROUTING",
+                 "spec": '-m comment --comment "wgkill:wg0:routes" -j wgkill-wg0-nat'},
+            ],
+        }},
+    }
+    record = routes.RouteRecord.from_dict(json.loads(json.dumps(v1)))
+    assert record.version == 1 and record.families["ipv4"].chains == v1["families"]["ipv4"]["chains"]
+    v1["families"]["ipv4"]["chains"]["guard"] = "wgkill-wg0-out"  # a guard 0.1 never wrote: refused
+    with pytest.raises(StateError):
+        routes.RouteRecord.from_dict(v1)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +129,8 @@ def test_record_round_trips_through_json() -> None:
         lambda d: d.update(mark=0x10),  # outside the mask
         lambda d: d.update(table="52821"),
         lambda d: d.update(interface="wg0;reboot"),
-        lambda d: d.update(version=2),
+        lambda d: d.update(version=3),
+        lambda d: d.update(version=1),  # a version-2 layout claiming to be 0.1's
         lambda d: d["families"].update(ipv5=d["families"]["ipv4"]),
         lambda d: d.pop("table"),
         lambda d: d["sysctls"].append({"key": "net/ipv4/ip_forward", "old": "1", "new": "0"}),
@@ -123,23 +152,26 @@ def test_not_json_is_a_state_error() -> None:
 
 
 def test_chain_bodies_exempt_the_tunnels_own_packets_before_marking() -> None:
-    bodies = routes.chain_bodies("wg0", 4, 1 << 24, routes.MARK_MASK, [("198.51.100.2", 51820)], 0xCA6C)
+    bodies = routes.chain_bodies("wg0", 4, 1 << 8, routes.MARK_MASK, [("198.51.100.2", 51820)], 0xCA6C)
     assert bodies["mangle"] == [
         "-A wgkill-wg0-rt -m mark --mark 0xca6c -j RETURN",
         "-A wgkill-wg0-rt -d 198.51.100.2/32 -p udp -m udp --dport 51820 -j RETURN",
-        "-A wgkill-wg0-rt -m set --match-set wgkill-wg0-4 dst -j MARK --set-xmark 0x1000000/0xf000000",
+        "-A wgkill-wg0-rt -m set --match-set wgkill-wg0-4 dst -j MARK --set-xmark 0x100/0xf00",
     ]
-    assert bodies["nat"] == ["-A wgkill-wg0-nat -o wg0 -m mark --mark 0x1000000/0xf000000 -j MASQUERADE"]
-    six = routes.chain_bodies("wg0", 6, 2 << 24, routes.MARK_MASK, [("2001:db8::0:2", 51820)])
+    assert bodies["nat"] == ["-A wgkill-wg0-nat -o wg0 -m mark --mark 0x100/0xf00 -j MASQUERADE"]
+    assert bodies["guard"] == ["-A wgkill-wg0-out -m mark --mark 0x100/0xf00 ! -o wg0 -j DROP"]
+    six = routes.chain_bodies("wg0", 6, 2 << 8, routes.MARK_MASK, [("2001:db8::0:2", 51820)])
     assert six["mangle"][0] == "-A wgkill-wg0-rt -d 2001:db8::2/128 -p udp -m udp --dport 51820 -j RETURN"
     with pytest.raises(ValueError):
-        routes.chain_bodies("wg0", 4, 1 << 24, routes.MARK_MASK, [("198.51.100.2\n-F", 1)])
+        routes.chain_bodies("wg0", 4, 1 << 8, routes.MARK_MASK, [("198.51.100.2\n-F", 1)])
 
 
 def test_slots_avoid_wg_quick_and_each_other() -> None:
     marks = {slot << routes.MARK_SHIFT for slot in routes.SLOTS}
-    assert len(marks) == 15 and all(m & ~routes.MARK_MASK == 0 for m in marks)
-    assert all(51820 & routes.MARK_MASK != m for m in marks)
+    assert len(marks) == 14 and all(m & ~routes.MARK_MASK == 0 for m in marks)
+    assert all((51820 + n) & routes.MARK_MASK != m for m in marks for n in range(16))  # wg-quick's fwmarks
+    well_known = 0x4000 | 0x8000 | 0xFF0000 | 0xFFFF0000  # Kubernetes, Tailscale, Calico
+    assert routes.MARK_MASK & well_known == 0
     tables = {routes.TABLE_BASE + slot for slot in routes.SLOTS}
     assert not tables & set(range(51820, 51830))
     assert max(routes.PRIORITY_BASE + slot for slot in routes.SLOTS) < 32764

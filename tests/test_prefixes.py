@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from wgkill.errors import ConfigError
+from wgkill import prefixes
 from wgkill.prefixes import PrefixList, collapse, load_file, merge, parse_allowed_ips, parse_lines
 
 
@@ -172,3 +173,14 @@ def test_100000_lines_parse_and_collapse_fast() -> None:
     elapsed = time.perf_counter() - started
     assert len(listed.v4) == 100000
     assert elapsed < 2.0, f"100,000 lines took {elapsed:.2f}s"
+
+
+def test_uncovered_counts_listed_prefixes_no_cover_prefix_holds_whole() -> None:
+    cover = prefixes.parse_allowed_ips("10.66.0.0/24, 2001:db8:1::/48")
+    listed = prefixes.parse_lines(["10.66.0.0/25", "10.66.0.128/26", "10.66.0.0/23", "203.0.113.10",
+                                   "2001:db8:1:2::/64", "2001:db8:2::/48"])
+    # collapsed: 10.66.0.0/23 swallows the /25 and /26; it, 203.0.113.10 and 2001:db8:2::/48 are out
+    assert prefixes.uncovered(listed, cover) == 3
+    assert prefixes.uncovered(listed, prefixes.parse_allowed_ips("0.0.0.0/0, ::/0")) == 0
+    assert prefixes.uncovered(listed, prefixes.parse_allowed_ips("0.0.0.0/0")) == 2  # IPv6 still out
+    assert prefixes.uncovered(prefixes.PrefixList(), cover) == 0

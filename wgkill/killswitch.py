@@ -169,13 +169,21 @@ def _engage(
     if options.routes and not route_families:
         raise UsageError("--routes needs a split tunnel: Table = off with --allowed-ips-file, "
                          "or AllowedIPs without a default route")
+    if options.routes and split is not None:
+        missing = prefixes.uncovered(split, allowed)
+        if missing:  # WireGuard drops what no peer may receive: every listed destination, silently
+            raise UsageError(
+                f"--routes: {missing} listed prefix{'es' if missing != 1 else ''} not covered by the "
+                "peers' AllowedIPs, WireGuard would drop their traffic; use "
+                "`AllowedIPs = 0.0.0.0/0, ::/0` with `Table = off`")
     previous_routes = _route_record(previous)
     planned = None
     if options.routes or previous_routes is not None:
         from . import routes  # only tunnels that route their own prefixes pay for this import
     if options.routes:
         which("sysctl")
-        reuse = previous_routes and {int(n[-1]) for n in previous_routes.families} == set(route_families)
+        reuse = (previous_routes and previous_routes.version == routes.RECORD_VERSION
+                 and {int(n[-1]) for n in previous_routes.families} == set(route_families))
         planned = previous_routes if reuse else routes.plan(interface, route_families, wg_fwmark=facts.fwmark)
     route_mark = f"0x{planned.mark:x}/0x{planned.mask:x}" if planned else None
     policy = build_policy(
@@ -226,7 +234,8 @@ def _engage(
     for fp in policy.families:
         try:
             if fp.split_set and split is not None:  # the set exists before any rule names it
-                ipset.sync(fp.split_set, fp.family, split.family(fp.family))
+                record.families[f"ipv{fp.family}"].set_entries = ipset.sync(
+                    fp.split_set, fp.family, split.family(fp.family))
             backends[fp.family].apply(specs[fp.family], prerendered[fp.family])
             record.families[f"ipv{fp.family}"].saved_sha256 = (
                 backends[fp.family].snapshot().chain_sha256(fp.chain)

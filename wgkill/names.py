@@ -79,9 +79,15 @@ def owns_set(interface: str, name: str) -> bool:
     return name.startswith(chain_name(interface) + "-")
 
 
-def route_chain_names(interface: str) -> dict[str, str]:
-    """The routes' chains: mangle ``wgkill-IFACE-rt`` and nat ``wgkill-IFACE-nat`` (<= 26 of 28 chars)."""
-    return {"mangle": f"{CHAIN_PREFIX}{interface}-rt", "nat": f"{CHAIN_PREFIX}{interface}-nat"}
+def route_chain_names(interface: str, guard: bool = True) -> dict[str, str]:
+    """The routes' chains (<= 26 of 28 chars): mangle ``wgkill-IFACE-rt`` (marks), nat
+    ``wgkill-IFACE-nat`` (source address) and, keyed ``guard``, mangle POSTROUTING's
+    ``wgkill-IFACE-out`` (drops a marked packet leaving by another interface; records of
+    version 1, ``guard=False``, have none)."""
+    names = {"mangle": f"{CHAIN_PREFIX}{interface}-rt", "nat": f"{CHAIN_PREFIX}{interface}-nat"}
+    if guard:
+        names["guard"] = f"{CHAIN_PREFIX}{interface}-out"
+    return names
 
 
 def route_jump_comment(interface: str) -> str:

@@ -6,7 +6,9 @@ drives routing instead, so the cost does not depend on the list:
 
 * mangle ``OUTPUT`` jumps (first) to our chain ``wgkill-IFACE-rt``, which marks
   packets whose destination is in ``wgkill-IFACE-4``/``-6`` with ``MARK/MASK``
-  (a 4-bit field, bits 24-27, one value per interface). The tunnel's own
+  (a 4-bit field, bits 8-11, one value per interface: clear of Kubernetes'
+  0x4000/0x8000, Tailscale's 0xff0000 and Calico's 0xffff0000; version-1
+  records, from wgkill 0.1, used bits 24-27 and are still removed). The tunnel's own
   encrypted packets are exempt (by endpoint address and port, and by the
   tunnel's fwmark if it has one), or a list that contains the VPN server would
   route the tunnel into itself.
@@ -24,6 +26,12 @@ drives routing instead, so the cost does not depend on the list:
   sources that the unmarked main table routes via the uplink, which a strict
   IPv4 reverse-path filter drops; when ``rp_filter`` is strict (1) for IFACE,
   IFACE's own setting is raised to loose (2), recorded, and put back.
+* fail closed without any of the above: mangle ``POSTROUTING`` jumps to
+  ``wgkill-IFACE-out``, which drops a packet carrying the mark that is about to
+  leave by anything but IFACE. Only there is the real output device known: when
+  the rule is deleted (systemd-networkd removes "foreign" rules) marked packets
+  are routed by main to the uplink, and the kill switch's chain, which judged
+  them in OUTPUT before the re-route, let them through on the mark.
 
 ``ip`` is used rather than pyroute2: two rule reads and two ``ip -batch``
 processes take 9-20 ms, pyroute2 165-200 ms of which 150-190 ms is its import
@@ -52,17 +60,22 @@ from .errors import FirewallError, PrerequisiteError, StateError
 from .firewall.iptables import IptablesFamily, detect_variant
 from .names import jump_spec, route_chain_names, route_jump_comment, set_name, validate_interface
 from .runner import CommandError, run
+from .templating import render
 
-RECORD_VERSION = 1
-MARK_SHIFT = 24
-MARK_MASK = 0x0F000000  # bits 24-27: clear of wg-quick (51820 = 0xca6c), k8s (0xc000), tailscale (0xff0000)
-SLOTS = range(1, 16)  # one mark value, table and priority per interface routed this way
+RECORD_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: wgkill 0.1 (marks in bits 24-27, no postrouting guard): removed as recorded
+MARK_SHIFT = 8
+MARK_MASK = 0x00000F00  # bits 8-11: clear of k8s (0xc000), tailscale (0xff0000), calico (0xffff0000)
+# wg-quick's fwmarks (51820 + n = 0xca6c...) hold 0xa in this field: that value is never ours.
+SLOTS = tuple(slot for slot in range(1, 16) if slot != (51820 & MARK_MASK) >> MARK_SHIFT)
 TABLE_BASE = 52820  # tables 52821..52835: clear of wg-quick's 51820 + n
 PRIORITY_BASE = 32000  # 32001..32015: before main (32766) and wg-quick's auto rules (32765, 32764)
 UNREACHABLE_METRIC = 4294967295
 _FAMILY_FLAG = {4: "-4", 6: "-6"}
 _HOST_BITS = {4: 32, 6: 128}
-_HOOKS = {"mangle": "OUTPUT", "nat": "POSTROUTING"}  # where each of our chains is jumped to from
+# Each of our chains by its key in route_chain_names: (table, the built-in chain jumping to it).
+_HOOKS = {"mangle": ("mangle", "OUTPUT"), "nat": ("nat", "POSTROUTING"), "guard": ("mangle", "POSTROUTING")}
+_TABLES = ("mangle", "nat")
 
 
 @dataclass
@@ -73,7 +86,7 @@ class FamilyRoutes:
     set_name: str
     rule: str  # as given to `ip rule add/del`
     routes: list[str]  # as given to `ip route replace/del`
-    chains: dict[str, str]  # iptables table -> our chain
+    chains: dict[str, str]  # key (mangle, nat, guard: see _HOOKS) -> our chain
     jumps: list[dict[str, str]]  # {"table", "chain", "spec"} as iptables-save prints them
 
 
@@ -98,7 +111,7 @@ class RouteRecord:
     def from_dict(cls, data: dict[str, Any]) -> "RouteRecord":
         """Rebuild a record from its JSON form; anything malformed is a StateError."""
         try:
-            if data.get("version") != RECORD_VERSION:
+            if data.get("version") not in READABLE_VERSIONS:
                 raise StateError(f"route record of unknown version {data.get('version')!r}")
             families = {
                 name: FamilyRoutes(**value) for name, value in dict(data["families"]).items()
@@ -115,7 +128,7 @@ class RouteRecord:
         for name, fam in record.families.items():
             family = {"ipv4": 4, "ipv6": 6}.get(name)
             expected = family and _family_record(record.interface, family, record.mark, record.mask,
-                                                 record.table, record.priority)
+                                                 record.table, record.priority, record.version)
             if fam != expected:
                 raise StateError(f"route record for {record.interface}: {name} is not what wgkill writes")
         for change in record.sysctls:  # teardown writes these back: only our one key, only digits
@@ -127,7 +140,8 @@ class RouteRecord:
 
 
 def _family_record(interface: str, family: int, mark: int, mask: int, table: int,
-                   priority: int) -> FamilyRoutes:
+                   priority: int, version: int = RECORD_VERSION) -> FamilyRoutes:
+    chains = route_chain_names(interface, guard=version >= 2)
     return FamilyRoutes(
         family=family,
         set_name=set_name(interface, family),
@@ -136,10 +150,11 @@ def _family_record(interface: str, family: int, mark: int, mask: int, table: int
             f"default dev {interface} table {table}",
             f"unreachable default metric {UNREACHABLE_METRIC} table {table}",
         ],
-        chains=route_chain_names(interface),
+        chains=chains,
         jumps=[
-            {"table": t, "chain": _HOOKS[t], "spec": jump_spec(c, route_jump_comment(interface))}
-            for t, c in route_chain_names(interface).items()
+            {"table": _HOOKS[key][0], "chain": _HOOKS[key][1],
+             "spec": jump_spec(chain, route_jump_comment(interface))}
+            for key, chain in chains.items()
         ],
     )
 
@@ -251,7 +266,7 @@ def chain_bodies(
     interface: str, family: int, mark: int, mask: int,
     endpoints: Sequence[tuple[str, int]] = (), wg_fwmark: int | None = None,
 ) -> dict[str, list[str]]:
-    """The rules of our mangle and nat chains for one family (``-A`` lines)."""
+    """The rules of our chains for one family (``-A`` lines), by key (mangle, nat, guard)."""
     chains = route_chain_names(interface)
     rt, nat = chains["mangle"], chains["nat"]
     body = []
@@ -265,22 +280,29 @@ def chain_bodies(
     return {
         "mangle": body,
         "nat": [f"-A {nat} -o {interface} -m mark --mark {mark:#x}/{mask:#x} -j MASQUERADE"],
+        "guard": render("routes-guard.rules.j2", chain=chains["guard"], interface=interface,
+                        mark=f"{mark:#x}/{mask:#x}").splitlines(),
     }
 
 
 def _apply_payload(interface: str, bodies: dict[str, list[str]],
                    snaps: dict[str, tuple[set[str], dict[str, list[str]]]]) -> str:
-    """One --noflush transaction: declaring a chain flushes it, the jump goes (or stays) first."""
+    """One --noflush transaction per table: declaring a chain flushes it, the jump goes (or stays) first."""
     lines = []
-    for table, chain in route_chain_names(interface).items():
-        hook = _HOOKS[table]
-        jump = jump_spec(chain, route_jump_comment(interface))
-        jumps = _jumps_to(snaps[table][1], hook, chain)
-        lines += [f"*{table}", f":{chain} - [0:0]"]
-        if jumps != [(0, jump)]:
-            lines += [f"-D {hook} {spec}" for _, spec in jumps]
-            lines.append(f"-I {hook} 1 {jump}")
-        lines += [*bodies[table], "COMMIT"]
+    chains = route_chain_names(interface)
+    for table in _TABLES:
+        keys = [key for key in chains if _HOOKS[key][0] == table]
+        lines += [f"*{table}", *(f":{chains[key]} - [0:0]" for key in keys)]
+        for key in keys:
+            hook, chain = _HOOKS[key][1], chains[key]
+            jump = jump_spec(chain, route_jump_comment(interface))
+            jumps = _jumps_to(snaps[table][1], hook, chain)
+            if jumps != [(0, jump)]:
+                lines += [f"-D {hook} {spec}" for _, spec in jumps]
+                lines.append(f"-I {hook} 1 {jump}")
+        for key in keys:
+            lines += bodies[key]
+        lines.append("COMMIT")
     return "\n".join(lines) + "\n"
 
 
@@ -376,7 +398,7 @@ def setup(
         backend = backends[family]
         endpoints_here = [(a, p) for a, p in endpoints if (":" in a) == (family == 6)]
         bodies = chain_bodies(interface, family, mark, MARK_MASK, endpoints_here, wg_fwmark)
-        snaps = {table_: _snapshot(backend, table_) for table_ in _HOOKS}
+        snaps = {table_: _snapshot(backend, table_) for table_ in _TABLES}
         _restore(backend, _apply_payload(interface, bodies, snaps), f"routing marks for {interface}")
     # 3. replies on the tunnel must pass the IPv4 reverse-path filter.
     if 4 in families:
@@ -446,16 +468,20 @@ def teardown(record: RouteRecord) -> list[str]:
 def _remove_chains(backend: IptablesFamily, interface: str, fam: FamilyRoutes) -> list[str]:
     lines: list[str] = []
     done: list[str] = []
-    for table, chain in fam.chains.items():
-        chains, rules = _snapshot(backend, table)
-        jumps = [spec for _, spec in _jumps_to(rules, _HOOKS[table], chain)]
-        if not jumps and chain not in chains:
-            continue
-        lines += [f"*{table}", *(f"-D {_HOOKS[table]} {spec}" for spec in jumps)]
-        if chain in chains:
-            lines += [f"-F {chain}", f"-X {chain}"]
-            done.append(f"ipv{fam.family} {table} chain {chain}")
-        lines.append("COMMIT")
+    for table in _TABLES:
+        present, rules = _snapshot(backend, table)
+        section: list[str] = []
+        flush: list[str] = []
+        for key, chain in fam.chains.items():
+            if _HOOKS[key][0] != table:
+                continue
+            hook = _HOOKS[key][1]
+            section += [f"-D {hook} {spec}" for _, spec in _jumps_to(rules, hook, chain)]
+            if chain in present:
+                flush += [f"-F {chain}", f"-X {chain}"]
+                done.append(f"ipv{fam.family} {table} chain {chain}")
+        if section or flush:
+            lines += [f"*{table}", *section, *flush, "COMMIT"]
     if lines:
         _restore(backend, "\n".join(lines) + "\n", f"remove routing marks for {interface}")
     return done
@@ -468,21 +494,28 @@ def _batch(ip: str, family: int, commands: str) -> None:
         raise FirewallError(f"ipv{family}: {exc}") from exc
 
 
-def missing(record: RouteRecord) -> list[str]:
-    """What of ``record`` is missing now (for status); empty when everything is in place."""
+def missing(record: RouteRecord) -> list[tuple[str, str, str]]:
+    """What of ``record`` is missing now, as (family, kind, what): kind ``rule``, ``route`` (the
+    unreachable fallback), ``dev-route`` (into the tunnel: gone too when the tunnel is down)
+    or ``chain``. Empty when everything is in place; for status and the guard."""
     missing = []
     for name, fam in sorted(record.families.items()):
         if not any(_rule_matches(r, record.mark, record.mask, record.table, record.priority)
                    for r in _rules(fam.family)):
-            missing.append(f"{name} rule {fam.rule}")
+            missing.append((name, "rule", fam.rule))
         kinds = {_ours(r, record.interface) for r in _table_routes(fam.family, record.table)}
+        dev, unreachable = fam.routes
+        if "unreachable" not in kinds:
+            missing.append((name, "route", unreachable))
         if "dev" not in kinds:
-            missing.append(f"{name} route default dev {record.interface} table {record.table}")
+            missing.append((name, "dev-route", dev))
         backend = IptablesFamily(fam.family, record.iptables_variant)
-        for table, chain in fam.chains.items():
-            chains, rules = _snapshot(backend, table)
-            if chain not in chains or not _jumps_to(rules, _HOOKS[table], chain):
-                missing.append(f"{name} {table} chain {chain}")
+        snaps = {table: _snapshot(backend, table) for table in _TABLES}
+        for key, chain in fam.chains.items():
+            table, hook = _HOOKS[key]
+            chains, rules = snaps[table]
+            if chain not in chains or not _jumps_to(rules, hook, chain):
+                missing.append((name, "chain", f"{table} chain {chain}"))
     return missing
 
 

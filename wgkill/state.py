@@ -40,6 +40,7 @@ class FamilyRecord:
     sets: list[str] = field(default_factory=list)
     bodies: dict[str, str] = field(default_factory=dict)  # chain -> rules, re-applied as is at boot
     remove_payload: str | None = None  # replayed by release when the table is as applied
+    set_entries: int | None = None  # what the split set held when applied (0: the list has no such prefix)
 
 
 @dataclass

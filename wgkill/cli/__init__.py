@@ -19,23 +19,33 @@ def say(prog: str, message: str) -> None:
     print(f"{prog}: {message}", file=sys.stderr)
 
 
-def entry(prog: str, body: Callable[[Sequence[str]], int]) -> Callable[[], None]:
-    """Wrap ``body(argv)`` into a console-script ``main`` with the exit-code mapping."""
+def entry(prog: str, body: Callable[[Sequence[str]], int],
+          failure: Callable[[str], int] | None = None) -> Callable[[], None]:
+    """Wrap ``body(argv)`` into a console-script ``main`` with the exit-code mapping.
+
+    ``failure``, when given, reports every error (usage and internal ones too) as
+    its one line and returns the exit code: wgkill-status answers monitors in their
+    own convention, where anything but a verdict is UNKNOWN.
+    """
+
+    def fail(line: str, code: int) -> int:
+        if failure is not None:
+            return failure(line)
+        say(prog, line)
+        return code
 
     def main() -> None:
         runner.trace = lambda line: print(line, file=sys.stderr, flush=True)
         try:
             code = body(sys.argv[1:])
         except WgkillError as exc:
-            say(prog, f"error: {exc}")
-            code = exc.exit_code
+            code = fail(f"error: {exc}", exc.exit_code)
         except KeyboardInterrupt:
             code = 130
         except Exception as exc:
             if os.environ.get("WGKILL_DEBUG"):
                 raise
-            say(prog, f"internal error: {type(exc).__name__}: {exc}")
-            code = INTERNAL_ERROR
+            code = fail(f"internal error: {type(exc).__name__}: {exc}", INTERNAL_ERROR)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)  # skip interpreter teardown: every hook millisecond is paid on each reconnect

@@ -2,7 +2,8 @@
 
 The first line is the verdict in the monitoring-plugin format; the exit code
 follows that convention: 0 OK (tunnel up, protected), 1 WARNING (tunnel down,
-block holding), 2 CRITICAL (traffic or DNS can leak), 3 UNKNOWN (cannot tell).
+block holding), 2 CRITICAL (traffic or DNS can leak), 3 UNKNOWN (cannot tell,
+and every usage or internal error: one line, ``WGKILL UNKNOWN - ...``).
 Everything is decided and formatted in ``wgkill.status``; this module reads
 the options and picks the format.
 """
@@ -93,4 +94,10 @@ def run(argv: Sequence[str]) -> int:
     return int(report.verdict)
 
 
-main = entry(PROG, run)
+def _unknown(line: str) -> int:
+    """Usage and internal errors, in the plugin's format: a monitor must not read them as a verdict."""
+    print(f"WGKILL UNKNOWN - {PROG}: {line}", flush=True)
+    return int(Verdict.UNKNOWN)
+
+
+main = entry(PROG, run, failure=_unknown)

@@ -68,6 +68,16 @@ class ChainFacts:
 class SetFacts:
     name: str
     entries: int | None  # None: the set does not exist
+    expected: int | None = None  # what it held when applied; None: not recorded (older states)
+
+
+@dataclass(frozen=True)
+class RouteGap:
+    """A piece of a ``--routes`` setup that is not there now (``wgkill.routes.missing``)."""
+
+    family: str
+    kind: str  # "rule", "route" (the unreachable fallback), "dev-route" (into the tunnel), "chain"
+    what: str  # as ip / iptables would name it
 
 
 @dataclass
@@ -88,6 +98,7 @@ class InterfaceFacts:
     wg: WgFacts | None = None
     chains: list[ChainFacts] = field(default_factory=list)
     sets: list[SetFacts] = field(default_factory=list)
+    route_gaps: list[RouteGap] = field(default_factory=list)  # --routes pieces missing now
     read_errors: list[str] = field(default_factory=list)  # rules that could not be read
     postup: str | None = None  # the PostUp wgkill-up command, from the recorded config
 

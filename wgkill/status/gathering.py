@@ -18,7 +18,7 @@ from ..kernel import ipv6_available
 from ..names import validate_interface
 from ..tunnel import read_tunnel
 from .chains import Snapshots, chain_facts
-from .facts import HostFacts, InterfaceFacts, LinkFacts, SetFacts, WgFacts
+from .facts import HostFacts, InterfaceFacts, LinkFacts, RouteGap, SetFacts, WgFacts
 from .nameservers import RESOLV_CONF, read_nameservers
 from .netlink import read_netlink
 from .probing import DEFAULT_TARGETS
@@ -65,11 +65,35 @@ def _read_interface(name: str, links: dict[str, LinkFacts], ipv6: bool, snaps: S
             from .. import ipset
 
             try:
-                facts.sets.append(SetFacts(set_name, ipset.members_count(set_name)))
+                facts.sets.append(SetFacts(set_name, ipset.members_count(set_name),
+                                           _expected_entries(state, record, family)))
             except WgkillError as exc:
                 facts.read_errors.append(f"cannot read ipset {set_name}: {exc}")
+    if state.routes:
+        from .. import routes
+
+        try:
+            record = routes.RouteRecord.from_dict(state.routes)
+            facts.route_gaps = [RouteGap(*gap) for gap in routes.missing(record)]
+        except WgkillError as exc:
+            facts.read_errors.append(f"cannot read the --routes rules and routes: {exc}")
     facts.postup = _read_postup(state.config, name)  # for the fix lines: the hook's own options
     return facts
+
+
+def _expected_entries(state: statefile.State, record: statefile.FamilyRecord, family: int) -> int | None:
+    """What the split set held when applied: recorded, or (older states) counted from AllowedIPs."""
+    if record.set_entries is not None:
+        return record.set_entries
+    if state.allowed_ips_file:
+        return None  # the list was a file: not re-read here
+    from .. import ipset, prefixes
+
+    try:
+        listed = prefixes.parse_allowed_ips(state.allowed_ips).family(family)
+    except WgkillError:
+        return None
+    return len(ipset.entries(family, listed))
 
 
 def _read_postup(config: str | None, interface: str) -> str | None:

@@ -122,9 +122,26 @@ def _chain_problems(facts: InterfaceFacts) -> list[Problem]:
         if s.entries is None:
             out.append(Problem(Verdict.CRITICAL, "set-missing",
                                f"ipset {s.name} (the tunnel's destinations) is gone", fix, iface))
-        elif s.entries == 0:
+        elif s.entries == 0 and s.expected != 0:  # empty by design when the list has no such prefix
             out.append(Problem(Verdict.CRITICAL, "set-empty",
                                f"ipset {s.name} is empty: no destination is held to the tunnel", fix, iface))
+        elif s.expected is not None and s.entries != s.expected:
+            out.append(Problem(Verdict.CRITICAL, "set-altered",
+                               f"ipset {s.name} holds {s.entries} entries, {s.expected} were applied",
+                               fix, iface))
+    up = facts.link is not None and facts.link.up
+    for gap in facts.route_gaps:
+        if gap.kind == "rule":
+            out.append(Problem(Verdict.CRITICAL, "route-rule-missing",
+                               f"{gap.family} policy rule `{gap.what}` is gone: the listed destinations "
+                               "are not routed into the tunnel", fix, iface))
+        elif gap.kind == "dev-route" and up:
+            out.append(Problem(Verdict.WARNING, "route-missing",
+                               f"{gap.family} route `{gap.what}` is gone: the listed destinations are "
+                               "refused while the tunnel is up", fix, iface))
+        elif gap.kind in ("route", "chain"):
+            out.append(Problem(Verdict.CRITICAL, f"routes-{gap.kind}-missing",
+                               f"{gap.family} {gap.what} (--routes) is gone", fix, iface))
     return out
 
 
@@ -200,7 +217,10 @@ def judge_interface(facts: InterfaceFacts, host: HostFacts) -> InterfaceStatus:
 _SHORT = {
     "chain-missing": "rules missing", "jump-missing": "jump missing", "jump-altered": "jump altered",
     "jump-displaced": "jump not first", "drifted": "rules drifted", "set-missing": "ipset missing",
-    "set-empty": "ipset empty", "ipv6-uncovered": "IPv6 uncovered", "ipv4-uncovered": "IPv4 uncovered",
+    "set-empty": "ipset empty", "set-altered": "ipset altered",
+    "route-rule-missing": "routing rule missing", "route-missing": "route missing",
+    "routes-route-missing": "fallback route missing", "routes-chain-missing": "routing marks missing",
+    "ipv6-uncovered": "IPv6 uncovered", "ipv4-uncovered": "IPv4 uncovered",
     "dns-unlocked": "DNS can leak",
     "rules-unreadable": "rules unreadable",
 }
