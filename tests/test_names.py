@@ -54,3 +54,20 @@ def test_chains_and_sets_lead_back_to_their_interface() -> None:
     assert chain_interface(forward_chain_name("wg0")) == "wg0"
     assert chain_interface("DOCKER") is None
     assert owns_set("wg0", set_name("wg0", 6)) and not owns_set("wg0", set_name("wg01", 4))
+
+
+@pytest.mark.parametrize(("pattern", "nft"), [("docker0", "docker0"), ("br-+", "br-*"), ("veth+", "veth*"),
+                                              ("virbr0", "virbr0"), ("tailscale0", "tailscale0")])
+def test_allow_iface_patterns_in_both_notations(pattern: str, nft: str) -> None:
+    from wgkill.names import nft_interface_pattern, validate_interface_pattern
+
+    assert validate_interface_pattern(pattern) == pattern
+    assert nft_interface_pattern(pattern) == nft
+
+
+@pytest.mark.parametrize("bad", ["+", "", "a+b+", "br0 ", "x" * 16, "eth0;", "..", "a*", "br\n0"])
+def test_allow_iface_patterns_refused(bad: str) -> None:
+    from wgkill.names import validate_interface_pattern
+
+    with pytest.raises(UsageError):
+        validate_interface_pattern(bad)

@@ -3,6 +3,7 @@
 Regenerate after an intended change with WGKILL_UPDATE_GOLDEN=1 and review the diff.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -149,7 +150,9 @@ FEATURES = {
     "allow-lan": {"lan": ("10.0.0.0/8", "fe80::/10")},
     "allow-lan-no-lock": {"lan": ("192.168.0.0/16",), "dns": _dns(dns=["192.0.2.129"], no_lock=True)},
     "gateway": {"gateway": True, "dns": _dns(dns=["192.0.2.129"])},
-    "routes": {"route_mark": "0x1000000/0xf000000", "dns": _dns(dns=["192.0.2.129"])},
+    "routes": {"route_mark": "0x100/0xf00", "dns": _dns(dns=["192.0.2.129"])},
+    "beside": {"allow_interfaces": ("docker0", "br-+", "docker0"), "allow_marks": ("0x80000/0xff0000",),
+               "peer_interfaces": ("wg1", "wg0", "wg2"), "gateway": True, "dns": _dns(dns=["192.0.2.129"])},
 }
 
 
@@ -170,3 +173,44 @@ def test_split_tunnel_body_rejects_only_the_set() -> None:
         _check(f"split.ipv{fp.family}.rules", render_body(fp))
     assert decide_split(parse_allowed_ips("0.0.0.0/0")) is None  # any default route: full
     assert decide_split(parse_allowed_ips("203.0.113.0/24"), block_all=True) is None
+
+
+def test_recorded_policy_round_trips_and_tampering_is_refused() -> None:
+    from wgkill.errors import StateError, UsageError
+    from wgkill.policy import FamilyPolicy
+
+    policy = build_policy("wg0", CASES["multiple-peers"], None, **FEATURES["beside"])  # type: ignore[arg-type]
+    for fp in policy.families:
+        assert fp.peer_interfaces == ("wg1", "wg2")  # itself never, sorted, once
+        assert fp.allow_interfaces == ("docker0", "br-+")
+        assert FamilyPolicy.from_dict(json.loads(json.dumps(fp.to_dict()))) == fp
+    data = policy.families[0].to_dict()
+    for key, value in (("peer_interfaces", ["wg1; reboot"]), ("allow_interfaces", ["+"]),
+                       ("allow_marks", ["0x1/0x0"]), ("chain", "OUTPUT"), ("endpoints", [{"x": 1}])):
+        with pytest.raises((StateError, UsageError)):
+            FamilyPolicy.from_dict({**data, key: value})
+
+
+@pytest.mark.parametrize(("given", "canonical"), [
+    ("0x80000/0xff0000", "0x80000/0xff0000"), ("524288/16711680", "0x80000/0xff0000"), ("0x1", "0x1/0xffffffff")])
+def test_allow_mark_is_written_as_iptables_prints_it(given: str, canonical: str) -> None:
+    from wgkill.policy import parse_mark
+
+    assert parse_mark(given) == canonical
+
+
+@pytest.mark.parametrize("bad", ["0x80000/0x10000", "x/0xff", "0x1/0", "0x100000000/0xffffffff", "-1/0xf", ""])
+def test_allow_mark_refuses_what_cannot_match(bad: str) -> None:
+    from wgkill.errors import UsageError
+    from wgkill.policy import parse_mark
+
+    with pytest.raises(UsageError):
+        parse_mark(bad)
+
+
+def test_fwmark_overlaps_name_the_well_known_users() -> None:
+    from wgkill.policy import mark_overlaps
+
+    assert mark_overlaps(51820) == ["Kubernetes (0xc000)"]  # wg-quick's default has 0x4000 and 0x8000 set
+    assert mark_overlaps(0x80000) == ["Tailscale (0xff0000)", "Calico (0xffff0000)"]
+    assert mark_overlaps(0x1) == [] and mark_overlaps(None) == []

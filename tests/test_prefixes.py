@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from wgkill.errors import ConfigError
 from wgkill import prefixes
+from wgkill.errors import ConfigError
 from wgkill.prefixes import PrefixList, collapse, load_file, merge, parse_allowed_ips, parse_lines
 
 

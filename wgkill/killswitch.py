@@ -13,20 +13,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import dns, hostpins, ipset, prefixes, rendercache
+from . import compose, dns, hostpins, ipset, prefixes, rendercache
 from . import state as statefile
 from .errors import FirewallError, StateError, UsageError, WgkillError
 from .firewall.iptables import (
     ChainSpec,
     FilterSnapshot,
     IptablesFamily,
-    body_hash,
     chain_specs,
     removal_payload,
 )
 from .kernel import ipv6_available, require_root
 from .names import jump_comment, validate_interface
-from .policy import KillSwitchPolicy, build_policy, decide_split, hostname_endpoints, lan_ranges
+from .policy import (
+    KillSwitchPolicy,
+    build_policy,
+    decide_split,
+    hostname_endpoints,
+    lan_ranges,
+    mark_overlaps,
+)
 from .runner import which
 from .tunnel import read_tunnel
 from .wgconf import WgQuickConfig, load_config
@@ -72,6 +78,8 @@ class UpOptions:
     gateway: bool = False
     lockdown: bool = False
     routes: bool = False
+    allow_interfaces: tuple[str, ...] = ()
+    allow_marks: tuple[str, ...] = ()
 
 
 def _state_record(
@@ -85,20 +93,10 @@ def _state_record(
     dns_backend: str,
 ) -> statefile.State:
     plan = policy.dns
-    families = {}
-    for fp in policy.families:
-        chains = specs[fp.family]
-        text = "".join(spec.body for spec in chains)
-        families[f"ipv{fp.family}"] = statefile.FamilyRecord(
-            table="filter",
-            chains=[spec.chain for spec in chains],
-            jumps=[{"chain": spec.hook, "target": spec.chain, "spec": spec.jump} for spec in chains],
-            payload_sha256=body_hash(text),
-            rules=text.count("\n"),
-            sets=[fp.split_set] if fp.split_set else [],
-            bodies={spec.chain: spec.body for spec in chains},
-            remove_payload=removals[fp.family],
-        )
+    families = {
+        f"ipv{fp.family}": compose.family_record(fp, specs[fp.family], removals[fp.family])
+        for fp in policy.families
+    }
     return statefile.State(
         interface=interface,
         applied_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -117,6 +115,9 @@ def _state_record(
         },
         lockdown=options.lockdown,
         allowed_ips_file=options.allowed_ips_file,
+        allow_interfaces=list(policy.families[0].allow_interfaces) if policy.families else [],
+        allow_marks=list(policy.families[0].allow_marks) if policy.families else [],
+        policies=[fp.to_dict() for fp in policy.families],
     )
 
 
@@ -187,7 +188,8 @@ def _engage(
         planned = previous_routes if reuse else routes.plan(interface, route_families, wg_fwmark=facts.fwmark)
     route_mark = f"0x{planned.mark:x}/0x{planned.mask:x}" if planned else None
     policy = build_policy(
-        interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark
+        interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark,
+        options.allow_interfaces, options.allow_marks, compose.peers(interface),
     )
     cache_key = rendercache.cache_key(policy)
     cached = rendercache.load(interface, cache_key)
@@ -215,6 +217,10 @@ def _engage(
         warnings.append("--routes without Table = off: wg-quick also adds one route per prefix")
     if 6 not in families:
         warnings.append("IPv6 is disabled in this kernel: no IPv6 rules needed")
+    overlaps = mark_overlaps(policy.fwmark)
+    if overlaps:
+        warnings.append(f"the tunnel's fwmark {policy.fwmark:#x} shares bits with {', '.join(overlaps)}: "
+                        "their rules may treat its packets as their own (set FwMark = to clear bits)")
     if dns_plan.active and not dns_plan.lock:
         warnings.append("DNS lock is off (--no-dns-lock): queries may reach resolvers outside the tunnel")
     result = Engaged(interface, policy, {}, warnings)
@@ -260,6 +266,7 @@ def _engage(
     record.dns["record"] = dns.apply(dns_plan, dns_backend, interface, previous_dns)
     statefile.save(record)
     hostpins.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
+    result.warnings += compose.recompose(interface)  # the other blocks now let this tunnel out
     return result
 
 

@@ -31,6 +31,25 @@ def validate_interface(name: str) -> str:
     return name
 
 
+def validate_interface_pattern(pattern: str) -> str:
+    """An interface name, or a prefix ending in ``+`` (``br-+``, ``veth+``), as iptables writes
+    a wildcard; returned unchanged. A bare ``+`` (every interface) is refused: it opens the uplink."""
+    base = pattern[:-1] if pattern.endswith("+") else pattern
+    if not re.fullmatch(r"[a-zA-Z0-9_=.-]{1,15}", base) or base in {".", ".."}:
+        shown = pattern if len(pattern) <= 40 and pattern.isprintable() else repr(pattern[:40])
+        raise UsageError(
+            f"invalid interface {shown!r}: expected an interface name (1-15 characters of "
+            "[a-zA-Z0-9_=.-]), optionally ending in + for every name that starts with it"
+        )
+    return pattern
+
+
+def nft_interface_pattern(pattern: str) -> str:
+    """An ``--allow-iface`` pattern as nftables matches it: ``br-+`` becomes ``br-*``."""
+    pattern = validate_interface_pattern(pattern)
+    return pattern[:-1] + "*" if pattern.endswith("+") else pattern
+
+
 # ---- the kill switch (filter table) -------------------------------------------------------
 
 def chain_name(interface: str) -> str:

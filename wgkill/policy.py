@@ -10,11 +10,19 @@ else is rejected, in IPv6 too even when the tunnel carries none.
 """
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from .dns import DnsPlan
-from .errors import ConfigError, UsageError
-from .names import chain_name, forward_chain_name, jump_comment, set_name
+from .errors import ConfigError, StateError, UsageError
+from .names import (
+    chain_name,
+    forward_chain_name,
+    jump_comment,
+    set_name,
+    validate_interface,
+    validate_interface_pattern,
+)
 from .prefixes import PrefixList, merge
 from .tunnel import TunnelFacts
 from .wgconf import WgQuickConfig
@@ -55,6 +63,35 @@ class FamilyPolicy:
     forward_chain: str | None = None
     route_mark: str | None = None  # --routes: packets so marked are routed into the tunnel
     uplink_upkeep: bool = True
+    allow_interfaces: tuple[str, ...] = ()  # --allow-iface: out these (iptables patterns, br-+) passes
+    allow_marks: tuple[str, ...] = ()  # --allow-mark: packets carrying VALUE/MASK pass
+    peer_interfaces: tuple[str, ...] = ()  # the other tunnels wgkill protects: their outer packets are judged
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types, for the state: another tunnel's up or down re-renders this family from it."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FamilyPolicy":
+        """The policy as ``to_dict`` wrote it; anything else is a StateError (never a guess)."""
+        try:
+            fields = {
+                name: tuple(value) if isinstance(value, list) else value for name, value in data.items()
+            }
+            fields["endpoints"] = tuple(EndpointRule(**e) for e in data["endpoints"])
+            policy = cls(**fields)
+        except (TypeError, KeyError, ValueError) as exc:
+            raise StateError(f"corrupt recorded policy: {exc}") from exc
+        validate_interface(policy.interface)
+        for name in policy.peer_interfaces:
+            validate_interface(name)
+        for pattern in policy.allow_interfaces:
+            validate_interface_pattern(pattern)
+        for mark in policy.allow_marks:
+            parse_mark(mark)
+        if policy.chain != chain_name(policy.interface) or policy.family not in (4, 6):
+            raise StateError(f"corrupt recorded policy for {policy.interface}")
+        return policy
 
 
 @dataclass(frozen=True)
@@ -87,6 +124,37 @@ def lan_ranges(extra: tuple[str, ...] = (), defaults: bool = True) -> tuple[str,
         except ValueError as exc:
             raise UsageError(f"--lan {text!r} is not a CIDR") from exc
     return tuple(dict.fromkeys(nets))
+
+
+# Mark bits other software on the same host sets and matches: a tunnel fwmark overlapping them
+# makes its packets look like theirs (kube-proxy drops packets with 0x8000 set).
+WELL_KNOWN_MARKS = (
+    ("Kubernetes", 0x0000C000),  # kube-proxy: 0x4000 masquerade, 0x8000 drop
+    ("Tailscale", 0x00FF0000),
+    ("Calico", 0xFFFF0000),
+)
+
+
+def parse_mark(text: str) -> str:
+    """``--allow-mark VALUE/MASK`` (or a bare VALUE, mask 0xffffffff) in one canonical form,
+    ``0xV/0xM`` as iptables-save prints it; a value with bits outside its mask is refused."""
+    value_text, _, mask_text = text.partition("/")
+    try:
+        value = int(value_text, 0)
+        mask = int(mask_text, 0) if mask_text else 0xFFFFFFFF
+    except ValueError as exc:
+        raise UsageError(f"--allow-mark {text!r}: expected VALUE/MASK, e.g. 0x80000/0xff0000") from exc
+    if not (0 <= value < 2**32 and 0 < mask < 2**32) or value & ~mask:
+        raise UsageError(f"--allow-mark {text!r}: VALUE and MASK are 32-bit, MASK non-zero, "
+                         "VALUE only within MASK")
+    return f"{value:#x}/{mask:#x}"
+
+
+def mark_overlaps(fwmark: int | None) -> list[str]:
+    """The well-known mark users whose bits ``fwmark`` shares, as ``name (0xbits)``."""
+    if not fwmark:
+        return []
+    return [f"{name} ({bits:#x})" for name, bits in WELL_KNOWN_MARKS if fwmark & bits]
 
 
 def _config_fwmark(config: WgQuickConfig | None) -> int | None:
@@ -188,6 +256,9 @@ def build_policy(
     lan: tuple[str, ...] = (),
     gateway: bool = False,
     route_mark: str | None = None,
+    allow_interfaces: tuple[str, ...] = (),
+    allow_marks: tuple[str, ...] = (),
+    peer_interfaces: tuple[str, ...] = (),
 ) -> KillSwitchPolicy:
     """Decide the rules for ``interface`` from what the tunnel and its config say.
 
@@ -197,7 +268,14 @@ def build_policy(
     With split DNS (``dns.domains``) other names may use the uplink's resolver,
     but a query carrying one of those domains never leaves except to the
     tunnel's resolvers, and encrypted DNS (853) only goes through the tunnel.
+
+    ``allow_interfaces`` and ``allow_marks`` (validated here) pass the block, after
+    the DNS lock; ``peer_interfaces`` are the other tunnels wgkill protects: what
+    leaves through them is encrypted, and its outer packets meet every block again.
     """
+    allow_interfaces = tuple(dict.fromkeys(validate_interface_pattern(p) for p in allow_interfaces))
+    allow_marks = tuple(dict.fromkeys(parse_mark(m) for m in allow_marks))
+    peer_interfaces = tuple(sorted({validate_interface(n) for n in peer_interfaces} - {interface}))
     dns = dns or DnsPlan()
     fwmark = facts.fwmark if facts is not None else _config_fwmark(config)
     endpoints = tuple(_endpoints(facts, config))
@@ -225,6 +303,9 @@ def build_policy(
             lan=tuple(n for n in lan if ipaddress.ip_network(n).version == family),
             forward_chain=forward_chain_name(interface) if gateway else None,
             route_mark=route_mark,
+            allow_interfaces=allow_interfaces,
+            allow_marks=allow_marks,
+            peer_interfaces=peer_interfaces,
         )
         for family in families
     )

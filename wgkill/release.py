@@ -106,6 +106,10 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
             raise FirewallError("; ".join(failures) + " (state kept: run wgkill-down again)")
         hostpins.unpin(interface)
         statefile.remove(interface)
+        if any(name != interface for name in statefile.recorded_interfaces()):
+            from . import compose  # only beside other tunnels: their blocks stop naming this one
+
+            result.warnings += compose.recompose(interface)
     return result
 
 

@@ -57,6 +57,9 @@ class State:
     lockdown: bool = False
     allowed_ips_file: str | None = None
     routes: dict[str, Any] | None = None  # wgkill.routes.RouteRecord, when --routes set them up
+    allow_interfaces: list[str] = field(default_factory=list)  # --allow-iface, as given (validated)
+    allow_marks: list[str] = field(default_factory=list)  # --allow-mark, as 0xV/0xM
+    policies: list[dict[str, Any]] = field(default_factory=list)  # FamilyPolicy.to_dict() per family
     version: int = VERSION
 
     def to_json(self) -> str:
@@ -166,7 +169,24 @@ def load(interface: str, directory: Path | None = None) -> State | None:
         lockdown=data.get("lockdown") is True,
         routes=data["routes"] if isinstance(data.get("routes"), dict) else None,
         allowed_ips_file=data["allowed_ips_file"] if isinstance(data.get("allowed_ips_file"), str) else None,
+        allow_interfaces=_strings(data, "allow_interfaces", path),
+        allow_marks=_strings(data, "allow_marks", path),
+        policies=_dicts(data, "policies", path),
     )
+
+
+def _strings(data: dict[str, Any], key: str, path: Path) -> list[str]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise StateError(f"corrupt state file {path}: field {key!r} invalid")
+    return value
+
+
+def _dicts(data: dict[str, Any], key: str, path: Path) -> list[dict[str, Any]]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise StateError(f"corrupt state file {path}: field {key!r} invalid")
+    return value
 
 
 def remove(interface: str, directory: Path | None = None) -> None:

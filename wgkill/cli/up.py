@@ -36,6 +36,12 @@ def build_parser() -> Parser:
                       help="also hold traffic routed through this box (FORWARD) to the tunnel")
     more.add_argument("--lockdown", action="store_true",
                       help="a clean wg-quick down keeps blocking; wgkill-release IFACE lifts it")
+    more.add_argument("--allow-iface", metavar="IFACE", action="append", default=[],
+                      help="traffic out IFACE passes the block (repeatable; br-+ for every name "
+                           "starting br-): container and VM bridges, Tailscale (README, 'Beside the tunnel')")
+    more.add_argument("--allow-mark", metavar="VALUE/MASK", action="append", default=[],
+                      help="packets whose mark & MASK == VALUE pass the block (repeatable; "
+                           "Tailscale's own: 0x80000/0xff0000)")
     dns = parser.add_argument_group("DNS")
     dns.add_argument("--dns", metavar="ADDR[:PORT]", action="append", default=[],
                      help="the tunnel's resolver (repeatable; a port, or [v6]:port, only with "
@@ -68,6 +74,8 @@ def run(argv: Sequence[str]) -> int:
         gateway=args.gateway,
         lockdown=args.lockdown,
         routes=args.routes,
+        allow_interfaces=tuple(args.allow_iface),
+        allow_marks=tuple(args.allow_mark),
     )
     result = engage(args.interface, options)
     for warning in result.warnings:
