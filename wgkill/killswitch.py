@@ -331,20 +331,38 @@ def boot() -> list[tuple[str, str]]:
 
 
 def _boot_one(interface: str, recorded: statefile.State | None) -> str:
-    families = (4, 6) if ipv6_available() else (4,)
-    if recorded is None or not all(rec.bodies for rec in recorded.families.values()):
+    if recorded is None or not reapplicable(recorded):
+        families = (4, 6) if ipv6_available() else (4,)
         policy = build_policy(interface, None, None, families)
         for fp in policy.families:
             IptablesFamily(fp.family).apply(chain_specs(fp))
         return "state unreadable: full block applied"
-    listed = prefixes.load_file(recorded.allowed_ips_file) if recorded.allowed_ips_file else None
-    allowed = prefixes.parse_allowed_ips(recorded.allowed_ips)
-    split = decide_split(allowed, listed) if any(rec.sets for rec in recorded.families.values()) else None
+    reapply(recorded)
+    return "recorded block re-applied" + (" (lockdown)" if recorded.lockdown else "")
+
+
+def reapplicable(recorded: statefile.State) -> bool:
+    """Whether the state holds every rule it applied (states before 0.1's bodies do not)."""
+    return all(rec.bodies for rec in recorded.families.values())
+
+
+def reapply(recorded: statefile.State, *, sets: bool = True) -> None:
+    """Put back exactly what ``recorded`` says was applied: the split sets (``sets``), the
+    chains as recorded, byte for byte. The boot unit's path, and the guard's.
+
+    May be called any number of times; the chains come out identical each time.
+    """
+    interface = recorded.interface
+    families = (4, 6) if ipv6_available() else (4,)
+    split = None
+    if sets and any(rec.sets for rec in recorded.families.values()):
+        listed = prefixes.load_file(recorded.allowed_ips_file) if recorded.allowed_ips_file else None
+        split = decide_split(prefixes.parse_allowed_ips(recorded.allowed_ips), listed)
     for name, rec in sorted(recorded.families.items()):
         family = int(name[-1])
         if family not in families:
             continue
-        for set_ in rec.sets:
+        for set_ in rec.sets if sets else ():
             ipset.sync(set_, family, split.family(family) if split else ())
         specs = [
             ChainSpec(j.get("target", rec.chains[0]), j["chain"], jump_comment(interface),
@@ -352,4 +370,3 @@ def _boot_one(interface: str, recorded: statefile.State | None) -> str:
             for j in rec.jumps
         ]
         IptablesFamily(family, recorded.iptables_variant).apply(specs)
-    return "recorded block re-applied" + (" (lockdown)" if recorded.lockdown else "")

@@ -184,6 +184,12 @@ def _rules(family: int) -> list[dict[str, Any]]:
     return _read_json([_ip(), "-j", _FAMILY_FLAG[family], "rule", "show"])
 
 
+def link_up(interface: str) -> bool:
+    """Whether ``interface`` exists and is administratively up (``ip -j link show``)."""
+    links = _read_json([_ip(), "-j", "link", "show", "dev", validate_interface(interface)])
+    return any("UP" in link.get("flags", []) for link in links)
+
+
 def _table_routes(family: int, table: int) -> list[dict[str, Any]]:
     return _read_json([_ip(), "-j", _FAMILY_FLAG[family], "route", "show", "table", str(table)])
 
@@ -389,10 +395,12 @@ def setup(
     for family in families:
         record.families[f"ipv{family}"] = _family_record(interface, family, mark, MARK_MASK, table, priority)
 
-    # 1. routes in our table: nothing uses the table before the rule exists.
+    # 1. routes in our table: nothing uses the table before the rule exists. Into the tunnel
+    #    only while it is up (the guard repairs a dropped tunnel's rule: the fallback suffices).
+    up = link_up(interface)
     for family in families:
-        batch = "".join(f"route replace {route}\n" for route in record.families[f"ipv{family}"].routes)
-        _batch(ip, family, batch)
+        wanted = record.families[f"ipv{family}"].routes[0 if up else 1:]
+        _batch(ip, family, "".join(f"route replace {route}\n" for route in wanted))
     # 2. marks and source NAT, one transaction per family.
     for family in families:
         backend = backends[family]

@@ -119,6 +119,27 @@ def hammer(target: str, port: int, duration: float, interval: float) -> dict[str
     return outcomes
 
 
+def stream(target: str, port: int, duration: float, interval: float) -> dict[str, int]:
+    """UDP datagrams to ``target`` every ``interval`` seconds for ``duration``: a continuous
+    sender whose packets the far side counts, so a gap in the block shows as a number."""
+    family = socket.AF_INET6 if ":" in target else socket.AF_INET
+    outcomes = {"sent": 0, "refused": 0}
+    deadline = time.monotonic() + duration
+    next_at = time.monotonic()
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.connect((target, port))
+        print("ready", flush=True)
+        while time.monotonic() < deadline:
+            try:
+                sock.send(b"wgkill-lab-stream")
+                outcomes["sent"] += 1
+            except OSError:
+                outcomes["refused"] += 1
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+    return outcomes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wgkill_lab.servers")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,7 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--port", type=int, default=80)
     h.add_argument("--duration", type=float, default=5.0)
     h.add_argument("--interval", type=float, default=0.02)
+    st = sub.add_parser("stream")
+    st.add_argument("target")
+    st.add_argument("--port", type=int, default=9999)
+    st.add_argument("--duration", type=float, default=5.0)
+    st.add_argument("--interval", type=float, default=0.001)
     args = parser.parse_args(argv)
+    if args.command == "stream":
+        print(json.dumps(stream(args.target, args.port, args.duration, args.interval)))
+        return 0
     if args.command == "hammer":
         print(json.dumps(hammer(args.target, args.port, args.duration, args.interval)))
         return 0

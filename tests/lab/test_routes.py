@@ -1,11 +1,13 @@
 """Large split tunnels: wgkill-up --routes brings 100,000 prefixes up through one set and one rule."""
 
+import json
 import time
 from pathlib import Path
 
+from wgkill.prefixes import load_file
 from wgkill_lab.netns import CLIENT4, VPN4, Lab
 
-from .checks import state, wgkill_lines
+from .checks import hooks, state, wgkill_lines
 
 OTHER4 = "203.0.113.81"
 
@@ -60,3 +62,84 @@ def test_routes_need_a_split_tunnel(lab: Lab) -> None:
     done = lab.client("wgkill-up", tunnel.iface, "--routes", check=False)
     assert done.returncode == 2 and "--routes needs a split tunnel" in done.stderr
     assert wgkill_lines(lab) == []
+
+
+WEB6 = "2001:db8:80::80"
+
+
+def _routes_up(lab: Lab, allowed_ips: str = "0.0.0.0/0, ::/0") -> tuple:
+    listing = _list(lab.tmp / "list.txt", 10, 10)
+    tunnel = lab.add_tunnel(hooks=hooks("--allowed-ips-file", str(listing), "--routes"),
+                            allowed_ips=allowed_ips, extra="Table = off\n")
+    return tunnel, listing
+
+
+def _rule(lab: Lab, tunnel) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    record = state(lab, tunnel)["routes"]  # type: ignore[index]
+    return record["priority"], record["families"]["ipv4"]["rule"]
+
+
+def _delete_rules(lab: Lab, priority: int) -> None:
+    for flag in ("-4", "-6"):
+        lab.client("ip", flag, "rule", "del", "priority", str(priority))
+        assert f"{priority}:" not in lab.client("ip", flag, "rule", "show").stdout
+
+
+def _listed_refused(lab: Lab) -> None:
+    """Both listed web addresses fail, and the isp sees nothing of them (nor anything else)."""
+    lab.reset_counters()
+    hits = len(lab.web_hits())
+    assert lab.whoami(4, timeout=3) is None
+    assert lab.whoami(6, timeout=3) is None
+    assert lab.leaks() == {"ipv4": 0, "ipv6": 0}, lab.counters()
+    assert len(lab.web_hits()) == hits
+
+
+def _status_names_the_rule(lab: Lab, tunnel, rule: str) -> None:  # type: ignore[no-untyped-def]
+    done = lab.client("wgkill-status", tunnel.iface, "--json", check=False)
+    doc = json.loads(done.stdout)
+    assert done.returncode == 2 and doc["verdict"] == "CRITICAL", doc["summary"]
+    messages = [p["message"] for p in doc["problems"] if p["code"] == "route-rule-missing"]
+    assert len(messages) == 2 and all(rule in m for m in messages), doc["problems"]
+    assert {m.split()[0] for m in messages} == {"ipv4", "ipv6"}
+
+
+def test_routes_rule_deleted_fails_closed_up_and_after_a_drop(lab: Lab) -> None:
+    """systemd-networkd deletes "foreign" rules: the marked packets must not take the uplink."""
+    lab.isp("ip", "addr", "add", f"{OTHER4}/32", "dev", "lo")
+    tunnel, _ = _routes_up(lab)
+    lab.wg_quick("up", tunnel)
+    lab.wait_handshake(tunnel)
+    assert lab.whoami(6) == "2001:db8:d::2"
+    priority, rule = _rule(lab, tunnel)
+    assert "fwmark 0x" in rule and "/0xf00 " in rule  # the mark field clear of k8s, Tailscale, Calico
+
+    _delete_rules(lab, priority)  # with the tunnel up
+    _listed_refused(lab)
+    _status_names_the_rule(lab, tunnel, rule)
+    assert lab.whoami(4, target=OTHER4) == CLIENT4  # not listed: the uplink, as before
+
+    lab.client("wgkill-up", tunnel.iface, "--allowed-ips-file", str(lab.tmp / "list.txt"), "--routes")
+    assert lab.whoami(4) == VPN4  # re-applied: routed again
+    lab.client("ip", "link", "set", tunnel.iface, "down")  # a drop ...
+    _delete_rules(lab, priority)  # ... and then the rule goes too
+    _listed_refused(lab)
+    _status_names_the_rule(lab, tunnel, rule)
+    lab.client("ip", "link", "set", tunnel.iface, "up")
+    lab.wg_quick("down", tunnel)
+    assert wgkill_lines(lab) == [] and state(lab, tunnel) is None
+
+
+def test_routes_refused_when_the_peer_may_not_receive_the_list(lab: Lab) -> None:
+    listing = _list(lab.tmp / "list.txt", 10, 10)
+    tunnel = lab.add_tunnel(hooks="", allowed_ips="10.66.0.0/24", extra="Table = off\n")
+    lab.wg_quick("up", tunnel)
+    before = _routing(lab)
+    done = lab.client("wgkill-up", tunnel.iface, "--allowed-ips-file", str(listing), "--routes", check=False)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    count = len(load_file(listing))  # as collapsed; none of them inside 10.66.0.0/24
+    assert f"{count} listed prefixes not covered by the peers' AllowedIPs" in line, line
+    assert "`AllowedIPs = 0.0.0.0/0, ::/0` with `Table = off`" in line
+    assert wgkill_lines(lab) == [] and state(lab, tunnel) is None and _routing(lab) == before
+    assert lab.client("ipset", "list", "-n").stdout.strip() == ""

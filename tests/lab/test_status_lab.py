@@ -259,3 +259,23 @@ def test_probe_finds_a_leak_the_rules_alone_hide(lab: Lab) -> None:
     assert doc["verdict"] == "CRITICAL" and _codes(doc) == ["probe-leaked"]
     assert _fix(doc, "probe-leaked") == f"wgkill-up {tunnel.iface}"
     assert lab.leaks()["ipv4"] > 0 and lab.leaks()["ipv6"] > 0
+
+
+def test_healthy_ipv4_only_split_list_is_ok_and_an_emptied_set_is_not(lab: Lab) -> None:
+    """The IPv6 set of a list without IPv6 prefixes is empty by design: not a problem to page for."""
+    tunnel = _up(lab, allowed_ips="203.0.113.80/32, 192.0.2.129/32")
+    doc = _json(lab, tunnel.iface)
+    assert doc["verdict"] == "OK" and doc["exit_code"] == 0, doc["problems"]
+    sets = {s["name"]: s["entries"] for s in doc["interfaces"][0]["killswitch"]["sets"]}
+    assert sets == {f"wgkill-{tunnel.iface}-4": 2, f"wgkill-{tunnel.iface}-6": 0}
+    lab.client("ipset", "flush", f"wgkill-{tunnel.iface}-4")  # the one that holds the list, emptied
+    doc = _json(lab, tunnel.iface)
+    assert doc["verdict"] == "CRITICAL" and _codes(doc) == ["set-empty"], doc["problems"]
+
+
+def test_usage_error_is_unknown(lab: Lab) -> None:
+    for argv in (("--no-such-option",), ("--probe-port", "70000"), ("bad/name",)):
+        done = _status(lab, *argv)
+        assert done.returncode == 3, (argv, done.stdout)
+        assert done.stdout.startswith("WGKILL UNKNOWN - wgkill-status: error: ")
+        assert done.stdout.count("\n") == 1

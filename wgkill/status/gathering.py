@@ -48,9 +48,18 @@ def _read_interface(name: str, links: dict[str, LinkFacts], ipv6: bool, snaps: S
             facts.wg = WgFacts.of(read_tunnel(name))
         except WgkillError:
             facts.wg = None  # a link that wg cannot read: no handshake to report
+    if facts.state is not None:
+        read_rules(facts, ipv6, snaps)
+        facts.postup = _read_postup(facts.state.config, name)  # for the fix lines: the hook's own options
+    return facts
+
+
+def read_rules(facts: InterfaceFacts, ipv6: bool, snaps: Snapshots) -> None:
+    """Fill ``facts`` (whose ``state`` is set) with the live chains, sets and --routes gaps."""
     state = facts.state
     if state is None:
-        return facts
+        return
+    name = facts.interface
     for family_name, record in sorted(state.families.items()):
         family = int(family_name[-1])
         if family == 6 and not ipv6:
@@ -77,8 +86,6 @@ def _read_interface(name: str, links: dict[str, LinkFacts], ipv6: bool, snaps: S
             facts.route_gaps = [RouteGap(*gap) for gap in routes.missing(record)]
         except WgkillError as exc:
             facts.read_errors.append(f"cannot read the --routes rules and routes: {exc}")
-    facts.postup = _read_postup(state.config, name)  # for the fix lines: the hook's own options
-    return facts
 
 
 def _expected_entries(state: statefile.State, record: statefile.FamilyRecord, family: int) -> int | None:

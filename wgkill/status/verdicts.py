@@ -90,7 +90,8 @@ def _reapply_fix(facts: InterfaceFacts) -> str:
     return facts.postup or f"wgkill-up {iface}"
 
 
-def _chain_problems(facts: InterfaceFacts) -> list[Problem]:
+def chain_problems(facts: InterfaceFacts) -> list[Problem]:
+    """What of the recorded block is missing or altered (chains, jumps, sets, --routes pieces)."""
     iface, fix, out = facts.interface, _reapply_fix(facts), []
     for c in facts.chains:
         where = f"{c.chain} ({c.family})"
@@ -186,7 +187,7 @@ def judge_interface(facts: InterfaceFacts, host: HostFacts) -> InterfaceStatus:
                                         f"nothing recorded for {iface} and {what}", None, iface)])
 
     problems = [Problem(Verdict.UNKNOWN, "rules-unreadable", e, None, iface) for e in facts.read_errors]
-    problems += _chain_problems(facts)
+    problems += chain_problems(facts)
     for family in ("ipv4", "ipv6") if host.ipv6 else ("ipv4",):
         if family not in facts.state.families:
             problems.append(Problem(Verdict.CRITICAL, f"{family}-uncovered",

@@ -1,0 +1,38 @@
+"""wgkill-guard: watch every engaged block and put back what other software removes
+(``hooks/wgkill-guard.service``; optional)."""
+
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from .. import guard
+from . import entry
+from .args import Parser
+
+PROG = "wgkill-guard"
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog=PROG, description="Watch the firewall and the routing rules (netlink, nft monitor) "
+                    "and re-apply any engaged wgkill block, or --routes rule or route, that is missing or "
+                    "altered, from its state. Runs in the foreground; one log line per repair.")
+    parser.add_argument("--interval", metavar="SECONDS", type=float, default=guard.DEFAULT_INTERVAL,
+                        help="also check this often, for what sends no event: iptables-legacy, ipset "
+                             f"(default {guard.DEFAULT_INTERVAL:g})")
+    return parser
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)  # through the finally blocks: the nft monitor child is ended too
+
+
+def run(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    guard.run(lambda line: print(f"{PROG}: {line}", file=sys.stderr, flush=True), args.interval)
+    return 0
+
+
+main = entry(PROG, run)

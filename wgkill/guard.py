@@ -1,0 +1,218 @@
+"""wgkill-guard: put back, within milliseconds, what other software removes from an engaged block.
+
+A kill switch shares the machine with tools that rewrite the firewall and the
+routing rules: ``nft flush ruleset`` (Debian's nftables.conf starts with it),
+a firewall reload, systemd-networkd deleting "foreign" ip rules. Each of those
+silently lifts the block until the next ``wgkill-up``. The guard watches and
+repairs:
+
+* what it watches: rtnetlink (pyroute2: policy rules, routes and links of both
+  families) and, where ``nft`` exists, an ``nft monitor`` child (every nftables
+  change, iptables-nft's included), plus a poll every ``interval`` seconds for
+  what sends no event (iptables-legacy, ipset).
+* on any of them, after a short settle (a flush is a burst of events), it
+  checks every recorded block with the same reading and judging as
+  wgkill-status (``status.gathering.read_rules``, ``status.verdicts.chain_problems``)
+  and re-applies a damaged one from its state through the boot unit's code path
+  (``killswitch.reapply``; the split sets only when they are damaged) and the
+  ``--routes`` pieces through ``routes.setup`` with the recorded slot.
+* it never engages a block the state does not record (a missing or unreadable
+  state is left alone), and never fights ``wgkill-down``/``wgkill-release``:
+  each check and repair holds the state lock and re-reads the state under it,
+  so a block being removed is either still whole or already unrecorded.
+
+Each repair is one log line: what was wrong, and how long the repair took.
+Our own changes wake the guard too; the check then finds the block intact.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import state as statefile
+from .errors import StateError, UsageError, WgkillError
+from .kernel import ipv6_available, require_root
+from .names import validate_interface
+
+SETTLE = 0.005  # seconds without a further event before checking: one burst, one check
+SETTLE_MAX = 0.03  # but never wait longer than this after the first event
+DEFAULT_INTERVAL = 1.0
+
+
+@dataclass
+class Repair:
+    """One block put back: what was found wrong, and how long checking and repairing took."""
+
+    interface: str
+    problems: list[str]  # the messages wgkill-status would print
+    seconds: float  # from the change being seen (or the poll) to the block back
+    failed: str | None = None
+
+    def line(self) -> str:
+        took = f"{self.seconds * 1000:.0f} ms"
+        found = "; ".join(self.problems)
+        if self.failed:
+            return f"{self.interface}: repair failed after {took}: {self.failed} (found: {found})"
+        return f"{self.interface}: repaired in {took}: {found}"
+
+
+def damage(recorded: statefile.State) -> list[Any]:
+    """What of ``recorded``'s block is missing or altered now, as wgkill-status's Problems
+    (empty: intact). What cannot be read is not damage: nothing is re-applied for it."""
+    from .routes import link_up
+    from .status.chains import Snapshots
+    from .status.facts import InterfaceFacts, LinkFacts
+    from .status.gathering import read_rules
+    from .status.verdicts import chain_problems
+
+    facts = InterfaceFacts(recorded.interface, state=recorded,
+                           link=LinkFacts(recorded.interface, 0, up=link_up(recorded.interface)))
+    read_rules(facts, ipv6_available(), Snapshots())
+    return chain_problems(facts)
+
+
+def repair(interface: str, seen: float | None = None) -> Repair | None:
+    """Check ``interface``'s recorded block and re-apply what is damaged; None when intact or
+    not recorded. Holds the state lock throughout; may be called any number of times.
+    ``seen``: when the change was noticed (monotonic), what the repair time counts from."""
+    started = seen or time.monotonic()
+    with statefile.lock():
+        try:
+            recorded = statefile.load(interface)
+        except StateError:
+            return None  # unreadable: wgkill-boot's job, not something to guess at while running
+        if recorded is None:
+            return None
+        from .killswitch import reapplicable
+
+        if not reapplicable(recorded):
+            return None
+        problems = damage(recorded)
+        if not problems:
+            return None
+        found = [p.message for p in problems]
+        try:
+            _reapply(recorded, sets=any(p.code.startswith("set-") for p in problems))
+        except WgkillError as exc:
+            return Repair(interface, found, time.monotonic() - started, failed=str(exc))
+    return Repair(interface, found, time.monotonic() - started)
+
+
+def _reapply(recorded: statefile.State, sets: bool) -> None:
+    from .killswitch import reapply
+
+    reapply(recorded, sets=sets)
+    if recorded.routes:
+        from . import routes
+
+        record = routes.RouteRecord.from_dict(recorded.routes)
+        families = sorted(fam.family for fam in record.families.values())
+        endpoints = [(str(e["address"]), int(e["port"])) for e in recorded.endpoints]
+        done = routes.setup(recorded.interface, families, previous=record, wg_fwmark=recorded.fwmark,
+                            endpoints=endpoints)
+        if done.to_dict() != recorded.routes:
+            recorded.routes = done.to_dict()
+            statefile.save(recorded)
+
+
+def check_all(seen: float | None = None) -> list[Repair]:
+    """One pass over every recorded block."""
+    done = []
+    for name in statefile.recorded_interfaces():
+        try:
+            validate_interface(name)
+        except UsageError:
+            continue
+        result = repair(name, seen)
+        if result is not None:
+            done.append(result)
+    return done
+
+
+@dataclass
+class Watch:
+    """The event sources: rtnetlink and ``nft monitor``; ``wait`` returns when either speaks."""
+
+    netlink: Any = None
+    monitor: subprocess.Popen[bytes] | None = None
+    fds: list[int] = field(default_factory=list)
+
+    @classmethod
+    def open(cls) -> Watch:
+        from pyroute2 import IPRoute
+        from pyroute2.netlink import rtnl
+
+        watch = cls()
+        watch.netlink = IPRoute()
+        watch.netlink.bind(groups=rtnl.RTMGRP_IPV4_RULE | rtnl.RTMGRP_IPV6_RULE | rtnl.RTMGRP_IPV4_ROUTE
+                           | rtnl.RTMGRP_IPV6_ROUTE | rtnl.RTMGRP_LINK)
+        watch.fds.append(watch.netlink.fileno())
+        nft = shutil.which("nft")
+        if nft is not None:
+            watch.monitor = subprocess.Popen([nft, "monitor"], stdout=subprocess.PIPE,
+                                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            if watch.monitor.stdout is not None:
+                os.set_blocking(watch.monitor.stdout.fileno(), False)
+                watch.fds.append(watch.monitor.stdout.fileno())
+        return watch
+
+    def wait(self, timeout: float) -> float | None:
+        """When (monotonic) the first event came, if one did within ``timeout``; the burst that
+        follows it is drained too."""
+        ready, _, _ = select.select(self.fds, [], [], timeout)
+        if not ready:
+            return None
+        first = time.monotonic()
+        while ready:
+            self._drain(ready)
+            left = SETTLE_MAX - (time.monotonic() - first)
+            if left <= 0:
+                break
+            ready, _, _ = select.select(self.fds, [], [], min(SETTLE, left))
+        return first
+
+    def _drain(self, ready: list[int]) -> None:
+        if self.netlink is not None and self.netlink.fileno() in ready:
+            self.netlink.get()
+        out = self.monitor.stdout if self.monitor is not None else None
+        if out is not None and out.fileno() in ready:
+            try:
+                data = os.read(out.fileno(), 65536)
+            except BlockingIOError:
+                data = b"-"
+            if not data:  # nft monitor died: keep polling without it
+                self.fds.remove(out.fileno())
+                self.monitor = None
+
+    def close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.kill()
+            self.monitor.wait()
+        if self.netlink is not None:
+            self.netlink.close()
+
+
+def run(log: Callable[[str], None], interval: float = DEFAULT_INTERVAL,
+        stop: Callable[[], bool] = lambda: False) -> None:
+    """Watch and repair until ``stop()`` is true (checked after each wake-up) or a signal ends it."""
+    require_root()
+    if not 0 < interval <= 3600:
+        raise UsageError("--interval must be more than 0 and at most 3600 seconds")
+    watch = Watch.open()
+    try:
+        log(f"watching {', '.join(statefile.recorded_interfaces()) or 'no recorded block yet'} "
+            f"(events: netlink{', nft monitor' if watch.monitor else ''}; poll every {interval:g} s)")
+        seen = None
+        while not stop():
+            for done in check_all(seen):
+                log(done.line())
+            seen = watch.wait(interval)
+    finally:
+        watch.close()
