@@ -99,20 +99,30 @@ def repair(interface: str, seen: float | None = None) -> Repair | None:
             return None
         found = [p.message for p in problems]
         try:
-            _reapply(recorded, sets=any(p.code.startswith("set-") for p in problems))
+            _reapply(recorded, {p.code for p in problems})
         except WgkillError as exc:
             return Repair(interface, found, time.monotonic() - started, failed=str(exc))
     return Repair(interface, found, time.monotonic() - started)
 
 
-def _reapply(recorded: statefile.State, sets: bool) -> None:
+# Problems (status codes) that only the --routes rules and routes fix, and those of its chains.
+_ROUTING = {"route-rule-missing", "route-missing", "routes-route-missing"}
+
+
+def _reapply(recorded: statefile.State, codes: set[str]) -> None:
+    """Re-apply what ``codes`` say is damaged: the block (and its sets only when they are), and the
+    --routes rules and routes alone, or its whole setup when one of its chains is gone."""
     from .killswitch import reapply
 
-    reapply(recorded, sets=sets)
-    if recorded.routes:
+    if codes - _ROUTING - {"routes-chain-missing"}:
+        reapply(recorded, sets=any(code.startswith("set-") for code in codes))
+    if recorded.routes and codes & (_ROUTING | {"routes-chain-missing"}):
         from . import routes
 
         record = routes.RouteRecord.from_dict(recorded.routes)
+        if "routes-chain-missing" not in codes:
+            routes.restore_routing(record)
+            return
         families = sorted(fam.family for fam in record.families.values())
         endpoints = [(str(e["address"]), int(e["port"])) for e in recorded.endpoints]
         done = routes.setup(recorded.interface, families, previous=record, wg_fwmark=recorded.fwmark,
@@ -199,12 +209,22 @@ class Watch:
             self.netlink.close()
 
 
+def _warm() -> None:
+    """Import now what a repair needs, so the first repair is as fast as the others."""
+    from . import killswitch, routes  # noqa: F401
+    from .status import gathering, verdicts  # noqa: F401
+    from .templating import environment
+
+    environment()
+
+
 def run(log: Callable[[str], None], interval: float = DEFAULT_INTERVAL,
         stop: Callable[[], bool] = lambda: False) -> None:
     """Watch and repair until ``stop()`` is true (checked after each wake-up) or a signal ends it."""
     require_root()
     if not 0 < interval <= 3600:
         raise UsageError("--interval must be more than 0 and at most 3600 seconds")
+    _warm()
     watch = Watch.open()
     try:
         log(f"watching {', '.join(statefile.recorded_interfaces()) or 'no recorded block yet'} "

@@ -422,6 +422,29 @@ def setup(
     return record
 
 
+def restore_routing(record: RouteRecord) -> list[str]:
+    """Put back ``record``'s policy rules and routes that are gone (the guard: systemd-networkd
+    deletes "foreign" rules), leaving everything present alone; returns what was added.
+    The route into the tunnel only while the tunnel is up. May be called any number of times."""
+    ip = _ip()
+    up = link_up(record.interface)
+    added = []
+    for name, fam in sorted(record.families.items()):
+        kinds = {_ours(r, record.interface) for r in _table_routes(fam.family, record.table)}
+        dev, unreachable = fam.routes
+        wanted = [route for route, kind in ((dev, "dev"), (unreachable, "unreachable"))
+                  if kind not in kinds and (up or kind != "dev")]
+        if not any(_rule_matches(r, record.mark, record.mask, record.table, record.priority)
+                   for r in _rules(fam.family)):
+            wanted.append(f"rule {fam.rule}")
+        if wanted:  # routes before the rule: the rule is what moves traffic
+            batch = "".join(f"route replace {w}\n" for w in wanted if not w.startswith("rule "))
+            batch += "".join(f"rule add {w[5:]}\n" for w in wanted if w.startswith("rule "))
+            _batch(ip, fam.family, batch)
+            added += [f"{name} {w}" for w in wanted]
+    return added
+
+
 def teardown(record: RouteRecord) -> list[str]:
     """Remove exactly what ``record`` says, rules first; pieces already gone are fine.
 

@@ -8,75 +8,14 @@ the repair took; both and the far-side count are printed (the figures for the
 note; tests assert behaviour, bench/guard_repair.py measures).
 """
 
-import json
-import re
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
-from wgkill_lab.netns import WEB4, Lab, Tunnel
+from wgkill_lab.guarding import Guard, repair_ms, stream
+from wgkill_lab.netns import Lab, Tunnel
 
 from .checks import assert_blocked, assert_through_tunnel, hooks, state, wgkill_lines
-
-
-class Guard:
-    """``wgkill-guard`` running in the client namespace; its log lines collected as they come."""
-
-    def __init__(self, lab: Lab, interval: float = 0.2) -> None:
-        argv = ["ip", "netns", "exec", lab.client_ns, "wgkill-guard", "--interval", str(interval)]
-        self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                     env=lab.env())
-        lab.adopt(self.proc)
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(15):
-            raise AssertionError(f"wgkill-guard did not start: {self.lines}")
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-            if "watching" in line:
-                self._ready.set()
-
-    def repairs(self) -> list[str]:
-        return [line for line in self.lines if ": repaired in " in line or "repair failed" in line]
-
-    def wait_repairs(self, count: int, timeout: float = 10) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while len(self.repairs()) < count and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self.repairs()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
-@contextmanager
-def _stream(lab: Lab, seconds: float) -> Iterator[dict[str, int]]:
-    """A UDP datagram to the web server every millisecond while the block holds (or does not)."""
-    argv = ["ip", "netns", "exec", lab.client_ns, sys.executable, "-I", "-m", "wgkill_lab.servers", "stream",
-            WEB4, "--duration", str(seconds)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=lab.env())
-    lab.adopt(proc)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    result: dict[str, int] = {}
-    yield result
-    out, _ = proc.communicate(timeout=seconds + 30)
-    result.update(json.loads(out))
-
-
-def _repair_ms(line: str) -> int:
-    match = re.search(r"repaired in (\d+) ms", line)
-    assert match, line
-    return int(match.group(1))
 
 
 def _dropped_with_guard(lab: Lab, *options: str) -> tuple[Tunnel, Guard]:
@@ -101,7 +40,7 @@ def test_guard_puts_the_block_back(lab: Lab, action: str) -> None:
     tunnel, guard = _dropped_with_guard(lab)
     before = lab.save(4), lab.save(6)
     lab.reset_counters()
-    with _stream(lab, 1.5) as sent:
+    with stream(lab, 1.5) as sent:
         time.sleep(0.3)
         for argv in ACTIONS[action]:
             lab.client(*(a.format(chain=f"wgkill-{tunnel.iface}") for a in argv))
@@ -110,7 +49,7 @@ def test_guard_puts_the_block_back(lab: Lab, action: str) -> None:
     print(f"\n{action}: {line.split(': ', 1)[1][:60]}; far side {leaked} of {sent}")
     assert (lab.save(4), lab.save(6)) == before  # exactly as recorded, byte for byte
     assert_blocked(lab)
-    assert _repair_ms(line) < 1000  # a sanity bound only: the 100 ms target is bench/guard_repair.py's
+    assert repair_ms(line) < 1000  # a sanity bound only: the 100 ms target is bench/guard_repair.py's
     assert len(guard.repairs()) == 1  # its own re-application woke it again and found the block whole
     guard.stop()
 
@@ -122,7 +61,7 @@ def test_guard_refills_an_emptied_split_set(lab: Lab) -> None:
     lab.client("ip", "link", "set", tunnel.iface, "down")
     guard = Guard(lab)
     lab.reset_counters()
-    with _stream(lab, 1.5) as sent:
+    with stream(lab, 1.5) as sent:
         time.sleep(0.3)
         lab.client("ipset", "flush", f"wgkill-{tunnel.iface}-4")  # no event: found by the poll
         (line,) = guard.wait_repairs(1)

@@ -1,0 +1,78 @@
+"""wgkill-guard in a lab: the guard as a background process, and a continuous sender.
+
+Shared by tests/lab/test_guard.py (behaviour) and bench/guard_repair.py (timings).
+"""
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .netns import WEB4, Lab, LabError
+
+REPAIRED = re.compile(r"repaired in (\d+) ms")
+
+
+class Guard:
+    """``wgkill-guard`` running in the client namespace; its log lines collected as they come."""
+
+    def __init__(self, lab: Lab, interval: float = 0.2) -> None:
+        argv = ["ip", "netns", "exec", lab.client_ns, "wgkill-guard", "--interval", str(interval)]
+        self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                                     env=lab.env())
+        lab.adopt(self.proc)
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._ready.wait(15):
+            raise LabError(f"wgkill-guard did not start: {self.lines}")
+
+    def _read(self) -> None:
+        if self.proc.stderr is None:
+            return
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+            if "watching" in line:
+                self._ready.set()
+
+    def repairs(self) -> list[str]:
+        return [line for line in self.lines if ": repaired in " in line or "repair failed" in line]
+
+    def wait_repairs(self, count: int, timeout: float = 10) -> list[str]:
+        """The repair lines once there are ``count`` of them (or all there are after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while len(self.repairs()) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.repairs()
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        return self.proc.wait(timeout=10)
+
+
+def repair_ms(line: str) -> int:
+    """The milliseconds a repair line reports."""
+    match = REPAIRED.search(line)
+    if match is None:
+        raise LabError(f"not a repair line: {line}")
+    return int(match.group(1))
+
+
+@contextmanager
+def stream(lab: Lab, seconds: float, interval: float = 0.001) -> Iterator[dict[str, int]]:
+    """A UDP datagram to the web server every ``interval`` while the body runs: the far side's
+    counter then says how many got out. Yields a dict filled with sent/refused counts at the end."""
+    argv = ["ip", "netns", "exec", lab.client_ns, sys.executable, "-I", "-m", "wgkill_lab.servers", "stream",
+            WEB4, "--duration", str(seconds), "--interval", str(interval)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=lab.env())
+    lab.adopt(proc)
+    if proc.stdout is None or proc.stdout.readline().strip() != "ready":
+        raise LabError("the stream sender did not start")
+    result: dict[str, int] = {}
+    yield result
+    out, _ = proc.communicate(timeout=seconds + 30)
+    result.update(json.loads(out))
