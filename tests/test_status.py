@@ -26,6 +26,7 @@ from wgkill.status import (
     LinkFacts,
     Nameserver,
     ProbeResult,
+    RouteGap,
     SetFacts,
     Verdict,
     WgFacts,
@@ -167,6 +168,49 @@ def test_split_tunnel_set_gone_or_emptied_is_critical(entries: int | None, code:
     report = status.judge(_host(_iface(sets=[SetFacts("wgkill-wg0-4", entries)])))
     assert report.verdict is Verdict.CRITICAL and _codes(report) == [code]
     assert status.judge(_host(_iface(sets=[SetFacts("wgkill-wg0-4", 12)]))).verdict is Verdict.OK
+
+
+def test_a_set_empty_by_design_is_ok_and_one_changed_is_critical() -> None:
+    """An IPv4-only list leaves the IPv6 set empty: that is what was applied, not a leak."""
+    by_design = [SetFacts("wgkill-wg0-4", 12, 12), SetFacts("wgkill-wg0-6", 0, 0)]
+    assert status.judge(_host(_iface(sets=by_design))).verdict is Verdict.OK
+    for sets, code in (([SetFacts("wgkill-wg0-4", 0, 12)], "set-empty"),
+                       ([SetFacts("wgkill-wg0-4", 3, 12)], "set-altered"),
+                       ([SetFacts("wgkill-wg0-6", None, 0)], "set-missing")):
+        report = status.judge(_host(_iface(sets=sets)))
+        assert report.verdict is Verdict.CRITICAL and _codes(report) == [code]
+
+
+def test_expected_entries_of_older_states_come_from_allowed_ips() -> None:
+    state = _state(allowed_ips=["203.0.113.0/24", "192.0.2.129/32"])
+    assert gathering._expected_entries(state, state.families["ipv4"], 4) == 2
+    assert gathering._expected_entries(state, state.families["ipv6"], 6) == 0
+    state.families["ipv6"].set_entries = 7  # recorded: wins
+    assert gathering._expected_entries(state, state.families["ipv6"], 6) == 7
+    assert gathering._expected_entries(_state(allowed_ips_file="/x"), state.families["ipv4"], 4) is None
+
+
+RULE = "fwmark 0x100/0xf00 lookup 52821 priority 32001"
+
+
+@pytest.mark.parametrize(("gaps", "up", "verdict", "codes"), [
+    ([RouteGap("ipv4", "rule", RULE), RouteGap("ipv6", "rule", RULE)], True, Verdict.CRITICAL,
+     ["route-rule-missing", "route-rule-missing"]),
+    ([RouteGap("ipv4", "rule", RULE)], False, Verdict.CRITICAL, ["route-rule-missing", "tunnel-down"]),
+    ([RouteGap("ipv6", "route", "unreachable default metric 4294967295 table 52821")], True,
+     Verdict.CRITICAL, ["routes-route-missing"]),
+    ([RouteGap("ipv4", "chain", "mangle chain wgkill-wg0-out")], True, Verdict.CRITICAL,
+     ["routes-chain-missing"]),
+    ([RouteGap("ipv4", "dev-route", "default dev wg0 table 52821")], True, Verdict.WARNING,
+     ["route-missing"]),
+    ([RouteGap("ipv4", "dev-route", "default dev wg0 table 52821")], False, Verdict.WARNING, ["tunnel-down"]),
+])
+def test_routes_gaps_name_what_is_missing(gaps: list, up: bool, verdict: Verdict, codes: list[str]) -> None:
+    report = status.judge(_host(_iface(route_gaps=gaps, link=_link(up=up))))
+    assert report.verdict is verdict and _codes(report) == codes
+    for problem, gap in zip(report.problems, gaps, strict=False):
+        if problem.code.startswith("route"):
+            assert gap.what in problem.message and gap.family in problem.message
 
 
 def test_ipv6_not_covered_is_critical_only_when_the_kernel_has_ipv6() -> None:
