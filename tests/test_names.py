@@ -71,3 +71,11 @@ def test_allow_iface_patterns_refused(bad: str) -> None:
 
     with pytest.raises(UsageError):
         validate_interface_pattern(bad)
+
+
+def test_allow_iface_patterns_match_as_iptables_does() -> None:
+    from wgkill.names import pattern_matches
+
+    assert pattern_matches("br-+", "br-1a2b") and pattern_matches("veth+", "veth")
+    assert pattern_matches("eth0", "eth0")
+    assert not pattern_matches("br-+", "br0") and not pattern_matches("eth0", "eth01")

@@ -7,6 +7,7 @@ first family leaves that family blocking (the safe side) and is reported.
 Release lives in ``wgkill.release``, which the PreDown hook imports alone.
 """
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from .firewall.iptables import (
     removal_payload,
 )
 from .kernel import ipv6_available, require_root
-from .names import jump_comment, validate_interface
+from .names import jump_comment, pattern_matches, validate_interface
 from .policy import (
     KillSwitchPolicy,
     build_policy,
@@ -33,7 +34,7 @@ from .policy import (
     lan_ranges,
     mark_overlaps,
 )
-from .runner import which
+from .runner import run, which
 from .tunnel import read_tunnel
 from .wgconf import WgQuickConfig, load_config
 
@@ -217,6 +218,11 @@ def _engage(
         warnings.append("--routes without Table = off: wg-quick also adds one route per prefix")
     if 6 not in families:
         warnings.append("IPv6 is disabled in this kernel: no IPv6 rules needed")
+    opened = [f"{pattern} ({', '.join(devs)})" for pattern in policy.families[0].allow_interfaces
+              if (devs := [d for d in _uplinks() if pattern_matches(pattern, d) and d != interface])]
+    if opened:
+        warnings.append(f"--allow-iface {'; '.join(opened)} matches the uplink: traffic leaves there "
+                        "whatever the tunnel does, the block is lifted for it")
     overlaps = mark_overlaps(policy.fwmark)
     if overlaps:
         warnings.append(f"the tunnel's fwmark {policy.fwmark:#x} shares bits with {', '.join(overlaps)}: "
@@ -268,6 +274,18 @@ def _engage(
     hostpins.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
     result.warnings += compose.recompose(interface)  # the other blocks now let this tunnel out
     return result
+
+
+def _uplinks() -> set[str]:
+    """The devices of the main table's default routes, both families (for a warning only)."""
+    devices = set()
+    for flag in ("-4", "-6"):
+        try:
+            routes = json.loads(run([which("ip"), "-j", flag, "route", "show", "default"]) or "[]")
+        except (WgkillError, ValueError):
+            continue
+        devices |= {r["dev"] for r in routes if isinstance(r, dict) and isinstance(r.get("dev"), str)}
+    return devices
 
 
 def _route_record(recorded: statefile.State | None) -> "RouteRecord | None":

@@ -44,6 +44,11 @@ def validate_interface_pattern(pattern: str) -> str:
     return pattern
 
 
+def pattern_matches(pattern: str, interface: str) -> bool:
+    """Whether ``--allow-iface`` ``pattern`` matches ``interface``, as iptables matches ``-o``."""
+    return interface.startswith(pattern[:-1]) if pattern.endswith("+") else interface == pattern
+
+
 def nft_interface_pattern(pattern: str) -> str:
     """An ``--allow-iface`` pattern as nftables matches it: ``br-+`` becomes ``br-*``."""
     pattern = validate_interface_pattern(pattern)

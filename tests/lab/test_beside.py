@@ -126,6 +126,8 @@ def test_bridge_reachable_during_a_drop_only_with_allow_iface(lab: Lab) -> None:
     assert _container_reaches_the_web(lab, ns)  # control: routed by the client, nothing holds it yet
     tunnel = lab.add_tunnel(hooks=hooks("--allow-iface", "br0", "--gateway"))
     lab.wg_quick("up", tunnel)
+    dry = lab.client("wgkill-up", tunnel.iface, "--dry-run", "--allow-iface", "uplink+")
+    assert "warning: --allow-iface uplink+ (uplink0) matches the uplink" in dry.stderr
     lab.wait_handshake(tunnel)
     lab.client("ip", "link", "set", tunnel.iface, "down")
     assert _ping(lab, CONTAINER4), "--allow-iface br0: the container stays reachable from the host"
