@@ -107,3 +107,19 @@ def test_wgkill_down_with_the_guard_running_brings_nothing_back(lab: Lab) -> Non
     assert lab.whoami(4) == "192.0.2.2"
     guard.stop()
     assert guard.proc.returncode == 0
+
+
+def test_guard_polls_iptables_legacy_which_sends_no_event(legacy_lab: Lab) -> None:
+    lab = legacy_lab
+    tunnel, guard = _dropped_with_guard(lab)
+    assert state(lab, tunnel)["iptables_variant"] == "legacy"  # type: ignore[index]
+    before = lab.save(4), lab.save(6)
+    lab.reset_counters()
+    with stream(lab, 1.5) as sent:
+        time.sleep(0.3)
+        lab.client("iptables", "-F")  # the lab's PATH runs iptables-legacy: no nftables event
+        (line,) = guard.wait_repairs(1)
+    print(f"\nlegacy iptables -F: {line.split(': ', 1)[1][:60]}; far side {lab.leaks()} of {sent}")
+    assert (lab.save(4), lab.save(6)) == before
+    assert_blocked(lab)
+    guard.stop()

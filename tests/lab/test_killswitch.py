@@ -99,7 +99,9 @@ def test_two_tunnels_each_remove_only_their_own(lab: Lab) -> None:
         assert any(first.iface in ln for ln in both) and any(second.iface in ln for ln in both)
         assert state(lab, first) and state(lab, second)
         gone, kept = order
-        kept_lines = [ln for ln in both if kept.iface in ln]
+        assert f"-A wgkill-{kept.iface} -o {gone.iface} -j RETURN" in both  # each block names the other
+        # the kept block stops naming the one that went, and keeps everything else
+        kept_lines = [ln for ln in both if kept.iface in ln and gone.iface not in ln]
         lab.wg_quick("down", gone)
         assert wgkill_lines(lab) == kept_lines
         assert state(lab, gone) is None and state(lab, kept) is not None
