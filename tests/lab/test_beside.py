@@ -184,3 +184,18 @@ def test_tailscale_connects_during_a_drop_only_with_allow_mark(lab: Lab) -> None
         lab.client("ip", "link", "set", full.iface, "up")
         lab.wg_quick("down", full)
     lab.wg_quick("down", ts)
+
+
+def test_allow_iface_and_mark_are_recorded_and_kept_by_boot(lab: Lab) -> None:
+    tunnel = lab.add_tunnel(hooks=hooks("--allow-iface", "br-+", "--allow-mark", "0x80000/0xff0000"))
+    lab.wg_quick("up", tunnel)
+    recorded = state(lab, tunnel)
+    assert recorded["allow_interfaces"] == ["br-+"] and recorded["allow_marks"] == ["0x80000/0xff0000"]  # type: ignore[index]
+    wanted = {f"-A wgkill-{tunnel.iface} -o br-+ -j RETURN",
+              f"-A wgkill-{tunnel.iface} -m mark --mark 0x80000/0xff0000 -j RETURN"}
+    assert wanted <= set(_chain(lab, tunnel))
+    lab.kill_daemon(tunnel)
+    lab.client("nft", "flush", "ruleset")  # a reboot, as far as the firewall goes
+    lab.client("wgkill-boot")
+    assert wanted <= set(_chain(lab, tunnel))
+    lab.client("wgkill-down", tunnel.iface)
