@@ -190,7 +190,10 @@ class Watch:
 
     def _drain(self, ready: list[int]) -> None:
         if self.netlink is not None and self.netlink.fileno() in ready:
-            self.netlink.get()
+            try:
+                self.netlink.get()
+            except OSError:  # ENOBUFS: events were lost; the check that follows reads everything anyway
+                pass
         out = self.monitor.stdout if self.monitor is not None else None
         if out is not None and out.fileno() in ready:
             try:
