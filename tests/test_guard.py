@@ -1,0 +1,33 @@
+"""wgkill-guard without a machine: what it logs, and what it leaves alone (lab: tests/lab/test_guard.py)."""
+
+from pathlib import Path
+
+import pytest
+
+from wgkill import guard
+from wgkill.errors import UsageError
+
+
+def test_repair_line_says_what_was_wrong_and_how_long_it_took() -> None:
+    done = guard.Repair("wg0", ["chain wgkill-wg0 (ipv4) is gone", "ipset wgkill-wg0-4 is empty"], 0.0234)
+    assert done.line() == ("wg0: repaired in 23 ms: chain wgkill-wg0 (ipv4) is gone; "
+                           "ipset wgkill-wg0-4 is empty")
+    failed = guard.Repair("wg0", ["x"], 0.5, failed="iptables-restore: exit status 4")
+    assert failed.line() == "wg0: repair failed after 500 ms: iptables-restore: exit status 4 (found: x)"
+
+
+def test_nothing_recorded_or_unreadable_is_left_alone(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WGKILL_STATE_DIR", str(tmp_path))
+    assert guard.repair("wg0") is None  # no state: nothing to guard, nothing engaged
+    (tmp_path / "wg1.json").write_text("{not json")
+    assert guard.repair("wg1") is None  # unreadable: wgkill-boot's to block, not the guard's to guess
+    (tmp_path / "-j ACCEPT.json").write_text("{}")
+    assert guard.check_all() == []
+
+
+@pytest.mark.parametrize("interval", [0, -1, 3601])
+def test_interval_out_of_range_is_a_usage_error(interval: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guard, "require_root", lambda: None)
+    with pytest.raises(UsageError):
+        guard.run(lambda line: None, interval)
