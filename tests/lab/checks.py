@@ -44,7 +44,15 @@ def state(lab: Lab, tunnel: Tunnel) -> dict | None:
 
 
 def wgkill_lines(lab: Lab) -> list[str]:
-    return [ln for family in (4, 6) for ln in lab.save(family).splitlines() if "wgkill" in ln]
+    """Every rule, chain or table of wgkill's in the client: iptables (both families) and nftables."""
+    texts = [lab.save(4), lab.save(6), lab.ruleset()]
+    return [ln for text in texts for ln in text.splitlines() if "wgkill" in ln]
+
+
+def rules(lab: Lab) -> tuple[str, str, str]:
+    """What the client's firewall holds, for byte comparison: iptables-save of both families
+    and ``nft list ruleset``."""
+    return lab.save(4), lab.save(6), lab.ruleset()
 
 
 def dns_straight_at_uplink(lab: Lab, tag: str) -> None:

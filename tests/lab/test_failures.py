@@ -10,31 +10,31 @@ import pytest
 
 from wgkill_lab.netns import Lab
 
-from .checks import assert_blocked, assert_open_uplink, state, wgkill_lines
+from .checks import assert_blocked, assert_open_uplink, rules, state, wgkill_lines
 
 
 @pytest.mark.parametrize("name", ["wg0;touch PWNED", "-j ACCEPT", "A" * 16, "$(touch PWNED)"])
 def test_hostile_interface_names_create_nothing(lab: Lab, name: str) -> None:
-    before = (lab.save(4), lab.save(6))
+    before = rules(lab)
     name = name.replace("PWNED", str(lab.tmp / "pwned"))
     for command in ("wgkill-up", "wgkill-down"):
         done = lab.client(command, "--", name, check=False)
         assert done.returncode == 2
         assert len(done.stderr.splitlines()) == 1 and "invalid interface name" in done.stderr
     assert not (lab.tmp / "pwned").exists()
-    assert (lab.save(4), lab.save(6)) == before
+    assert rules(lab) == before
     assert not lab.state_dir.exists()
 
 
 def test_corrupt_state_keeps_blocking_until_force(lab: Lab) -> None:
     tunnel = lab.add_tunnel()
     lab.wg_quick("up", tunnel)
-    applied = (lab.save(4), lab.save(6))
+    applied = rules(lab)
     (lab.state_dir / f"{tunnel.iface}.json").write_text('{"version": 1, "interf')
     done = lab.client("wgkill-down", tunnel.iface, check=False)
     assert done.returncode == 4 and len(done.stderr.splitlines()) == 1
     assert "corrupt state file" in done.stderr
-    assert (lab.save(4), lab.save(6)) == applied
+    assert rules(lab) == applied
     down = lab.wg_quick("down", tunnel, check=False)  # PreDown fails: wg-quick keeps the tunnel
     assert down.returncode != 0
     lab.client("ip", "link", "set", tunnel.iface, "down")
@@ -99,11 +99,11 @@ def test_missing_binary_one_line(lab: Lab) -> None:
 def test_dry_run_prints_payloads_and_changes_nothing(lab: Lab) -> None:
     tunnel = lab.add_tunnel(hooks="")
     lab.wg_quick("up", tunnel)
-    before = (lab.save(4), lab.save(6))
+    before = rules(lab)
     done = lab.client("wgkill-up", "--dry-run", tunnel.iface)
     assert "# ipv4: iptables-restore -w -n" in done.stdout and "*filter" in done.stdout
     assert f"-I OUTPUT 1 -m comment --comment \"wgkill:{tunnel.iface}\"" in done.stdout
-    assert (lab.save(4), lab.save(6)) == before
+    assert rules(lab) == before
     assert not lab.state_dir.exists()
 
 

@@ -46,9 +46,10 @@ def _interface_dict(s: InterfaceStatus, host: HostFacts) -> dict[str, Any]:
         killswitch = {
             "engaged_at": state.applied_at,
             "engaged_seconds_ago": None if applied is None else max(0.0, host.now - applied),
-            "iptables_variant": state.iptables_variant,
+            "backend": state.backend,
+            "iptables_variant": {f"ipv{k}": v.variant for k, v in sorted(state.families.items())} or None,
             "lockdown": state.lockdown,
-            "ipv6_covered": "ipv6" in state.families or not host.ipv6,
+            "ipv6_covered": 6 in state.families_covered() or not host.ipv6,
             "chains": [{
                 "family": c.family, "chain": c.chain, "hook": c.hook, "present": c.present, "rules": c.rules,
                 "jump_position": c.jump_positions[0] if c.jump_positions else None,

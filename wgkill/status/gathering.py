@@ -17,8 +17,8 @@ from ..errors import StateError, WgkillError
 from ..kernel import ipv6_available
 from ..names import validate_interface
 from ..tunnel import read_tunnel
-from .chains import Snapshots, chain_facts
-from .facts import HostFacts, InterfaceFacts, LinkFacts, SetFacts, WgFacts
+from .chains import Snapshots
+from .facts import HostFacts, InterfaceFacts, LinkFacts, WgFacts
 from .nameservers import RESOLV_CONF, read_nameservers
 from .netlink import read_netlink
 from .probing import DEFAULT_TARGETS
@@ -51,23 +51,15 @@ def _read_interface(name: str, links: dict[str, LinkFacts], ipv6: bool, snaps: S
     state = facts.state
     if state is None:
         return facts
-    for family_name, record in sorted(state.families.items()):
-        family = int(family_name[-1])
-        if family == 6 and not ipv6:
-            continue
-        try:
-            snap = snaps.get(family, state.iptables_variant)
-        except WgkillError as exc:
-            facts.read_errors.append(f"cannot read {family_name} rules: {exc}")
-            continue
-        facts.chains += chain_facts(name, family_name, record, snap)
-        for set_name in record.sets:
-            from .. import ipset
-
-            try:
-                facts.sets.append(SetFacts(set_name, ipset.members_count(set_name)))
-            except WgkillError as exc:
-                facts.read_errors.append(f"cannot read ipset {set_name}: {exc}")
+    try:
+        firewall = snaps.get(state.backend)
+    except WgkillError as exc:
+        facts.read_errors.append(f"cannot read the {state.backend} rules: {exc}")
+    else:
+        chains, sets, errors = firewall.inspect(state, ipv6)
+        facts.chains += chains
+        facts.sets += sets
+        facts.read_errors += errors
     facts.postup = _read_postup(state.config, name)  # for the fix lines: the hook's own options
     return facts
 
