@@ -8,14 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
+from test_payload_golden import CASES, FEATURES, _facts
 
 from wgkill.firewall import nft
 from wgkill.names import nft_table_interface, nft_table_name
 from wgkill.policy import build_policy, decide_split, dns_qname_hex
 from wgkill.prefixes import parse_allowed_ips
 from wgkill.wgconf import Endpoint, parse_config
-
-from test_payload_golden import CASES, FEATURES, _facts
 
 GOLDEN = Path(__file__).parent / "golden" / "nft"
 
@@ -51,14 +50,16 @@ def test_split_table_holds_the_set_and_rejects_only_it() -> None:
 
 
 def test_hostname_endpoint_table() -> None:
-    config = parse_config("[Interface]\nPrivateKey = k\n[Peer]\nPublicKey = key0\nEndpoint = vpn.lab.test:51820\n")
+    config = parse_config("[Interface]\nPrivateKey = k\n[Peer]\nPublicKey = key0\n"
+                          "Endpoint = vpn.lab.test:51820\n")
     policy = build_policy("wg0", _facts(51820, Endpoint("198.51.100.2", 51820)), config)
     _check("hostname-endpoint.nft", _payload(policy))
 
 
 def test_one_transaction_creates_deletes_and_defines_the_table() -> None:
     lines = _payload(build_policy("wg0", CASES["full-tunnel"], None)).splitlines()
-    assert lines[:3] == ["add table inet wgkill-wg0", "delete table inet wgkill-wg0", "table inet wgkill-wg0 {"]
+    assert lines[:3] == ["add table inet wgkill-wg0", "delete table inet wgkill-wg0",
+                         "table inet wgkill-wg0 {"]
 
 
 def _wire(name: str) -> bytes:

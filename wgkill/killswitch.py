@@ -111,23 +111,21 @@ def engage(interface: str, options: UpOptions | None = None) -> Engaged:
     options = options or UpOptions()
     validate_interface(interface)
     families = (4, 6) if ipv6_available() else (4,)
+    firewall = make_backend(choose(options.backend, _previous(interface)))  # binaries, before any change
     if not options.dry_run:
         require_root()
     config = _load_config(interface, options.config_path)
     if options.dry_run:
-        return _engage(interface, options, families, config)
+        return _engage(interface, options, families, config, firewall)
     with statefile.lock():  # planning too: a routing slot is picked from what is free
-        return _engage(interface, options, families, config)
+        return _engage(interface, options, families, config, firewall)
 
 
 def _engage(
-    interface: str, options: UpOptions, families: tuple[int, ...], config: WgQuickConfig | None
+    interface: str, options: UpOptions, families: tuple[int, ...], config: WgQuickConfig | None,
+    firewall: "Backend",
 ) -> Engaged:
     previous = _previous(interface)
-    requested = options.backend
-    if requested == "auto" and options.routes:
-        requested = "iptables"  # --routes marks with iptables mangle/nat chains and ipset sets
-    firewall = make_backend(choose(requested, previous))  # binaries, before any change
     previous_dns = (previous.dns or {}).get("record") if previous else None
     dns_plan = dns.plan(
         config, options.dns, options.dns_domains, options.no_dns_lock, options.lock_resolv_conf,
@@ -146,17 +144,16 @@ def _engage(
     if options.routes and not route_families:
         raise UsageError("--routes needs a split tunnel: Table = off with --allowed-ips-file, "
                          "or AllowedIPs without a default route")
-    if options.routes and firewall.name != "iptables":
-        raise UsageError("--routes needs the iptables backend (--backend iptables): "
-                         "its marks are iptables mangle and nat chains")
     previous_routes = _route_record(previous)
     planned = None
     if options.routes or previous_routes is not None:
         from . import routes  # only tunnels that route their own prefixes pay for this import
     if options.routes:
         which("sysctl")
-        reuse = previous_routes and {int(n[-1]) for n in previous_routes.families} == set(route_families)
-        planned = previous_routes if reuse else routes.plan(interface, route_families, wg_fwmark=facts.fwmark)
+        reuse = (previous_routes and previous_routes.backend == firewall.name
+                 and {int(n[-1]) for n in previous_routes.families} == set(route_families))
+        planned = previous_routes if reuse else routes.plan(interface, route_families, wg_fwmark=facts.fwmark,
+                                                             backend=firewall.name)
     route_mark = f"0x{planned.mark:x}/0x{planned.mask:x}" if planned else None
     policy = build_policy(
         interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark
@@ -182,8 +179,6 @@ def _engage(
     record = _state_record(interface, policy, config, options, dns_backend)
     firewall.record(plan, record)
     record.dns["record"] = previous_dns  # until this run's resolver change is done
-    if previous is not None and previous.backend != firewall.name:
-        record.routes = previous.routes  # still in place until torn down below
     result.state_path = statefile.save(record)  # intent first: a crash mid-way stays removable
     try:
         firewall.apply(plan, record, previous)
@@ -192,9 +187,6 @@ def _engage(
         if not applied and not had_record:
             statefile.remove(interface)  # nothing applied, nothing to record
         raise
-    if previous is not None and previous.backend != firewall.name:
-        _switch_backend(previous)
-        record.routes = None
     if planned is not None:
         record.routes = planned.to_dict()
         statefile.save(record)  # intent before any route moves
@@ -205,6 +197,8 @@ def _engage(
         record.routes = done_routes.to_dict()
     if previous_routes is not None and previous_routes is not planned:
         routes.teardown(previous_routes)  # routed differently (or not at all) last time
+    if previous is not None and previous.backend != firewall.name:
+        _switch_backend(previous)  # the new block holds: remove the old one, exactly as recorded
     record.dns["record"] = dns.apply(dns_plan, dns_backend, interface, previous_dns)
     statefile.save(record)
     hostpins.unpin(interface)  # the tunnel is up: the PreUp pins have done their job

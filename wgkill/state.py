@@ -171,7 +171,6 @@ def load(interface: str, directory: Path | None = None) -> State | None:
     backend = data.get("backend", "iptables") if version == 2 else "iptables"
     if backend not in BACKENDS:
         raise StateError(f"corrupt state file {path}: unknown backend {backend!r}")
-    applied_at = _require(data, "applied_at", str, path)
     families = {}
     for name, record in _require(data, "families", dict, path).items():
         family = _family_key(name, version)
@@ -188,6 +187,7 @@ def load(interface: str, directory: Path | None = None) -> State | None:
             raise StateError(f"corrupt state file {path}: bad chains for ipv{family}")
         if families[family].variant not in ("nf_tables", "legacy"):
             raise StateError(f"corrupt state file {path}: bad iptables variant for ipv{family}")
+    applied_at = _require(data, "applied_at", str, path)
     nft = _nft_record(data.get("nft"), path) if backend == "nft" else None
     fwmark = data.get("fwmark")
     if fwmark is not None and not isinstance(fwmark, int):

@@ -155,7 +155,8 @@ class Tunnel:
 class Lab:
     """Build with ``with Lab() as lab:``; everything is removed on exit, even on failure."""
 
-    def __init__(self, *, legacy: bool = False, bin_dir: str | None = None, backend: str | None = None) -> None:
+    def __init__(self, *, legacy: bool = False, bin_dir: str | None = None,
+                 backend: str | None = None) -> None:
         """``legacy``: the plain iptables names run iptables-legacy; ``backend``: the default hooks
         pass ``--backend BACKEND`` to wgkill-up (None: wgkill chooses, nft where it works)."""
         refuse_initial_netns()

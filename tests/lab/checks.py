@@ -1,6 +1,7 @@
 """Assertions shared by lab tests: what the client saw and what the far side saw."""
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -49,6 +50,18 @@ def wgkill_lines(lab: Lab) -> list[str]:
     return [ln for text in texts for ln in text.splitlines() if "wgkill" in ln]
 
 
+def hooked(lab: Lab) -> int:
+    """How many times wgkill's blocks hook the host's output, one per family and tunnel:
+    iptables OUTPUT jumps to our chains, and the per-family jumps of our nft tables' output chains."""
+    jumps = sum(ln.startswith("-A OUTPUT") and "wgkill" in ln
+                for family in (4, 6) for ln in lab.save(family).splitlines())
+    for block in re.split(r"(?m)^(?=table )", lab.ruleset()):
+        if block.startswith("table inet wgkill-"):
+            output = block.partition("chain output {")[2].partition("}")[0]
+            jumps += sum(ln.strip().startswith("meta nfproto") for ln in output.splitlines())
+    return jumps
+
+
 def rules(lab: Lab) -> tuple[str, str, str]:
     """What the client's firewall holds, for byte comparison: iptables-save of both families
     and ``nft list ruleset``."""
@@ -74,6 +87,11 @@ def wait_reachable(lab: Lab, server: str, timeout: float = 15) -> None:
         if dig(lab, server, "handshake.example", timeout=1):
             return
     pytest.fail(f"{server} did not answer through the tunnel within {timeout}s")
+
+
+def backend_args(lab: Lab) -> tuple[str, ...]:
+    """``--backend X`` for a lab that fixes the backend (``any_lab``, ``iptables_lab``); none otherwise."""
+    return ("--backend", lab.backend) if lab.backend else ()
 
 
 def hooks(*options: str) -> str:

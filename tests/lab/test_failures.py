@@ -47,19 +47,35 @@ def test_corrupt_state_keeps_blocking_until_force(lab: Lab) -> None:
 
 
 def _failing_shim(lab: Lab, name: str) -> str:
+    """A PATH where ``name`` fails; for ``nft`` only its transactions fail (``nft list`` still works,
+    so wgkill chooses nft and then cannot apply)."""
     shim = lab.tmp / "failing-bin"
     shim.mkdir(exist_ok=True)
     script = shim / name
-    script.write_text("#!/bin/sh\necho 'simulated failure' >&2\nexit 1\n")
+    passthrough = 'case "$1" in list) exec /usr/sbin/nft "$@";; esac\n' if name == "nft" else ""
+    script.write_text(f"#!/bin/sh\n{passthrough}echo 'simulated failure' >&2\nexit 1\n")
     script.chmod(0o755)
     return f"{shim}:{lab.env()['PATH']}"
 
 
-def test_second_family_failure_keeps_first_and_fails_the_bring_up(lab: Lab) -> None:
+def test_nft_transaction_failure_applies_nothing_and_fails_the_bring_up(lab: Lab) -> None:
+    tunnel = lab.add_tunnel(hooks="")
+    lab.wg_quick("up", tunnel)
+    before = rules(lab)
+    done = lab.client("env", f"PATH={_failing_shim(lab, 'nft')}", "wgkill-up", tunnel.iface, check=False)
+    assert done.returncode == 6
+    errors = [ln for ln in done.stderr.splitlines() if not ln.startswith("[#]")]
+    assert len(errors) == 1 and "ruleset unchanged" in errors[0]
+    assert rules(lab) == before and wgkill_lines(lab) == []  # both families or neither: neither
+    assert state(lab, tunnel) is None  # nothing applied, nothing recorded
+
+
+def test_second_family_failure_keeps_first_and_fails_the_bring_up(iptables_lab: Lab) -> None:
+    lab = iptables_lab
     tunnel = lab.add_tunnel(hooks="")
     lab.wg_quick("up", tunnel)
     path = _failing_shim(lab, "ip6tables-nft-restore")
-    done = lab.client("env", f"PATH={path}", "wgkill-up", tunnel.iface, check=False)
+    done = lab.client("env", f"PATH={path}", "wgkill-up", tunnel.iface, "--backend", "iptables", check=False)
     assert done.returncode == 6
     errors = [ln for ln in done.stderr.splitlines() if not ln.startswith("[#]")]
     assert len(errors) == 1 and "ipv4 block stays in place" in errors[0]
@@ -70,11 +86,13 @@ def test_second_family_failure_keeps_first_and_fails_the_bring_up(lab: Lab) -> N
     assert wgkill_lines(lab) == []
 
 
-def test_failing_post_up_aborts_wg_quick(lab: Lab) -> None:
+@pytest.mark.parametrize("backend, failing", [("nft", "nft"), ("iptables", "iptables-nft-restore")])
+def test_failing_post_up_aborts_wg_quick(lab: Lab, backend: str, failing: str) -> None:
     tunnel = lab.add_tunnel(hooks="")
-    path = _failing_shim(lab, "iptables-nft-restore")
+    path = _failing_shim(lab, failing)
     lab.write_client_config(
-        tunnel, hooks=f"PostUp = env PATH={path} wgkill-up %i\nPreDown = wgkill-down %i\n",
+        tunnel,
+        hooks=f"PostUp = env PATH={path} wgkill-up %i --backend {backend}\nPreDown = wgkill-down %i\n",
         allowed_ips="0.0.0.0/0, ::/0", endpoint=f"198.51.100.2:{tunnel.port}",
     )
     up = lab.wg_quick("up", tunnel, check=False)
@@ -96,13 +114,18 @@ def test_missing_binary_one_line(lab: Lab) -> None:
     assert wgkill_lines(lab) == []
 
 
-def test_dry_run_prints_payloads_and_changes_nothing(lab: Lab) -> None:
+@pytest.mark.parametrize("backend", ["auto", "iptables"])
+def test_dry_run_prints_payloads_and_changes_nothing(lab: Lab, backend: str) -> None:
     tunnel = lab.add_tunnel(hooks="")
     lab.wg_quick("up", tunnel)
     before = rules(lab)
-    done = lab.client("wgkill-up", "--dry-run", tunnel.iface)
-    assert "# ipv4: iptables-restore -w -n" in done.stdout and "*filter" in done.stdout
-    assert f"-I OUTPUT 1 -m comment --comment \"wgkill:{tunnel.iface}\"" in done.stdout
+    done = lab.client("wgkill-up", "--dry-run", tunnel.iface, "--backend", backend)
+    if backend == "auto":  # nft works here
+        assert done.stdout.startswith(f"# nft -f -\nadd table inet wgkill-{tunnel.iface}\n")
+        assert f"table inet wgkill-{tunnel.iface} {{" in done.stdout
+    else:
+        assert "# iptables-restore -w -n" in done.stdout and "*filter" in done.stdout
+        assert f"-I OUTPUT 1 -m comment --comment \"wgkill:{tunnel.iface}\"" in done.stdout
     assert rules(lab) == before
     assert not lab.state_dir.exists()
 

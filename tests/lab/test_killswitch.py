@@ -139,7 +139,8 @@ def test_concurrent_hooks_both_recorded(any_lab: Lab) -> None:
         lab.wg_quick("up", tunnel)
     env = lab.env()
     procs = [
-        subprocess.Popen(["ip", "netns", "exec", lab.client_ns, "wgkill-up", t.iface, *_backend(lab)], env=env,
+        subprocess.Popen(["ip", "netns", "exec", lab.client_ns, "wgkill-up", t.iface, *_backend(lab)],
+                         env=env,
                          stderr=subprocess.PIPE, text=True)
         for t in tunnels
     ]

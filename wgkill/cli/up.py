@@ -19,7 +19,8 @@ def build_parser() -> Parser:
         "--config", metavar="PATH", help="wg-quick config (default /etc/wireguard/IFACE.conf)"
     )
     parser.add_argument(
-        "--dry-run", action="store_true", help="print the payloads (nft -f or iptables-restore), change nothing"
+        "--dry-run", action="store_true",
+        help="print the payloads (nft -f or iptables-restore), change nothing",
     )
     parser.add_argument(
         "--backend", default="auto", choices=CHOICES,

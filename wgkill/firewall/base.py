@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from . import Removed
 
 
+Inspected = tuple[list["ChainFacts"], list["SetFacts"], list[str]]  # chains, sets, read errors
+
+
 @dataclass
 class Plan:
     """What a backend will apply: its payloads by label (``--dry-run`` prints them) and its own data."""
@@ -70,5 +73,5 @@ class Backend(ABC):
         """A full block by name (lo, local and link upkeep only): for an unreadable state at boot."""
 
     @abstractmethod
-    def inspect(self, state: statefile.State, ipv6: bool) -> tuple[list[ChainFacts], list[SetFacts], list[str]]:
+    def inspect(self, state: statefile.State, ipv6: bool) -> Inspected:
         """The recorded chains and sets as they are now, and what could not be read."""

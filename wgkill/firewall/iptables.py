@@ -19,7 +19,7 @@ from ..names import chain_name, forward_chain_name, jump_comment, jump_spec, own
 from ..runner import CommandError, run
 from ..templating import render
 from . import Removed
-from .base import Backend, Plan
+from .base import Backend, Inspected, Plan
 
 if TYPE_CHECKING:
     from .. import state as statefile
@@ -322,7 +322,8 @@ class IptablesBackend(Backend):
                 if name and data.split is not None:  # the set exists before any rule names it
                     ipset.sync(name, family, data.split.family(family))
                 self.family(family).apply(chains, data.prerendered[family])
-                state.families[family].saved_sha256 = self.family(family).snapshot().chain_sha256(chains[0].chain)
+                snap = self.family(family).snapshot()
+                state.families[family].saved_sha256 = snap.chain_sha256(chains[0].chain)
             except FirewallError as exc:
                 kept = f"; the {', '.join(done)} block stays in place" if done else ""
                 raise ApplyFailed(f"{exc}{kept}", done) from exc
@@ -358,7 +359,8 @@ class IptablesBackend(Backend):
                 continue
             record = state.families[family]
             try:
-                removed.append(_replay(self.family(family, record.variant), record.remove_payload, owned[family]))
+                binaries = self.family(family, record.variant)
+                removed.append(_replay(binaries, record.remove_payload, owned[family]))
                 for name in record.sets:
                     ipset.destroy(name)  # after the rules that name it are gone
             except (FirewallError, PrerequisiteError) as exc:
@@ -376,7 +378,8 @@ class IptablesBackend(Backend):
         for family in (4, 6):
             if family == 6 and not ipv6_available():
                 continue
-            removed.append(self.family(family).remove([("OUTPUT", own), ("FORWARD", forward_chain_name(interface))]))
+            owned = [("OUTPUT", own), ("FORWARD", forward_chain_name(interface))]
+            removed.append(self.family(family).remove(owned))
             if shutil.which("ipset") and ipset.exists(set_name(interface, family)):
                 ipset.destroy(set_name(interface, family))
         return removed
@@ -403,7 +406,7 @@ class IptablesBackend(Backend):
         for fp in build_policy(interface, None, None, families).families:
             self.family(fp.family).apply(chain_specs(fp))
 
-    def inspect(self, state: statefile.State, ipv6: bool) -> tuple[list[ChainFacts], list[SetFacts], list[str]]:
+    def inspect(self, state: statefile.State, ipv6: bool) -> Inspected:
         from .. import ipset
         from ..status.chains import chain_facts
         from ..status.facts import SetFacts

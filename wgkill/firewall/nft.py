@@ -30,24 +30,24 @@ from ..errors import FirewallError
 from ..names import nft_table_name
 from ..runner import CommandError, run, which
 from . import Removed
-from .base import Backend, Plan
+from .base import Backend, Inspected, Plan
 
 if TYPE_CHECKING:
     from .. import state as statefile
     from ..policy import FamilyPolicy, KillSwitchPolicy
     from ..prefixes import PrefixList
-    from ..status.facts import ChainFacts, SetFacts
+
 
 QUESTION_OFFSET = 20  # bytes from the UDP header to the question's name
 MAX_NAME = 255  # a wire-format name's longest length
 CHUNK = 16  # bytes per raw payload comparison (128 bits, one register)
-AUTO_MERGE_LIMIT = 10_000  # larger lists are collapsed already; auto-merge only slows them
 _IP = {4: "ip", 6: "ip6"}
 _NFPROTO = {4: "ipv4", 6: "ipv6"}
 _ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
 _REJECT = {4: "icmp port-unreachable", 6: "icmpv6 port-unreachable"}
 _CHAIN_HEAD = re.compile(r"^\s*chain (\S+) \{$")
 _TABLE_HEAD = re.compile(r"^\s*table inet (\S+) \{$")
+_FAMILY_JUMP = re.compile(r"meta nfproto ipv[46] jump (?:forward_)?ipv[46]")
 
 
 def _letter(byte: int) -> bool:
@@ -96,10 +96,20 @@ class NftFamily:
     chain: str
     forward_chain: str
     set: str | None
-    elements: tuple[str, ...]
-    auto_merge: bool
+    elements: tuple[str, ...]  # collapsed (wgkill.prefixes): no overlaps, so no auto-merge needed
     lookups: tuple[str, ...]
     route_mark: str | None
+
+
+@dataclass(frozen=True)
+class NftRoute:
+    """--routes: the mark (and its mask) the route chain sets, and the comparison that finds it."""
+
+    interface: str
+    fwmark: int | None
+    mark: str
+    keep: str  # the mark bits outside the mask, kept as they are
+    match: str
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,16 @@ class NftTable:
     families: tuple[NftFamily, ...]
     private_names: tuple[str, ...]
     forward: bool
+    route: NftRoute | None = None
+
+
+def _route(policy: KillSwitchPolicy) -> NftRoute | None:
+    marked = next((fp.route_mark for fp in policy.families if fp.route_mark), None)
+    if marked is None:
+        return None
+    mark, mask = (int(x, 16) for x in marked.split("/"))
+    return NftRoute(policy.interface, policy.fwmark, f"0x{mark:08x}", f"0x{~mask & 0xFFFFFFFF:08x}",
+                    _mark_match(marked) or "")
 
 
 @dataclass
@@ -124,7 +144,6 @@ def _family(fp: FamilyPolicy, split: PrefixList | None) -> NftFamily:
         p=fp, ip=_IP[fp.family], nfproto=_NFPROTO[fp.family], addr_type=_ADDR_TYPE[fp.family],
         reject=_REJECT[fp.family], chain=_NFPROTO[fp.family], forward_chain=f"forward_{_NFPROTO[fp.family]}",
         set=f"dst{fp.family}" if fp.split_set else None, elements=elements,
-        auto_merge=0 < len(elements) <= AUTO_MERGE_LIMIT,
         lookups=tuple(wire_match(bytes.fromhex(q)) for q in fp.endpoint_lookups),
         route_mark=_mark_match(fp.route_mark),
     )
@@ -190,7 +209,8 @@ class NftBackend(Backend):
             m for fp in policy.families if fp.dns_lock for q in fp.dns_private_names
             for m in suffix_matches(bytes.fromhex(q))
         ))
-        context = NftTable(table, families, private, any(fp.forward_chain for fp in policy.families))
+        context = NftTable(table, families, private, any(fp.forward_chain for fp in policy.families),
+                           _route(policy))
         rendered = render("nft/table.nft.j2", t=context)
         payload = "".join(line + "\n" for line in rendered.splitlines() if line.strip())
         return NftPlan(table, payload, rule_counts(payload, table),
@@ -237,7 +257,8 @@ class NftBackend(Backend):
         self._transaction(data.payload, f"table inet {data.table} ({rules} rules)")
 
     def _delete(self, table: str) -> None:
-        self._transaction(f"add table inet {table}\ndelete table inet {table}\n", f"remove table inet {table}")
+        payload = f"add table inet {table}\ndelete table inet {table}\n"
+        self._transaction(payload, f"remove table inet {table}")
 
     def remove(self, state: statefile.State) -> list[Removed]:
         if state.nft is None:
@@ -245,9 +266,8 @@ class NftBackend(Backend):
         table = state.nft.table
         if table != nft_table_name(state.interface):
             raise FirewallError(f"state for {state.interface} names table {table!r}, not its own: refusing")
-        present = self._present(table)
-        self._delete(table)
-        return [Removed(0, present, 0)]
+        self._delete(table)  # one process: no listing first, the transaction is a no-op if it is gone
+        return [Removed(0, True, 0)]
 
     def remove_by_name(self, interface: str) -> list[Removed]:
         return self.remove_table(nft_table_name(interface))
@@ -300,7 +320,7 @@ class NftBackend(Backend):
         body = text.partition("elements = {")[2].partition("}")[0]
         return len([e for e in body.split(",") if e.strip()])
 
-    def inspect(self, state: statefile.State, ipv6: bool) -> tuple[list[ChainFacts], list[SetFacts], list[str]]:
+    def inspect(self, state: statefile.State, ipv6: bool) -> Inspected:
         from ..status.facts import ChainFacts, SetFacts
 
         record = state.nft
@@ -325,10 +345,13 @@ class NftBackend(Backend):
                     facts.rules = len(live[name])
                     facts.recorded_rules = record.rules[name]
                     positions = [i for i, rule in enumerate(live[base]) if rule == jump]
-                    facts.jump_positions = positions
+                    before = live[base][: positions[0]] if positions else []
+                    facts.above = [r for r in before if not _FAMILY_JUMP.fullmatch(r)]
+                    # the position among rules other than our family jumps: 0 when nothing precedes
+                    facts.jump_positions = [len(facts.above)] + positions[1:]
                     facts.jump_specs = [jump] * len(positions)
-                    facts.above = [r for r in live[base][: positions[0]] if " jump " not in r] if positions else []
                 chains.append(facts)
-        sets = [SetFacts(f"{record.table} {name}", self.set_size(record.table, name) if live is not None else None)
-                for _, name in sorted(record.sets.items())]
+        size = self.set_size
+        sets = [SetFacts(f"{record.table} {name}", None if live is None else size(record.table, name))
+                for name in sorted(record.sets.values())]
         return chains, sets, []
