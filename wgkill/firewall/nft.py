@@ -348,7 +348,7 @@ class NftBackend(Backend):
                     before = live[base][: positions[0]] if positions else []
                     facts.above = [r for r in before if not _FAMILY_JUMP.fullmatch(r)]
                     # the position among rules other than our family jumps: 0 when nothing precedes
-                    facts.jump_positions = [len(facts.above)] + positions[1:]
+                    facts.jump_positions = [len(facts.above), *positions[1:]] if positions else []
                     facts.jump_specs = [jump] * len(positions)
                 chains.append(facts)
         size = self.set_size
