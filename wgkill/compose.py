@@ -14,11 +14,11 @@ down re-renders the others' blocks from their recorded policies
 recorded policy (wgkill 0.1) is left as it is.
 """
 
+import copy
 from dataclasses import replace
 
 from . import state as statefile
 from .errors import FirewallError, PrerequisiteError, StateError, UsageError
-from .firewall.iptables import ChainSpec, IptablesFamily, body_hash, chain_specs, removal_payload
 from .names import validate_interface
 from .policy import FamilyPolicy
 
@@ -32,21 +32,6 @@ def peers(interface: str) -> tuple[str, ...]:
         except UsageError:
             continue
     return tuple(sorted(set(found) - {interface}))
-
-
-def family_record(fp: FamilyPolicy, specs: list[ChainSpec], removal: str) -> statefile.FamilyRecord:
-    """What the state records for one family's applied chains."""
-    text = "".join(spec.body for spec in specs)
-    return statefile.FamilyRecord(
-        table="filter",
-        chains=[spec.chain for spec in specs],
-        jumps=[{"chain": spec.hook, "target": spec.chain, "spec": spec.jump} for spec in specs],
-        payload_sha256=body_hash(text),
-        rules=text.count("\n"),
-        sets=[fp.split_set] if fp.split_set else [],
-        bodies={spec.chain: spec.body for spec in specs},
-        remove_payload=removal,
-    )
 
 
 def recompose(changed: str) -> list[str]:
@@ -75,18 +60,32 @@ def recompose(changed: str) -> list[str]:
 
 
 def reapply(recorded: statefile.State, policies: list[FamilyPolicy]) -> None:
-    """Apply ``policies`` for ``recorded``'s interface and record them (iptables, per family)."""
-    for fp in policies:
-        name = f"ipv{fp.family}"
-        if name not in recorded.families:
-            continue
-        specs = chain_specs(fp)
-        backend = IptablesFamily(fp.family, recorded.iptables_variant)
-        backend.apply(specs)
-        old = recorded.families[name]
-        new = family_record(fp, specs, removal_payload(specs))
-        new.saved_sha256 = backend.snapshot().chain_sha256(fp.chain)
-        new.set_entries = old.set_entries
-        recorded.families[name] = new
+    """Apply ``policies`` for ``recorded``'s interface through the backend it records, and record
+    them. The split sets keep what they hold (iptables: the ipsets are not touched; nft: the
+    recorded list is rendered into the one payload again)."""
+    from .dns import DnsPlan
+    from .firewall import backend as make_backend
+    from .policy import KillSwitchPolicy
+
+    split = None
+    if recorded.backend == "nft" and any(fp.split_set for fp in policies):
+        from . import prefixes
+        from .policy import decide_split
+
+        listed = prefixes.load_file(recorded.allowed_ips_file) if recorded.allowed_ips_file else None
+        split = decide_split(prefixes.parse_allowed_ips(recorded.allowed_ips), listed)
+    endpoints = tuple(e for fp in policies for e in fp.endpoints)
+    policy = KillSwitchPolicy(recorded.interface, recorded.fwmark, endpoints, tuple(recorded.allowed_ips),
+                              tuple(policies), DnsPlan(), split)
+    firewall = make_backend(recorded.backend)
+    previous = copy.deepcopy(recorded)
+    plan = firewall.plan(policy, split)
+    firewall.record(plan, recorded)
+    for family, rec in recorded.families.items():  # the sets were not refilled: what they held stays
+        old = previous.families.get(family)
+        rec.set_entries = old.set_entries if old else None
+    if recorded.nft is not None and previous.nft is not None:
+        recorded.nft.set_entries = previous.nft.set_entries
+    firewall.apply(plan, recorded, previous)
     recorded.policies = [fp.to_dict() for fp in policies]
     statefile.save(recorded)

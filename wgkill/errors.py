@@ -51,3 +51,11 @@ class DnsError(WgkillError):
     """The host's resolver configuration could not be changed or put back."""
 
     exit_code = 8
+
+
+class ApplyFailed(FirewallError):
+    """Applying a block failed; ``applied`` names the families already in place (they stay)."""
+
+    def __init__(self, message: str, applied: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.applied = applied or []

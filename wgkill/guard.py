@@ -90,9 +90,9 @@ def repair(interface: str, seen: float | None = None) -> Repair | None:
             return None  # unreadable: wgkill-boot's job, not something to guess at while running
         if recorded is None:
             return None
-        from .killswitch import reapplicable
+        from .killswitch import replayable
 
-        if not reapplicable(recorded):
+        if not replayable(recorded):
             return None
         problems = damage(recorded)
         if not problems:

@@ -1,31 +1,27 @@
 """Engage the kill switch for one interface, and re-apply recorded blocks at boot: the PostUp library.
 
-Order matters and is the contract: validate, resolve every binary, read the
-tunnel and render both payloads *before* the first change; then, under the
-state lock, record the intent, apply IPv4, apply IPv6. A failure after the
-first family leaves that family blocking (the safe side) and is reported.
-Release lives in ``wgkill.release``, which the PreDown hook imports alone.
+Order matters and is the contract: validate, choose the backend and resolve
+every binary, read the tunnel and *plan* the payload before the first change
+(``--dry-run`` stops there and prints it); then, under the state lock, record
+the intent and *apply*. With nft both families are one transaction; with
+iptables a failure after the first family leaves that family blocking (the
+safe side) and is reported. Release lives in ``wgkill.release``, which the
+PreDown hook imports alone.
 """
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import compose, dns, hostpins, ipset, prefixes, rendercache
+from . import compose, dns, hostpins, prefixes
 from . import state as statefile
-from .errors import FirewallError, StateError, UsageError, WgkillError
-from .firewall.iptables import (
-    ChainSpec,
-    FilterSnapshot,
-    IptablesFamily,
-    chain_specs,
-    removal_payload,
-)
+from .errors import ApplyFailed, FirewallError, StateError, UsageError, WgkillError
+from .firewall import backend as make_backend
+from .firewall import choose
 from .kernel import ipv6_available, require_root
-from .names import jump_comment, pattern_matches, validate_interface
+from .names import pattern_matches, validate_interface
 from .policy import (
     KillSwitchPolicy,
     build_policy,
@@ -39,6 +35,7 @@ from .tunnel import read_tunnel
 from .wgconf import WgQuickConfig, load_config
 
 if TYPE_CHECKING:
+    from .firewall.base import Backend
     from .routes import RouteRecord
 
 DEFAULT_CONFIG_DIR = "/etc/wireguard"
@@ -48,7 +45,7 @@ DEFAULT_CONFIG_DIR = "/etc/wireguard"
 class Engaged:
     interface: str
     policy: KillSwitchPolicy
-    payloads: dict[int, str]
+    payloads: dict[str, str]
     warnings: list[str] = field(default_factory=list)
     state_path: Path | None = None
 
@@ -81,32 +78,21 @@ class UpOptions:
     routes: bool = False
     allow_interfaces: tuple[str, ...] = ()
     allow_marks: tuple[str, ...] = ()
+    backend: str = "auto"
 
 
 def _state_record(
-    interface: str,
-    policy: KillSwitchPolicy,
-    specs: dict[int, list[ChainSpec]],
-    removals: dict[int, str],
-    variant: str,
-    config: WgQuickConfig | None,
-    options: UpOptions,
+    interface: str, policy: KillSwitchPolicy, config: WgQuickConfig | None, options: UpOptions,
     dns_backend: str,
 ) -> statefile.State:
     plan = policy.dns
-    families = {
-        f"ipv{fp.family}": compose.family_record(fp, specs[fp.family], removals[fp.family])
-        for fp in policy.families
-    }
     return statefile.State(
         interface=interface,
         applied_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        iptables_variant=variant,
         fwmark=policy.fwmark,
         config=config.path if config else None,
         endpoints=[{"address": e.address, "port": e.port, "name": e.name} for e in policy.endpoints],
         allowed_ips=list(policy.allowed_ips),
-        families=families,
         dns={
             "servers": list(plan.servers),
             "domains": list(plan.domains),
@@ -131,27 +117,27 @@ def _previous(interface: str) -> statefile.State | None:
 
 
 def engage(interface: str, options: UpOptions | None = None) -> Engaged:
-    """Apply (or, with ``dry_run``, only render) the kill switch and DNS for ``interface``.
+    """Apply (or, with ``dry_run``, only plan) the kill switch and DNS for ``interface``.
 
     May be called again at any time: the result is the same as calling it once.
     """
     options = options or UpOptions()
     validate_interface(interface)
     families = (4, 6) if ipv6_available() else (4,)
-    backends = {family: IptablesFamily(family) for family in families}  # binaries, before any change
+    firewall = make_backend(choose(options.backend, _previous(interface)))  # binaries, before any change
     if not options.dry_run:
         require_root()
     config = _load_config(interface, options.config_path)
     if options.dry_run:
-        return _engage(interface, options, backends, config)
+        return _engage(interface, options, families, config, firewall)
     with statefile.lock():  # planning too: a routing slot is picked from what is free
-        return _engage(interface, options, backends, config)
+        return _engage(interface, options, families, config, firewall)
 
 
 def _engage(
-    interface: str, options: UpOptions, backends: dict[int, IptablesFamily], config: WgQuickConfig | None
+    interface: str, options: UpOptions, families: tuple[int, ...], config: WgQuickConfig | None,
+    firewall: "Backend",
 ) -> Engaged:
-    families = tuple(backends)
     previous = _previous(interface)
     previous_dns = (previous.dns or {}).get("record") if previous else None
     dns_plan = dns.plan(
@@ -165,7 +151,7 @@ def _engage(
     listed = prefixes.load_file(options.allowed_ips_file) if options.allowed_ips_file else None
     allowed = prefixes.parse_allowed_ips([ip for peer in facts.peers for ip in peer.allowed_ips])
     split = decide_split(allowed, listed, options.block_all)
-    if split is not None:
+    if split is not None and firewall.name == "iptables":
         which("ipset")
     route_families = tuple(f for f in families if split is not None and split.family(f))
     if options.routes and not route_families:
@@ -184,31 +170,17 @@ def _engage(
         from . import routes  # only tunnels that route their own prefixes pay for this import
     if options.routes:
         which("sysctl")
-        reuse = (previous_routes and previous_routes.version == routes.RECORD_VERSION
+        reuse = (previous_routes and previous_routes.backend == firewall.name
+                 and previous_routes.version == routes.RECORD_VERSION
                  and {int(n[-1]) for n in previous_routes.families} == set(route_families))
-        planned = previous_routes if reuse else routes.plan(interface, route_families, wg_fwmark=facts.fwmark)
+        planned = previous_routes if reuse else routes.plan(interface, route_families, wg_fwmark=facts.fwmark,
+                                                             backend=firewall.name)
     route_mark = f"0x{planned.mark:x}/0x{planned.mask:x}" if planned else None
     policy = build_policy(
         interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark,
         options.allow_interfaces, options.allow_marks, compose.peers(interface),
     )
-    cache_key = rendercache.cache_key(policy)
-    cached = rendercache.load(interface, cache_key)
-    if cached is not None:
-        specs = {int(f): [ChainSpec(**c) for c in chains] for f, chains in cached["specs"].items()}
-        prerendered = {int(f): p for f, p in cached["payloads"].items()}
-        removals = {int(f): p for f, p in cached["removals"].items()}
-    else:
-        specs = {fp.family: chain_specs(fp) for fp in policy.families}
-        prerendered = {f: backends[f].prerender(chains) for f, chains in specs.items()}
-        removals = {f: removal_payload(chains) for f, chains in specs.items()}
-        if not options.dry_run:
-            rendercache.save(interface, {
-                "key": cache_key,
-                "specs": {f: [vars(c) for c in chains] for f, chains in specs.items()},
-                "payloads": prerendered,
-                "removals": removals,
-            })
+    plan = firewall.plan(policy, split, cache=not options.dry_run)
     warnings += [
         f"endpoint {name} is a hostname: while the block holds, only lookups of this one name "
         "may leave (see README, 'Hostname endpoints')"
@@ -231,34 +203,21 @@ def _engage(
         warnings.append("DNS lock is off (--no-dns-lock): queries may reach resolvers outside the tunnel")
     result = Engaged(interface, policy, {}, warnings)
     if options.dry_run:
-        for family, chains in specs.items():
-            snap = backends[family].snapshot() if os.geteuid() == 0 else FilterSnapshot()
-            result.payloads[family] = backends[family].apply_payload(chains, snap)
+        result.payloads = dict(plan.payloads)
         return result
 
     had_record = statefile.path_for(interface).exists()
-    record = _state_record(
-        interface, policy, specs, removals, backends[4].variant, config, options, dns_backend
-    )
+    record = _state_record(interface, policy, config, options, dns_backend)
+    firewall.record(plan, record)
     record.dns["record"] = previous_dns  # until this run's resolver change is done
     result.state_path = statefile.save(record)  # intent first: a crash mid-way stays removable
-    done: list[str] = []
-    for fp in policy.families:
-        try:
-            if fp.split_set and split is not None:  # the set exists before any rule names it
-                record.families[f"ipv{fp.family}"].set_entries = ipset.sync(
-                    fp.split_set, fp.family, split.family(fp.family))
-            backends[fp.family].apply(specs[fp.family], prerendered[fp.family])
-            record.families[f"ipv{fp.family}"].saved_sha256 = (
-                backends[fp.family].snapshot().chain_sha256(fp.chain)
-            )
-        except FirewallError as exc:
-            if not done and not had_record:
-                statefile.remove(interface)  # nothing applied, nothing to record
-            kept = f"; the {', '.join(done)} block stays in place" if done else ""
-            raise FirewallError(f"{exc}{kept}") from exc
-        done.append(f"ipv{fp.family}")
-    _drop_stale(previous, record, backends)
+    try:
+        firewall.apply(plan, record, previous)
+    except FirewallError as exc:
+        applied = exc.applied if isinstance(exc, ApplyFailed) else []
+        if not applied and not had_record:
+            statefile.remove(interface)  # nothing applied, nothing to record
+        raise
     if planned is not None:
         record.routes = planned.to_dict()
         statefile.save(record)  # intent before any route moves
@@ -269,6 +228,8 @@ def _engage(
         record.routes = done_routes.to_dict()
     if previous_routes is not None and previous_routes is not planned:
         routes.teardown(previous_routes)  # routed differently (or not at all) last time
+    if previous is not None and previous.backend != firewall.name:
+        _switch_backend(previous)  # the new block holds: remove the old one, exactly as recorded
     record.dns["record"] = dns.apply(dns_plan, dns_backend, interface, previous_dns)
     statefile.save(record)
     hostpins.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
@@ -288,31 +249,17 @@ def _uplinks() -> set[str]:
     return devices
 
 
+def _switch_backend(previous: statefile.State) -> None:
+    """Another backend applied the previous block: the new one holds now, remove the old exactly."""
+    make_backend(previous.backend).remove(previous)
+
+
 def _route_record(recorded: statefile.State | None) -> "RouteRecord | None":
     if recorded is None or not recorded.routes:
         return None
     from .routes import RouteRecord
 
     return RouteRecord.from_dict(recorded.routes)
-
-
-def _drop_stale(
-    previous: statefile.State | None, record: statefile.State, backends: dict[int, IptablesFamily]
-) -> None:
-    """What an earlier run applied and this one does not (a gateway chain, a split set)."""
-    if previous is None:
-        return
-    for name, old in previous.families.items():
-        new = record.families.get(name)
-        family = int(name[-1])
-        if family not in backends:
-            continue
-        gone = [(j["chain"], j.get("target", old.chains[0])) for j in old.jumps
-                if new is None or j.get("target", old.chains[0]) not in new.chains]
-        if gone:
-            backends[family].remove(gone)
-        for set_ in set(old.sets) - set(new.sets if new else ()):
-            ipset.destroy(set_)
 
 
 def boot() -> list[tuple[str, str]]:
@@ -349,42 +296,29 @@ def boot() -> list[tuple[str, str]]:
 
 
 def _boot_one(interface: str, recorded: statefile.State | None) -> str:
-    if recorded is None or not reapplicable(recorded):
-        families = (4, 6) if ipv6_available() else (4,)
-        policy = build_policy(interface, None, None, families)
-        for fp in policy.families:
-            IptablesFamily(fp.family).apply(chain_specs(fp))
+    families = (4, 6) if ipv6_available() else (4,)
+    if recorded is None or not replayable(recorded):
+        make_backend(choose("auto")).block_all(interface, families)
         return "state unreadable: full block applied"
     reapply(recorded)
     return "recorded block re-applied" + (" (lockdown)" if recorded.lockdown else "")
 
 
-def reapplicable(recorded: statefile.State) -> bool:
-    """Whether the state holds every rule it applied (states before 0.1's bodies do not)."""
-    return all(rec.bodies for rec in recorded.families.values())
-
-
 def reapply(recorded: statefile.State, *, sets: bool = True) -> None:
-    """Put back exactly what ``recorded`` says was applied: the split sets (``sets``), the
-    chains as recorded, byte for byte. The boot unit's path, and the guard's.
-
-    May be called any number of times; the chains come out identical each time.
+    """Put back exactly what ``recorded`` says was applied, through the backend it records: the
+    boot unit's path, and the guard's. ``sets``: refill the split sets too (iptables: ipset,
+    from the recorded list; nft holds them in its one payload). May be called any number of times.
     """
-    interface = recorded.interface
-    families = (4, 6) if ipv6_available() else (4,)
     split = None
-    if sets and any(rec.sets for rec in recorded.families.values()):
+    if sets and recorded.backend == "iptables" and any(rec.sets for rec in recorded.families.values()):
         listed = prefixes.load_file(recorded.allowed_ips_file) if recorded.allowed_ips_file else None
         split = decide_split(prefixes.parse_allowed_ips(recorded.allowed_ips), listed)
-    for name, rec in sorted(recorded.families.items()):
-        family = int(name[-1])
-        if family not in families:
-            continue
-        for set_ in rec.sets if sets else ():
-            ipset.sync(set_, family, split.family(family) if split else ())
-        specs = [
-            ChainSpec(j.get("target", rec.chains[0]), j["chain"], jump_comment(interface),
-                      rec.bodies[j.get("target", rec.chains[0])])
-            for j in rec.jumps
-        ]
-        IptablesFamily(family, recorded.iptables_variant).apply(specs)
+    firewall: Backend = make_backend(recorded.backend)
+    firewall.boot(recorded, split, sets=sets)
+
+
+def replayable(recorded: statefile.State) -> bool:
+    """Whether the state holds the rule text to re-apply (the nft payload, or every chain's body)."""
+    if recorded.backend == "nft":
+        return recorded.nft is not None and bool(recorded.nft.payload)
+    return bool(recorded.families) and all(rec.bodies for rec in recorded.families.values())

@@ -17,7 +17,7 @@ from ..errors import StateError, WgkillError
 from ..kernel import ipv6_available
 from ..names import validate_interface
 from ..tunnel import read_tunnel
-from .chains import Snapshots, chain_facts
+from .chains import Snapshots
 from .facts import HostFacts, InterfaceFacts, LinkFacts, RouteGap, SetFacts, WgFacts
 from .nameservers import RESOLV_CONF, read_nameservers
 from .netlink import read_netlink
@@ -59,25 +59,15 @@ def read_rules(facts: InterfaceFacts, ipv6: bool, snaps: Snapshots) -> None:
     state = facts.state
     if state is None:
         return
-    name = facts.interface
-    for family_name, record in sorted(state.families.items()):
-        family = int(family_name[-1])
-        if family == 6 and not ipv6:
-            continue
-        try:
-            snap = snaps.get(family, state.iptables_variant)
-        except WgkillError as exc:
-            facts.read_errors.append(f"cannot read {family_name} rules: {exc}")
-            continue
-        facts.chains += chain_facts(name, family_name, record, snap)
-        for set_name in record.sets:
-            from .. import ipset
-
-            try:
-                facts.sets.append(SetFacts(set_name, ipset.members_count(set_name),
-                                           _expected_entries(state, record, family)))
-            except WgkillError as exc:
-                facts.read_errors.append(f"cannot read ipset {set_name}: {exc}")
+    try:
+        firewall = snaps.get(state.backend)
+    except WgkillError as exc:
+        facts.read_errors.append(f"cannot read the {state.backend} rules: {exc}")
+    else:
+        chains, sets, errors = firewall.inspect(state, ipv6)
+        facts.chains += chains
+        facts.sets += [SetFacts(s.name, s.entries, _expected_entries(state, s.name)) for s in sets]
+        facts.read_errors += errors
     if state.routes:
         from .. import routes
 
@@ -88,10 +78,18 @@ def read_rules(facts: InterfaceFacts, ipv6: bool, snaps: Snapshots) -> None:
             facts.read_errors.append(f"cannot read the --routes rules and routes: {exc}")
 
 
-def _expected_entries(state: statefile.State, record: statefile.FamilyRecord, family: int) -> int | None:
-    """What the split set held when applied: recorded, or (older states) counted from AllowedIPs."""
-    if record.set_entries is not None:
-        return record.set_entries
+def _expected_entries(state: statefile.State, set_name: str) -> int | None:
+    """What split set ``set_name`` held when applied, where that is known exactly: recorded
+    (iptables), 0 for a family the list does not use (both backends: nft merges adjacent
+    intervals, so only "empty" is comparable there), or counted from AllowedIPs (older states)."""
+    if state.nft is not None:
+        family = next((f for f, name in state.nft.sets.items() if name == set_name), None)
+        return 0 if family is not None and state.nft.set_entries.get(family) == 0 else None
+    family = next((f for f, rec in state.families.items() if set_name in rec.sets), None)
+    if family is None:
+        return None
+    if state.families[family].set_entries is not None:
+        return state.families[family].set_entries
     if state.allowed_ips_file:
         return None  # the list was a file: not re-read here
     from .. import ipset, prefixes
