@@ -183,11 +183,24 @@ def test_a_set_empty_by_design_is_ok_and_one_changed_is_critical() -> None:
 
 def test_expected_entries_of_older_states_come_from_allowed_ips() -> None:
     state = _state(allowed_ips=["203.0.113.0/24", "192.0.2.129/32"])
-    assert gathering._expected_entries(state, state.families["ipv4"], 4) == 2
-    assert gathering._expected_entries(state, state.families["ipv6"], 6) == 0
-    state.families["ipv6"].set_entries = 7  # recorded: wins
-    assert gathering._expected_entries(state, state.families["ipv6"], 6) == 7
-    assert gathering._expected_entries(_state(allowed_ips_file="/x"), state.families["ipv4"], 4) is None
+    state.families[4].sets, state.families[6].sets = ["wgkill-wg0-4"], ["wgkill-wg0-6"]
+    assert gathering._expected_entries(state, "wgkill-wg0-4") == 2
+    assert gathering._expected_entries(state, "wgkill-wg0-6") == 0
+    state.families[6].set_entries = 7  # recorded: wins
+    assert gathering._expected_entries(state, "wgkill-wg0-6") == 7
+    assert gathering._expected_entries(state, "someone-elses") is None
+    from_file = _state(allowed_ips_file="/x")
+    from_file.families[4].sets = ["wgkill-wg0-4"]
+    assert gathering._expected_entries(from_file, "wgkill-wg0-4") is None
+
+
+def test_expected_entries_with_nft_are_known_only_for_an_empty_family() -> None:
+    from wgkill.state import NftRecord
+
+    nft = NftRecord("wgkill-wg0", "", "", sets={4: "dst4", 6: "dst6"}, set_entries={4: 12, 6: 0})
+    state = _state(backend="nft", families={}, nft=nft)
+    assert gathering._expected_entries(state, "dst6") == 0
+    assert gathering._expected_entries(state, "dst4") is None  # nft merges adjacent intervals
 
 
 RULE = "fwmark 0x100/0xf00 lookup 52821 priority 32001"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import FirewallError
-from ..names import nft_table_name
+from ..names import nft_interface_pattern, nft_table_name
 from ..runner import CommandError, run, which
 from . import Removed
 from .base import Backend, Inspected, Plan
@@ -77,7 +77,7 @@ def suffix_matches(wire: bytes) -> list[str]:
 
 
 def _mark_match(route_mark: str | None) -> str | None:
-    """``0xMARK/0xMASK`` (the policy's --routes mark) as an nft comparison."""
+    """``0xMARK/0xMASK`` (a --routes or --allow-mark mark) as an nft comparison."""
     if not route_mark:
         return None
     mark, _, mask = route_mark.partition("/")
@@ -99,6 +99,8 @@ class NftFamily:
     elements: tuple[str, ...]  # collapsed (wgkill.prefixes): no overlaps, so no auto-merge needed
     lookups: tuple[str, ...]
     route_mark: str | None
+    allow_interfaces: tuple[str, ...] = ()  # --allow-iface as nft matches it: br-+ -> br-*
+    allow_marks: tuple[str, ...] = ()  # --allow-mark as nft comparisons
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,8 @@ def _family(fp: FamilyPolicy, split: PrefixList | None) -> NftFamily:
         set=f"dst{fp.family}" if fp.split_set else None, elements=elements,
         lookups=tuple(wire_match(bytes.fromhex(q)) for q in fp.endpoint_lookups),
         route_mark=_mark_match(fp.route_mark),
+        allow_interfaces=tuple(nft_interface_pattern(p) for p in fp.allow_interfaces),
+        allow_marks=tuple(m for m in map(_mark_match, fp.allow_marks) if m),
     )
 
 
