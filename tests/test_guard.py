@@ -31,3 +31,27 @@ def test_interval_out_of_range_is_a_usage_error(interval: float, monkeypatch: py
     monkeypatch.setattr(guard, "require_root", lambda: None)
     with pytest.raises(UsageError):
         guard.run(lambda line: None, interval)
+
+
+def test_a_repair_that_does_not_hold_is_not_tried_again_until_something_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its own repair wakes the guard: what it cannot fix must not become a loop."""
+    from types import SimpleNamespace
+
+    from wgkill import killswitch, state
+
+    monkeypatch.setenv("WGKILL_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(state, "load", lambda name: SimpleNamespace(interface=name))
+    monkeypatch.setattr(killswitch, "replayable", lambda recorded: True)
+    seen = [[SimpleNamespace(code="chain-missing", message="chain gone")]]
+    monkeypatch.setattr(guard, "damage", lambda recorded: seen[-1])
+    applied = []
+    monkeypatch.setattr(guard, "_reapply", lambda recorded, codes: applied.append(codes))
+    stuck: dict[str, frozenset[str]] = {}
+    first = guard.repair("wg0", stuck=stuck)
+    assert first is not None and first.failed == "still: chain gone" and applied == [{"chain-missing"}]
+    assert guard.repair("wg0", stuck=stuck) is None and len(applied) == 1  # the same: not again
+    seen.append([SimpleNamespace(code="set-empty", message="set empty")])  # something else changed
+    assert guard.repair("wg0", stuck=stuck) is not None and len(applied) == 2
+    seen.append([])
+    assert guard.repair("wg0", stuck=stuck) is None and stuck == {}

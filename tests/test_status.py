@@ -199,8 +199,8 @@ def test_expected_entries_with_nft_are_known_only_for_an_empty_family() -> None:
 
     nft = NftRecord("wgkill-wg0", "", "", sets={4: "dst4", 6: "dst6"}, set_entries={4: 12, 6: 0})
     state = _state(backend="nft", families={}, nft=nft)
-    assert gathering._expected_entries(state, "dst6") == 0
-    assert gathering._expected_entries(state, "dst4") is None  # nft merges adjacent intervals
+    assert gathering._expected_entries(state, "wgkill-wg0 dst6") == 0  # as NftBackend.inspect names it
+    assert gathering._expected_entries(state, "wgkill-wg0 dst4") is None  # nft merges adjacent intervals
 
 
 RULE = "fwmark 0x100/0xf00 lookup 52821 priority 32001"

@@ -78,10 +78,14 @@ def damage(recorded: statefile.State) -> list[Any]:
     return chain_problems(facts)
 
 
-def repair(interface: str, seen: float | None = None) -> Repair | None:
+def repair(interface: str, seen: float | None = None,
+           stuck: dict[str, frozenset[str]] | None = None) -> Repair | None:
     """Check ``interface``'s recorded block and re-apply what is damaged; None when intact or
     not recorded. Holds the state lock throughout; may be called any number of times.
-    ``seen``: when the change was noticed (monotonic), what the repair time counts from."""
+    ``seen``: when the change was noticed (monotonic), what the repair time counts from.
+    ``stuck``: problems a repair did not clear, by interface: not tried again while they are
+    the same (our own repair wakes the guard; it must not loop on what it cannot fix)."""
+    stuck = {} if stuck is None else stuck
     started = seen or time.monotonic()
     with statefile.lock():
         try:
@@ -95,14 +99,24 @@ def repair(interface: str, seen: float | None = None) -> Repair | None:
         if not replayable(recorded):
             return None
         problems = damage(recorded)
-        if not problems:
-            return None
         found = [p.message for p in problems]
+        if not problems:
+            stuck.pop(interface, None)
+            return None
+        if stuck.get(interface) == frozenset(found):
+            return None  # tried already, and nothing changed since
         try:
             _reapply(recorded, {p.code for p in problems})
         except WgkillError as exc:
+            stuck[interface] = frozenset(found)
             return Repair(interface, found, time.monotonic() - started, failed=str(exc))
-    return Repair(interface, found, time.monotonic() - started)
+        took = time.monotonic() - started
+        left = [p.message for p in damage(recorded)]
+    if left:
+        stuck[interface] = frozenset(left)
+        return Repair(interface, found, took, failed=f"still: {'; '.join(left)}")
+    stuck.pop(interface, None)
+    return Repair(interface, found, took)
 
 
 # Problems (status codes) that only the --routes rules and routes fix, and those of its chains.
@@ -132,15 +146,15 @@ def _reapply(recorded: statefile.State, codes: set[str]) -> None:
             statefile.save(recorded)
 
 
-def check_all(seen: float | None = None) -> list[Repair]:
-    """One pass over every recorded block."""
+def check_all(seen: float | None = None, stuck: dict[str, frozenset[str]] | None = None) -> list[Repair]:
+    """One pass over every recorded block (``stuck``: see ``repair``)."""
     done = []
     for name in statefile.recorded_interfaces():
         try:
             validate_interface(name)
         except UsageError:
             continue
-        result = repair(name, seen)
+        result = repair(name, seen, stuck)
         if result is not None:
             done.append(result)
     return done
@@ -233,8 +247,9 @@ def run(log: Callable[[str], None], interval: float = DEFAULT_INTERVAL,
         log(f"watching {', '.join(statefile.recorded_interfaces()) or 'no recorded block yet'} "
             f"(events: netlink{', nft monitor' if watch.monitor else ''}; poll every {interval:g} s)")
         seen = None
+        stuck: dict[str, frozenset[str]] = {}
         while not stop():
-            for done in check_all(seen):
+            for done in check_all(seen, stuck):
                 log(done.line())
             seen = watch.wait(interval)
     finally:

@@ -50,6 +50,25 @@ def wgkill_lines(lab: Lab) -> list[str]:
     return [ln for text in texts for ln in text.splitlines() if "wgkill" in ln]
 
 
+def block_text(lab: Lab, tunnel: Tunnel) -> str:
+    """The rules of ``tunnel``'s block as the kernel holds them: its iptables chains' lines (both
+    families), or its nft table as ``nft list`` prints it."""
+    from wgkill.names import nft_table_name
+
+    chain = f"-A wgkill-{tunnel.iface} "
+    lines = [ln for family in (4, 6) for ln in lab.save(family).splitlines() if ln.startswith(chain)]
+    for block in re.split(r"(?m)^(?=table )", lab.ruleset()):
+        if block.startswith(f"table inet {nft_table_name(tunnel.iface)} "):
+            lines += block.splitlines()
+    return "\n".join(lines)
+
+
+def names_peer(lab: Lab, tunnel: Tunnel, peer: Tunnel) -> bool:
+    """Whether ``tunnel``'s block lets out what leaves through ``peer`` (another protected tunnel)."""
+    text = block_text(lab, tunnel)
+    return f"-o {peer.iface} -j RETURN" in text or f'oifname "{peer.iface}" accept' in text
+
+
 def hooked(lab: Lab) -> int:
     """How many times wgkill's blocks hook the host's output, one per family and tunnel:
     iptables OUTPUT jumps to our chains, and the per-family jumps of our nft tables' output chains."""

@@ -9,7 +9,7 @@ import time
 
 from wgkill_lab.netns import ETC_NETNS, VPN4, WEB4, Lab, Tunnel, _run
 
-from .checks import assert_through_tunnel, hooks, state
+from .checks import assert_through_tunnel, backend_args, block_text, hooks, names_peer, state, wgkill_lines
 
 BRIDGE4, CONTAINER4 = "192.0.2.65", "192.0.2.66"
 BRIDGE6, CONTAINER6 = "2001:db8:b::1", "2001:db8:b::66"
@@ -41,11 +41,8 @@ def _second_seen(lab: Lab) -> int:
     return lab.counters()["ipv4"].get("second", 0)
 
 
-def _chain(lab: Lab, tunnel: Tunnel) -> list[str]:
-    return [line for line in lab.save(4).splitlines() if line.startswith(f"-A wgkill-{tunnel.iface} ")]
-
-
-def test_two_tunnels_compose_and_the_second_stays_held_when_the_first_drops(lab: Lab) -> None:
+def test_two_tunnels_compose_and_the_second_stays_held_when_the_first_drops(any_lab: Lab) -> None:
+    lab = any_lab
     full = lab.add_tunnel()
     split = lab.add_tunnel(allowed_ips="192.0.2.145/32")  # the second server's own address
     _count_second(lab, split)
@@ -53,7 +50,7 @@ def test_two_tunnels_compose_and_the_second_stays_held_when_the_first_drops(lab:
     lab.wait_handshake(full)
     lab.wg_quick("up", split)
     # the full tunnel's block now names the second tunnel: wg-quick up of wg1 re-applied it
-    assert f'-A wgkill-{full.iface} -o {split.iface} -j RETURN' in _chain(lab, full)
+    assert names_peer(lab, full, split)
     assert state(lab, full)["policies"][0]["peer_interfaces"] == [split.iface]  # type: ignore[index]
     assert _reachable(lab, split.server4), "the second tunnel's peer must be reachable beside a full tunnel"
     assert_through_tunnel(lab)  # and the full tunnel still carries everything else
@@ -68,24 +65,24 @@ def test_two_tunnels_compose_and_the_second_stays_held_when_the_first_drops(lab:
 
     lab.client("ip", "link", "set", full.iface, "up")
     lab.wg_quick("down", split)  # the other block stops naming it
-    assert not any(split.iface in line for line in _chain(lab, full))
+    assert split.iface not in block_text(lab, full)
     assert state(lab, full)["policies"][0]["peer_interfaces"] == []  # type: ignore[index]
     lab.wg_quick("down", full)
-    assert [line for line in lab.save(4).splitlines() if "wgkill" in line] == []
+    assert wgkill_lines(lab) == []
 
 
-def test_second_tunnel_up_first_is_named_by_the_full_tunnel_that_follows(lab: Lab) -> None:
+def test_second_tunnel_up_first_is_named_by_the_full_tunnel_that_follows(any_lab: Lab) -> None:
+    lab = any_lab
     full = lab.add_tunnel()
     split = lab.add_tunnel(allowed_ips="192.0.2.145/32")
     lab.wg_quick("up", split)
     lab.wg_quick("up", full)
     lab.wait_handshake(full)
-    assert f'-A wgkill-{full.iface} -o {split.iface} -j RETURN' in _chain(lab, full)
-    assert f'-A wgkill-{split.iface} -o {full.iface} -j RETURN' in _chain(lab, split)
+    assert names_peer(lab, full, split) and names_peer(lab, split, full)
     # (not pinged here: wireguard-go keeps the source address its first handshake used, the
     # uplink's, which the server's wg0 peer then refuses inside wg0: a lab artefact, not the block)
     lab.wg_quick("down", full)
-    assert not any(full.iface in line for line in _chain(lab, split))
+    assert full.iface not in block_text(lab, split)
     lab.wg_quick("down", split)
 
 
@@ -186,16 +183,25 @@ def test_tailscale_connects_during_a_drop_only_with_allow_mark(lab: Lab) -> None
     lab.wg_quick("down", ts)
 
 
-def test_allow_iface_and_mark_are_recorded_and_kept_by_boot(lab: Lab) -> None:
-    tunnel = lab.add_tunnel(hooks=hooks("--allow-iface", "br-+", "--allow-mark", "0x80000/0xff0000"))
+ALLOWED = {  # how each backend writes --allow-iface br-+ --allow-mark 0x80000/0xff0000
+    "nft": ('oifname "br-*" accept', "meta mark & 0x00ff0000 == 0x00080000 accept"),
+    "iptables": ("-o br-+ -j RETURN", "-m mark --mark 0x80000/0xff0000 -j RETURN"),
+}
+
+
+def test_allow_iface_and_mark_are_recorded_and_kept_by_boot(any_lab: Lab) -> None:
+    lab = any_lab
+    options = (*backend_args(lab), "--allow-iface", "br-+", "--allow-mark", "0x80000/0xff0000")
+    tunnel = lab.add_tunnel(hooks=hooks(*options))
     lab.wg_quick("up", tunnel)
-    recorded = state(lab, tunnel)
-    assert recorded["allow_interfaces"] == ["br-+"] and recorded["allow_marks"] == ["0x80000/0xff0000"]  # type: ignore[index]
-    wanted = {f"-A wgkill-{tunnel.iface} -o br-+ -j RETURN",
-              f"-A wgkill-{tunnel.iface} -m mark --mark 0x80000/0xff0000 -j RETURN"}
-    assert wanted <= set(_chain(lab, tunnel))
+    recorded = state(lab, tunnel) or {}
+    assert recorded["allow_interfaces"] == ["br-+"] and recorded["allow_marks"] == ["0x80000/0xff0000"]
+    wanted = ALLOWED[recorded["backend"]]
+    assert all(rule in block_text(lab, tunnel) for rule in wanted), block_text(lab, tunnel)
     lab.kill_daemon(tunnel)
-    lab.client("nft", "flush", "ruleset")  # a reboot, as far as the firewall goes
+    for argv in (["nft", "flush", "ruleset"], ["iptables", "-F"], ["ip6tables", "-F"]):  # a reboot, for
+        lab.client(*argv)  # the firewall (iptables-legacy is not in the nftables ruleset)
+    assert wanted[0] not in block_text(lab, tunnel)
     lab.client("wgkill-boot")
-    assert wanted <= set(_chain(lab, tunnel))
+    assert all(rule in block_text(lab, tunnel) for rule in wanted)
     lab.client("wgkill-down", tunnel.iface)

@@ -81,10 +81,10 @@ def test_routes_need_a_split_tunnel(lab: Lab) -> None:
 WEB6 = "2001:db8:80::80"
 
 
-def _routes_up(lab: Lab, allowed_ips: str = "0.0.0.0/0, ::/0") -> tuple:
+def _routes_up(lab: Lab, backend: str) -> tuple:
     listing = _list(lab.tmp / "list.txt", 10, 10)
-    tunnel = lab.add_tunnel(hooks=hooks("--allowed-ips-file", str(listing), "--routes"),
-                            allowed_ips=allowed_ips, extra="Table = off\n")
+    tunnel = lab.add_tunnel(hooks=hooks("--allowed-ips-file", str(listing), "--routes", "--backend", backend),
+                            extra="Table = off\n")
     return tunnel, listing
 
 
@@ -118,10 +118,11 @@ def _status_names_the_rule(lab: Lab, tunnel, rule: str) -> None:  # type: ignore
     assert {m.split()[0] for m in messages} == {"ipv4", "ipv6"}
 
 
-def test_routes_rule_deleted_fails_closed_up_and_after_a_drop(lab: Lab) -> None:
+@pytest.mark.parametrize("backend", ["nft", "iptables"])
+def test_routes_rule_deleted_fails_closed_up_and_after_a_drop(lab: Lab, backend: str) -> None:
     """systemd-networkd deletes "foreign" rules: the marked packets must not take the uplink."""
     lab.isp("ip", "addr", "add", f"{OTHER4}/32", "dev", "lo")
-    tunnel, _ = _routes_up(lab)
+    tunnel, listing = _routes_up(lab, backend)
     lab.wg_quick("up", tunnel)
     lab.wait_handshake(tunnel)
     assert lab.whoami(6) == "2001:db8:d::2"
@@ -133,7 +134,8 @@ def test_routes_rule_deleted_fails_closed_up_and_after_a_drop(lab: Lab) -> None:
     _status_names_the_rule(lab, tunnel, rule)
     assert lab.whoami(4, target=OTHER4) == CLIENT4  # not listed: the uplink, as before
 
-    lab.client("wgkill-up", tunnel.iface, "--allowed-ips-file", str(lab.tmp / "list.txt"), "--routes")
+    lab.client("wgkill-up", tunnel.iface, "--allowed-ips-file", str(listing), "--routes",
+               "--backend", backend)
     assert lab.whoami(4) == VPN4  # re-applied: routed again
     lab.client("ip", "link", "set", tunnel.iface, "down")  # a drop ...
     _delete_rules(lab, priority)  # ... and then the rule goes too
@@ -144,12 +146,14 @@ def test_routes_rule_deleted_fails_closed_up_and_after_a_drop(lab: Lab) -> None:
     assert wgkill_lines(lab) == [] and state(lab, tunnel) is None
 
 
-def test_routes_refused_when_the_peer_may_not_receive_the_list(lab: Lab) -> None:
+@pytest.mark.parametrize("backend", ["nft", "iptables"])
+def test_routes_refused_when_the_peer_may_not_receive_the_list(lab: Lab, backend: str) -> None:
     listing = _list(lab.tmp / "list.txt", 10, 10)
     tunnel = lab.add_tunnel(hooks="", allowed_ips="10.66.0.0/24", extra="Table = off\n")
     lab.wg_quick("up", tunnel)
     before = _routing(lab)
-    done = lab.client("wgkill-up", tunnel.iface, "--allowed-ips-file", str(listing), "--routes", check=False)
+    done = lab.client("wgkill-up", tunnel.iface, "--allowed-ips-file", str(listing), "--routes",
+                      "--backend", backend, check=False)
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.splitlines()
     count = len(load_file(listing))  # as collapsed; none of them inside 10.66.0.0/24

@@ -82,8 +82,9 @@ def _expected_entries(state: statefile.State, set_name: str) -> int | None:
     """What split set ``set_name`` held when applied, where that is known exactly: recorded
     (iptables), 0 for a family the list does not use (both backends: nft merges adjacent
     intervals, so only "empty" is comparable there), or counted from AllowedIPs (older states)."""
-    if state.nft is not None:
-        family = next((f for f, name in state.nft.sets.items() if name == set_name), None)
+    if state.nft is not None:  # named "TABLE SET" by NftBackend.inspect
+        family = next((f for f, name in state.nft.sets.items() if set_name == f"{state.nft.table} {name}"),
+                      None)
         return 0 if family is not None and state.nft.set_entries.get(family) == 0 else None
     family = next((f for f, rec in state.families.items() if set_name in rec.sets), None)
     if family is None:
