@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import guard_repair
 import split_scale
 
 from wgkill_lab.netns import WEB4, WG_SOCKETS, Lab, LabError, Tunnel
@@ -1177,6 +1178,11 @@ def main() -> int:
     split = bench_split_scale(report, got["parts"] if got else None, plan)
     if split is not None and args.raw is not None:
         args.raw.write_text(json.dumps(dataclasses.asdict(split), indent=1) + "\n")
+    if args.only == "all":
+        log("guard repair next (bench/guard_repair.py)")
+        rounds = 3 if s.quick else 10
+        report.section("5. Guard repair", guard_repair.section(
+            {backend: guard_repair.measure(rounds, backend) for backend in ("nft", "iptables")}))
     load_end, labs_end = os.getloadavg(), other_labs()
     report.section("Noise", [
         f"Load average (1/5/15 min) at the start {'/'.join(f'{v:.2f}' for v in load_start)}, "
