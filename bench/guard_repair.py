@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from wgkill_lab.guarding import Guard, repair_ms, stream
+from wgkill_lab.guarding import Guard, act, repair_ms, stream
 from wgkill_lab.netns import Lab, LabError
 
 TARGET_MS = 100
@@ -55,7 +55,8 @@ def _delete_ours(lab: Lab, iface: str, backend: str) -> list[list[str]]:
 
         return [["nft", "delete", "table", "inet", nft_table_name(iface)]]
     chain = f"wgkill-{iface}"
-    return [["sh", "-c", f"iptables -D OUTPUT 1 && iptables -F {chain} && iptables -X {chain}"]]
+    # one transaction: the guard is fast enough to put the jump back between separate commands
+    return [["iptables-restore", "-w", "-n", f"<*filter\n-D OUTPUT 1\n-F {chain}\n-X {chain}\nCOMMIT\n"]]
 
 
 def _round(lab: Lab, guard: Guard, argvs: list[list[str]], row: Row, count_far: bool = True) -> None:
@@ -63,8 +64,7 @@ def _round(lab: Lab, guard: Guard, argvs: list[list[str]], row: Row, count_far: 
     lab.reset_counters()
     with stream(lab, 1.0):
         time.sleep(0.2)
-        for argv in argvs:
-            lab.client(*argv)
+        act(lab, argvs)
         lines = guard.wait_repairs(before + 1)
     if len(lines) <= before:
         raise LabError(f"{row.action}: no repair within 10 s: {guard.lines[-3:]}")

@@ -54,6 +54,13 @@ class Guard:
         return self.proc.wait(timeout=10)
 
 
+def act(lab: Lab, steps: list[list[str]]) -> None:
+    """Run each step in the client; a last argument starting with ``<`` is the step's stdin."""
+    for step in steps:
+        stdin = step[-1][1:] if step and step[-1].startswith("<") else None
+        lab.client(*(step[:-1] if stdin is not None else step), stdin=stdin)
+
+
 def repair_ms(line: str) -> int:
     """The milliseconds a repair line reports."""
     match = REPAIRED.search(line)
