@@ -43,7 +43,7 @@ def hook_cycle(backend: str) -> dict[str, float]:
         lab.wait_handshake(tunnel)
         iface = tunnel.iface
         lab.client("wgkill-up", iface, "--backend", backend)  # the render cache, as after the first up
-        payload = lab.client("wgkill-up", iface, "--dry-run").stdout.split("\n", 1)[1]
+        payload = lab.client("wgkill-up", iface, "--dry-run", "--backend", "nft").stdout.split("\n", 1)[1]
         lab.client("wgkill-down", iface)
         table = lab.tmp / "table.nft"
         table.write_text(payload)
