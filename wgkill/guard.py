@@ -15,7 +15,9 @@ repairs:
   wgkill-status (``status.gathering.read_rules``, ``status.verdicts.chain_problems``)
   and re-applies a damaged one from its state through the boot unit's code path
   (``killswitch.reapply``; the split sets only when they are damaged) and the
-  ``--routes`` pieces through ``routes.setup`` with the recorded slot.
+  ``--routes`` rules and routes (``routes.restore_routing``; ``routes.setup``
+  with the recorded slot when one of its chains is gone). A repair that does
+  not hold is logged as failed and not tried again until what is wrong changes.
 * it never engages a block the state does not record (a missing or unreadable
   state is left alone), and never fights ``wgkill-down``/``wgkill-release``:
   each check and repair holds the state lock and re-reads the state under it,
