@@ -193,7 +193,9 @@ def test_allow_iface_and_mark_are_recorded_and_kept_by_boot(any_lab: Lab) -> Non
     lab = any_lab
     options = (*backend_args(lab), "--allow-iface", "br-+", "--allow-mark", "0x80000/0xff0000")
     tunnel = lab.add_tunnel(hooks=hooks(*options))
-    lab.wg_quick("up", tunnel)
+    up = lab.wg_quick("up", tunnel)
+    # wg-quick's own fwmark, 51820 = 0xca6c, has kube-proxy's 0x4000 and 0x8000 bits set
+    assert "warning: the tunnel's fwmark 0xca6c shares bits with Kubernetes (0xc000)" in up.stderr
     recorded = state(lab, tunnel) or {}
     assert recorded["allow_interfaces"] == ["br-+"] and recorded["allow_marks"] == ["0x80000/0xff0000"]
     wanted = ALLOWED[recorded["backend"]]
