@@ -1,6 +1,8 @@
 """Large split tunnels: wgkill-up --routes brings 100,000 prefixes up through one set and one rule."""
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -161,3 +163,42 @@ def test_routes_refused_when_the_peer_may_not_receive_the_list(lab: Lab, backend
     assert "`AllowedIPs = 0.0.0.0/0, ::/0` with `Table = off`" in line
     assert wgkill_lines(lab) == [] and state(lab, tunnel) is None and _routing(lab) == before
     assert lab.client("ipset", "list", "-n").stdout.strip() == ""
+
+
+RELEASE_0_1 = "6943a42"  # main as released in 0.1: marks in bits 24-27, no postrouting guard
+
+
+def _release_0_1(into: Path) -> Path:
+    """wgkill 0.1's package, from this repository's history, importable from ``into``."""
+    root = Path(__file__).resolve().parents[2]
+    archive = subprocess.run(["git", "-C", str(root), "archive", RELEASE_0_1, "wgkill", "templates"],
+                             capture_output=True, check=True).stdout
+    into.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    (into / "templates").rename(into / "wgkill" / "templates")  # as setup.cfg's package_dir maps it
+    return into
+
+
+def test_a_routes_tunnel_brought_up_by_0_1_comes_down_after_the_upgrade(lab: Lab) -> None:
+    old = _release_0_1(lab.tmp / "wgkill-0.1")
+    listing = _list(lab.tmp / "list.txt", 10, 10)
+    tunnel = lab.add_tunnel(hooks="", extra="Table = off\n")
+    lab.wg_quick("up", tunnel)
+    before = _routing(lab), lab.save(4), lab.save(6), lab.client("iptables-save", "-t", "mangle").stdout
+    run_0_1 = (f"import sys; sys.path.insert(0, {str(old)!r}); sys.argv = ['wgkill-up'] + sys.argv[1:]; "
+               "from wgkill.cli.up import main; main()")
+    lab.client(sys.executable, "-I", "-c", run_0_1, tunnel.iface, "--allowed-ips-file", str(listing),
+               "--routes")
+    recorded = state(lab, tunnel)
+    assert recorded and recorded["version"] == 1 and recorded["routes"]["version"] == 1
+    assert recorded["routes"]["mask"] == 0x0F000000
+    assert "guard" not in recorded["routes"]["families"]["ipv4"]["chains"]
+    lab.wait_handshake(tunnel)
+    assert lab.whoami(4) == VPN4  # routed by 0.1
+
+    status = lab.client("wgkill-status", tunnel.iface, check=False)  # the new status reads 0.1's record
+    assert status.returncode == 0, status.stdout
+    lab.client("wgkill-down", tunnel.iface)  # the new code takes 0.1's block down
+    mangle = lab.client("iptables-save", "-t", "mangle").stdout
+    assert (_routing(lab), lab.save(4), lab.save(6)) == before[:3] and "wgkill" not in mangle
+    assert state(lab, tunnel) is None and lab.client("ipset", "list", "-n").stdout.strip() == ""
