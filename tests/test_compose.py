@@ -1,0 +1,30 @@
+"""Which other tunnels a block names (lab: tests/lab/test_beside.py proves the packets)."""
+
+from pathlib import Path
+
+import pytest
+
+from wgkill import compose
+
+
+def test_peers_are_the_other_recorded_interfaces_by_valid_name(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WGKILL_STATE_DIR", str(tmp_path))
+    for name in ("wg0", "wg1", "wg2", "not;a name", "-j ACCEPT"):
+        (tmp_path / f"{name}.json").write_text("{}")  # a corrupt state still stands for a block
+    assert compose.peers("wg1") == ("wg0", "wg2")
+    assert compose.peers("wg9") == ("wg0", "wg1", "wg2")
+
+
+def test_recompose_leaves_states_without_a_recorded_policy_alone(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block recorded by 0.1 has no policy to re-render: its rules stay as they were."""
+    monkeypatch.setenv("WGKILL_STATE_DIR", str(tmp_path))
+    sample = Path(__file__).parent / "samples" / "state-v1.json"
+    text = sample.read_text().replace('"wg0"', '"wg5"')
+    (tmp_path / "wg5.json").write_text(text)
+    (tmp_path / "wg6.json").write_text("{not json")
+    assert compose.recompose("wg1") == [f"wg6: block not re-applied with its new peers: corrupt state file "
+                                        f"{tmp_path}/wg6.json: not valid JSON (Expecting property name "
+                                        "enclosed in double quotes: line 1 column 2 (char 1))"]
+    assert (tmp_path / "wg5.json").read_text() == text
