@@ -51,3 +51,15 @@ class DnsError(WgkillError):
     """The host's resolver configuration could not be changed or put back."""
 
     exit_code = 8
+
+
+class ExecError(WgkillError):
+    """wgkill-exclude could not run the command (as runuser and the shell say: 126)."""
+
+    exit_code = 126
+
+
+class CommandNotFoundError(ExecError):
+    """wgkill-exclude found no such command on the minimal PATH (127, as the shell says)."""
+
+    exit_code = 127

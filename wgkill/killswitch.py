@@ -32,6 +32,7 @@ from .tunnel import read_tunnel
 from .wgconf import WgQuickConfig, load_config
 
 if TYPE_CHECKING:
+    from .exclude import ExclusionRecord
     from .routes import RouteRecord
 
 DEFAULT_CONFIG_DIR = "/etc/wireguard"
@@ -72,6 +73,7 @@ class UpOptions:
     gateway: bool = False
     lockdown: bool = False
     routes: bool = False
+    allow_exclude: bool = False
 
 
 def _state_record(
@@ -178,8 +180,15 @@ def _engage(
         reuse = previous_routes and {int(n[-1]) for n in previous_routes.families} == set(route_families)
         planned = previous_routes if reuse else routes.plan(interface, route_families, wg_fwmark=facts.fwmark)
     route_mark = f"0x{planned.mark:x}/0x{planned.mask:x}" if planned else None
+    excluding = None
+    if options.allow_exclude:
+        from . import exclude  # only tunnels that allow exclusion pay for this import
+
+        mark = exclude.check_tunnel(facts.fwmark, split is None, bool(config and config.routes_off))
+        excluding = exclude.plan(interface, mark, families)
     policy = build_policy(
-        interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark
+        interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark,
+        excluding.cgroup if excluding else None,
     )
     cache_key = rendercache.cache_key(policy)
     cached = rendercache.load(interface, cache_key)
@@ -214,6 +223,12 @@ def _engage(
         for family, chains in specs.items():
             snap = backends[family].snapshot() if os.geteuid() == 0 else FilterSnapshot()
             result.payloads[family] = backends[family].apply_payload(chains, snap)
+            if excluding is not None:
+                from .exclude import iptables as exclude_rules
+
+                snaps = (exclude_rules.snapshots(backends[family]) if os.geteuid() == 0
+                         else {"mangle": FilterSnapshot(), "nat": FilterSnapshot()})
+                result.payloads[family] += exclude_rules.apply_payload(excluding, snaps)
         return result
 
     had_record = statefile.path_for(interface).exists()
@@ -221,7 +236,10 @@ def _engage(
         interface, policy, specs, removals, backends[4].variant, config, options, dns_backend
     )
     record.dns["record"] = previous_dns  # until this run's resolver change is done
+    if excluding is not None:
+        record.exclude = excluding.to_dict()
     result.state_path = statefile.save(record)  # intent first: a crash mid-way stays removable
+    made_cgroup = excluding is not None and exclude.cgroup_of_record(excluding).create()
     done: list[str] = []
     for fp in policy.families:
         try:
@@ -234,10 +252,16 @@ def _engage(
         except FirewallError as exc:
             if not done and not had_record:
                 statefile.remove(interface)  # nothing applied, nothing to record
+                if made_cgroup and excluding is not None:
+                    exclude.release_cgroup(excluding.cgroup, interface)
             kept = f"; the {', '.join(done)} block stays in place" if done else ""
             raise FirewallError(f"{exc}{kept}") from exc
         done.append(f"ipv{fp.family}")
     _drop_stale(previous, record, backends)
+    if excluding is not None:
+        exclude.apply_rules(excluding, backends)  # the kill switch lets them out: now mark them
+    elif previous is not None and previous.exclude:
+        _drop_exclusion(interface, previous, backends)
     if planned is not None:
         record.routes = planned.to_dict()
         statefile.save(record)  # intent before any route moves
@@ -252,6 +276,20 @@ def _engage(
     statefile.save(record)
     hostpins.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
     return result
+
+
+def _drop_exclusion(interface: str, previous: statefile.State,
+                    backends: dict[int, IptablesFamily]) -> None:
+    """The last run allowed exclusion and this one does not: its chains go, and its cgroup
+    unless another tunnel still allows exclusion (its processes back to the root cgroup)."""
+    from . import exclude
+
+    exclude.remove_rules(interface, backends)
+    try:
+        name = exclude.ExclusionRecord.from_dict(previous.exclude).cgroup
+    except StateError:
+        return
+    exclude.release_cgroup(name, interface)
 
 
 def _route_record(recorded: statefile.State | None) -> "RouteRecord | None":
@@ -316,11 +354,12 @@ def boot() -> list[tuple[str, str]]:
 
 def _boot_one(interface: str, recorded: statefile.State | None) -> str:
     families = (4, 6) if ipv6_available() else (4,)
-    if recorded is None or not all(rec.bodies for rec in recorded.families.values()):
+    excluding, why = _boot_exclusion(recorded)
+    if recorded is None or not all(rec.bodies for rec in recorded.families.values()) or why:
         policy = build_policy(interface, None, None, families)
         for fp in policy.families:
             IptablesFamily(fp.family).apply(chain_specs(fp))
-        return "state unreadable: full block applied"
+        return f"{why or 'state unreadable'}: full block applied"
     listed = prefixes.load_file(recorded.allowed_ips_file) if recorded.allowed_ips_file else None
     allowed = prefixes.parse_allowed_ips(recorded.allowed_ips)
     split = decide_split(allowed, listed) if any(rec.sets for rec in recorded.families.values()) else None
@@ -336,4 +375,23 @@ def _boot_one(interface: str, recorded: statefile.State | None) -> str:
             for j in rec.jumps
         ]
         IptablesFamily(family, recorded.iptables_variant).apply(specs)
+    if excluding is not None:
+        from . import exclude
+
+        exclude.apply_rules(excluding, {f: IptablesFamily(f, recorded.iptables_variant) for f in families})
     return "recorded block re-applied" + (" (lockdown)" if recorded.lockdown else "")
+
+
+def _boot_exclusion(recorded: statefile.State | None) -> "tuple[ExclusionRecord | None, str | None]":
+    """A recorded exclusion's cgroup, made again (empty) so the recorded rules that name it load;
+    (None, why) when it cannot be: the tunnel then gets a full block instead, never none."""
+    if recorded is None or not recorded.exclude:
+        return None, None
+    from . import exclude
+
+    try:
+        excluding = exclude.ExclusionRecord.from_dict(recorded.exclude)
+        exclude.cgroup_of_record(excluding).create()
+    except WgkillError as exc:
+        return None, f"exclusion cannot be restored ({exc})"
+    return excluding, None

@@ -55,6 +55,7 @@ class FamilyPolicy:
     forward_chain: str | None = None
     route_mark: str | None = None  # --routes: packets so marked are routed into the tunnel
     uplink_upkeep: bool = True
+    exclude_cgroup: str | None = None  # --allow-exclude: its sockets carrying ``fwmark`` pass
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,7 @@ def build_policy(
     lan: tuple[str, ...] = (),
     gateway: bool = False,
     route_mark: str | None = None,
+    exclude_cgroup: str | None = None,
 ) -> KillSwitchPolicy:
     """Decide the rules for ``interface`` from what the tunnel and its config say.
 
@@ -225,6 +227,7 @@ def build_policy(
             lan=tuple(n for n in lan if ipaddress.ip_network(n).version == family),
             forward_chain=forward_chain_name(interface) if gateway else None,
             route_mark=route_mark,
+            exclude_cgroup=exclude_cgroup if fwmark else None,
         )
         for family in families
     )

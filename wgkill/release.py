@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from . import hostpins
 from . import state as statefile
-from .errors import FirewallError, PrerequisiteError, StateError
+from .errors import FirewallError, PrerequisiteError, StateError, WgkillError
 from .firewall import Removed
 from .firewall.iptables import IptablesFamily, detect_variant
 from .kernel import ipv6_available, require_root
@@ -89,6 +89,9 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
                 routes.teardown(routes.RouteRecord.from_dict(recorded.routes))
             except (FirewallError, PrerequisiteError) as exc:
                 failures.append(str(exc))
+        excluded = recorded is None or bool(recorded.exclude)
+        if excluded:  # the marks go first: excluded packets then meet the block, never the uplink
+            failures += _remove_exclusion(interface, variant, recorded is not None)
         for family in sorted(owned):
             if family == 6 and not ipv6_available():
                 continue
@@ -106,7 +109,42 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
             raise FirewallError("; ".join(failures) + " (state kept: run wgkill-down again)")
         hostpins.unpin(interface)
         statefile.remove(interface)
+        if excluded:
+            result.warnings += _release_cgroup(interface, recorded)
     return result
+
+
+def _remove_exclusion(interface: str, variant: str, recorded: bool) -> list[str]:
+    """The exclusion's mangle/nat chains of both families, by name; the failures, as text."""
+    from .exclude import remove_rules
+
+    failures = []
+    for family in (4, 6) if ipv6_available() else (4,):
+        try:
+            remove_rules(interface, {family: IptablesFamily(family, variant)})
+        except (FirewallError, PrerequisiteError) as exc:
+            if recorded:
+                failures.append(str(exc))
+    return failures
+
+
+def _release_cgroup(interface: str, recorded: statefile.State | None) -> list[str]:
+    """The exclusion cgroup goes with the last tunnel that allows exclusion; said in a warning
+    when it still held processes (moved back to the root cgroup: no longer excluded)."""
+    from .exclude import ExclusionRecord, release_cgroup
+    from .names import exclude_cgroup
+
+    try:
+        name = ExclusionRecord.from_dict(recorded.exclude).cgroup if recorded else exclude_cgroup()
+        moved = release_cgroup(name, interface)
+    except WgkillError as exc:
+        return [f"exclusion cgroup not removed: {exc}"] if recorded else []
+    if moved is None:
+        return [f"exclusion cgroup {name} kept: another tunnel allows exclusion"] if recorded else []
+    if moved:
+        return [f"exclusion cgroup {name} removed; {len(moved)} process(es) in it moved back to the "
+                f"root cgroup (pids {' '.join(map(str, moved))}): no longer excluded"]
+    return []
 
 
 

@@ -56,6 +56,7 @@ class State:
     lockdown: bool = False
     allowed_ips_file: str | None = None
     routes: dict[str, Any] | None = None  # wgkill.routes.RouteRecord, when --routes set them up
+    exclude: dict[str, Any] | None = None  # wgkill.exclude.ExclusionRecord, with --allow-exclude
     version: int = VERSION
 
     def to_json(self) -> str:
@@ -164,6 +165,7 @@ def load(interface: str, directory: Path | None = None) -> State | None:
         dns=dns,
         lockdown=data.get("lockdown") is True,
         routes=data["routes"] if isinstance(data.get("routes"), dict) else None,
+        exclude=data["exclude"] if isinstance(data.get("exclude"), dict) else None,
         allowed_ips_file=data["allowed_ips_file"] if isinstance(data.get("allowed_ips_file"), str) else None,
     )
 

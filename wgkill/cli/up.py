@@ -36,6 +36,9 @@ def build_parser() -> Parser:
                       help="also hold traffic routed through this box (FORWARD) to the tunnel")
     more.add_argument("--lockdown", action="store_true",
                       help="a clean wg-quick down keeps blocking; wgkill-release IFACE lifts it")
+    more.add_argument("--allow-exclude", action="store_true",
+                      help="let programs started with wgkill-exclude (in its cgroup v2) leave by the "
+                           "uplink, around this full tunnel and its block; needs cgroup v2")
     dns = parser.add_argument_group("DNS")
     dns.add_argument("--dns", metavar="ADDR[:PORT]", action="append", default=[],
                      help="the tunnel's resolver (repeatable; a port, or [v6]:port, only with "
@@ -68,6 +71,7 @@ def run(argv: Sequence[str]) -> int:
         gateway=args.gateway,
         lockdown=args.lockdown,
         routes=args.routes,
+        allow_exclude=args.allow_exclude,
     )
     result = engage(args.interface, options)
     for warning in result.warnings:
