@@ -18,7 +18,7 @@ from ..kernel import ipv6_available
 from ..names import validate_interface
 from ..tunnel import read_tunnel
 from .chains import Snapshots, chain_facts
-from .facts import HostFacts, InterfaceFacts, LinkFacts, SetFacts, WgFacts
+from .facts import ExclusionFacts, HostFacts, InterfaceFacts, LinkFacts, SetFacts, WgFacts
 from .nameservers import RESOLV_CONF, read_nameservers
 from .netlink import read_netlink
 from .probing import DEFAULT_TARGETS
@@ -69,7 +69,36 @@ def _read_interface(name: str, links: dict[str, LinkFacts], ipv6: bool, snaps: S
             except WgkillError as exc:
                 facts.read_errors.append(f"cannot read ipset {set_name}: {exc}")
     facts.postup = _read_postup(state.config, name)  # for the fix lines: the hook's own options
+    if state.exclude:
+        facts.exclusion = _read_exclusion(name, state, ipv6)
     return facts
+
+
+def _read_exclusion(name: str, state: statefile.State, ipv6: bool) -> ExclusionFacts:
+    """The exclusion's cgroup and members, and whether its mangle/nat chains are in place."""
+    from ..cgroups import Cgroup, unified_root
+    from ..exclude import ExclusionRecord
+    from ..exclude.iptables import present
+    from ..firewall.iptables import IptablesFamily
+
+    try:
+        record = ExclusionRecord.from_dict(state.exclude)
+    except WgkillError as exc:
+        return ExclusionFacts("?", error=str(exc))
+    found = ExclusionFacts(record.cgroup)
+    try:
+        cgroup = Cgroup(unified_root(), record.cgroup)
+        found.path = str(cgroup.path)
+        found.present = cgroup.exists()
+        found.members = [(m.pid, m.command) for m in cgroup.members()]
+        for family in record.families:
+            if family == 6 and not ipv6:
+                continue
+            found.rules[f"ipv{family}"] = all(present(name, IptablesFamily(family, state.iptables_variant))
+                                              .values())
+    except WgkillError as exc:
+        found.error = str(exc)
+    return found
 
 
 def _read_postup(config: str | None, interface: str) -> str | None:
