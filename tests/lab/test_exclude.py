@@ -299,3 +299,40 @@ def test_processes_kept_excluded_only_while_a_tunnel_allows_it(xlab: Lab) -> Non
     assert refused.returncode == 5
     lab.wg_quick("down", split)
     assert _wgkill_rules(lab) == []
+
+
+def test_lockdown_release_and_reboot_leave_no_cgroup_mark_or_rule(xlab: Lab) -> None:
+    lab = xlab
+    tunnel = _up(lab, "--lockdown")
+    lab.kill_daemon(tunnel)  # crash...
+    for family in ("-4", "-6"):  # ...and reboot: nothing of the kernel's state survives
+        for rule in (["table", "51820"], ["table", "main", "suppress_prefixlength", "0"]):
+            lab.client("ip", family, "rule", "del", *rule, check=False)
+    lab.client("nft", "flush", "ruleset")
+    _cgroup_dir(lab).rmdir()
+    assert _wgkill_rules(lab) == []
+    boot = lab.client("wgkill-boot")
+    assert "recorded block re-applied (lockdown)" in boot.stderr
+    assert (_cgroup_dir(lab) / "cgroup.procs").read_text() == ""  # made again, empty, for the rules
+    assert any("-m cgroup --path" in ln for ln in _wgkill_rules(lab))
+    assert lab.whoami(4, timeout=3) is None  # held
+    assert _answer(_curl(lab, WEB4, excluded=True))[:2] == (0, CLIENT4)  # the exclusion holds with it
+    released = lab.client("wgkill-release", tunnel.iface)
+    assert f"released {tunnel.iface}" in released.stderr
+    assert _wgkill_rules(lab) == [] and "-A " not in _all_rules(lab)
+    assert not _cgroup_dir(lab).exists() and state(lab, tunnel) is None
+    assert lab.whoami(4) == CLIENT4
+
+
+def test_boot_without_cgroup_v2_gives_a_full_block_instead(xlab: Lab) -> None:
+    lab = xlab
+    tunnel = _up(lab)
+    lab.kill_daemon(tunnel)
+    lab.client("nft", "flush", "ruleset")
+    lab.cgroupfs = "v1"
+    boot = lab.client("wgkill-boot")
+    assert "exclusion cannot be restored" in boot.stderr and "full block applied" in boot.stderr
+    assert lab.whoami(4, timeout=3) is None and lab.whoami(6, timeout=3) is None
+    lab.cgroupfs = "hybrid"
+    lab.client("wgkill-down", tunnel.iface)
+    assert not _cgroup_dir(lab).exists() and "-A " not in _all_rules(lab)
