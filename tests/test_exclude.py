@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pyfakefs.fake_filesystem import FakeFilesystem
 
 from wgkill.errors import CommandNotFoundError, ExecError, StateError, UsageError
 from wgkill.exclude import ExclusionRecord, check_tunnel
@@ -135,3 +136,34 @@ def test_exclude_refuses_in_one_line_before_any_change(tmp_path: Path, argv: tup
     assert done.returncode == code, done.stderr
     assert len(done.stderr.splitlines()) == 1 and said in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "state" / "exclude.log").exists()
+
+
+def _state_with(interface: str, exclusion: ExclusionRecord | None) -> None:
+    from wgkill import state as statefile
+
+    statefile.save(statefile.State(interface=interface, applied_at="2027-01-15T08:00:00Z",
+                                   iptables_variant="nf_tables",
+                                   exclude=exclusion.to_dict() if exclusion else None))
+
+
+def test_the_cgroup_goes_with_the_last_tunnel_that_allows_exclusion(
+    fs: FakeFilesystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wgkill.exclude import release_cgroup
+
+    monkeypatch.setenv("WGKILL_STATE_DIR", "/var/lib/wgkill")
+    fs.create_file("/proc/self/mountinfo",
+                   contents="41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n")
+    root = Path("/sys/fs/cgroup/unified")
+    fs.create_file(root / "cgroup.procs")
+    (root / "wgkill-exclude").mkdir()
+    _state_with("wg0", RECORD)
+    _state_with("wg1", ExclusionRecord("wg1", "wgkill-exclude", 51821, [4, 6]))
+    _state_with("wg2", None)
+    assert release_cgroup("wgkill-exclude", "wg0") is None  # wg1 still allows it: kept
+    assert (root / "wgkill-exclude").is_dir()
+    (Path("/var/lib/wgkill") / "wg1.json").write_text("{corrupt")
+    assert release_cgroup("wgkill-exclude", "wg0") is None  # might still: kept
+    (Path("/var/lib/wgkill") / "wg1.json").unlink()
+    assert release_cgroup("wgkill-exclude", "wg0") == []  # only wg2 left, without exclusion: removed
+    assert not (root / "wgkill-exclude").exists()
