@@ -336,3 +336,25 @@ def test_boot_without_cgroup_v2_gives_a_full_block_instead(xlab: Lab) -> None:
     lab.cgroupfs = "hybrid"
     lab.client("wgkill-down", tunnel.iface)
     assert not _cgroup_dir(lab).exists() and "-A " not in _all_rules(lab)
+
+
+def test_an_excluded_program_still_asks_the_hosts_resolver_under_the_dns_lock(xlab: Lab) -> None:
+    from wgkill_lab.resolvers import ISP_DNS4, VPN_ANSWER4, start_isp_resolver, start_vpn_resolver
+
+    from .checks import require_dns_lab
+
+    require_dns_lab()
+    lab = xlab
+    tunnel = lab.add_tunnel(hooks=hooks("--allow-exclude", "--dns", "192.0.2.129"))
+    isp, vpn = start_isp_resolver(lab), start_vpn_resolver(lab, tunnel)
+    lab.wg_quick("up", tunnel)
+    lab.wait_handshake(tunnel)
+    looked_up = lab.client("wgkill-exclude", "--", "getent", "ahostsv4", "excluded.example", check=False)
+    assert looked_up.returncode == 0 and looked_up.stdout.split()[0] == VPN_ANSWER4  # the tunnel's resolver
+    assert vpn.count("excluded.example") > 0
+    for tcp in ((), ("+tcp",)):  # straight at the uplink's resolver: refused like everyone's
+        asked = lab.client("wgkill-exclude", "--", "dig", *tcp, "+short", "+time=2", "+tries=1",
+                           f"@{ISP_DNS4}", "straight.example", check=False)
+        assert asked.stdout.strip() == "" or asked.returncode != 0
+    assert isp.count() == 0
+    assert _answer(_curl(lab, WEB4, excluded=True))[:2] == (0, CLIENT4)  # everything else: the uplink
