@@ -77,6 +77,7 @@ lab: venv deb-deps wheels
 # Benchmarks against the article's rules and against no rules (issue 8): writes docs/benchmarks.md.
 bench: venv
 	unshare --net -- $(BIN)/python bench/run.py
+	unshare --net -- $(BIN)/python bench/backends.py
 
 # ---- installing for real (issue 14) ----------------------------------------------
 

@@ -73,14 +73,38 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture
 def legacy_lab() -> Iterator[Lab]:
+    """The iptables backend with iptables-legacy (the plain names run it)."""
     _lab_prerequisites()
-    with Lab(legacy=True) as built:
+    with Lab(legacy=True, backend="iptables") as built:
         yield built
+
+
+@pytest.fixture
+def iptables_lab() -> Iterator[Lab]:
+    """The iptables backend with iptables-nft (the machine's iptables)."""
+    _lab_prerequisites()
+    with Lab(backend="iptables") as built:
+        yield built
+
+
+ANY_BACKEND = {"nft": {}, "iptables-nft": {"backend": "iptables"},
+               "iptables-legacy": {"backend": "iptables", "legacy": True}}
+
+
+@pytest.fixture(params=sorted(ANY_BACKEND))
+def any_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The same scenario with each backend: nft, and iptables with either variant."""
+    _lab_prerequisites()
+    with Lab(**ANY_BACKEND[request.param]) as built:  # type: ignore[arg-type]
+        yield built
+
+
+LAB_FIXTURES = {"lab", "legacy_lab", "iptables_lab", "any_lab"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "lab" in getattr(item, "fixturenames", ()) or "legacy_lab" in getattr(item, "fixturenames", ()):
+        if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.lab)
 
 

@@ -119,7 +119,7 @@ def test_hosts_pins_only_recorded_names(fs, monkeypatch: pytest.MonkeyPatch) -> 
     fs.create_file("/etc/hosts", contents="127.0.0.1 localhost\n")
     assert hostpins.pin("wg0") == []  # nothing recorded: a first bring-up resolves normally
     statefile.save(statefile.State(
-        interface="wg0", applied_at="t", iptables_variant="nf_tables",
+        interface="wg0", applied_at="t", backend="iptables",
         endpoints=[{"address": "198.51.100.2", "port": 51820, "name": "vpn.example.com"},
                    {"address": "203.0.113.9", "port": 51820, "name": None}],
     ), directory)

@@ -142,7 +142,6 @@ def _state_with(interface: str, exclusion: ExclusionRecord | None) -> None:
     from wgkill import state as statefile
 
     statefile.save(statefile.State(interface=interface, applied_at="2027-01-15T08:00:00Z",
-                                   iptables_variant="nf_tables",
                                    exclude=exclusion.to_dict() if exclusion else None))
 
 
@@ -167,3 +166,27 @@ def test_the_cgroup_goes_with_the_last_tunnel_that_allows_exclusion(
     (Path("/var/lib/wgkill") / "wg1.json").unlink()
     assert release_cgroup("wgkill-exclude", "wg0") == []  # only wg2 left, without exclusion: removed
     assert not (root / "wgkill-exclude").exists()
+
+
+def test_nft_table_holds_the_exclusion_in_the_same_transaction() -> None:
+    from wgkill.firewall import nft
+
+    peer = LivePeer("k", Endpoint("198.51.100.2", 51820), ("0.0.0.0/0",))
+    policy = build_policy("wg0", TunnelFacts("wg0", 51820, 51820, (peer,)), None,
+                          exclude_cgroup="wgkill-exclude")
+    text = nft.NftBackend.render(object.__new__(nft.NftBackend), policy, None).payload
+    _check("../nft/full-tunnel-exclude.nft", text)
+    accept = 'socket cgroupv2 level 1 "wgkill-exclude" meta mark 0x0000ca6c accept'
+    assert text.count(accept) == 2  # one per family
+    assert 'socket cgroupv2 level 1 "wgkill-exclude" meta mark set 0x0000ca6c ct mark set 0x0000ca6c' in text
+    assert "type nat hook postrouting priority srcnat" in text
+    assert text.startswith("add table inet wgkill-wg0\n")  # the same one transaction
+
+
+def test_nft_runs_in_a_mount_namespace_of_its_own_only_on_hybrid_hosts() -> None:
+    from wgkill.cgroupns import argv_for
+
+    assert argv_for(["/usr/sbin/nft", "-f", "-"], Path("/sys/fs/cgroup")) == ["/usr/sbin/nft", "-f", "-"]
+    wrapped = argv_for(["/usr/sbin/nft", "-f", "-"], Path("/sys/fs/cgroup/unified"))
+    assert wrapped[1:5] == ["--mount", "--propagation", "private", "--"]
+    assert wrapped[-6:] == ["-m", "wgkill.cgroupns", "--", "/usr/sbin/nft", "-f", "-"]

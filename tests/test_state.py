@@ -16,13 +16,13 @@ def _state(interface: str = "wg0") -> statefile.State:
     return statefile.State(
         interface=interface,
         applied_at="2026-11-25T00:00:00Z",
-        iptables_variant="nf_tables",
+        backend="iptables",
         fwmark=51820,
         config=f"/etc/wireguard/{interface}.conf",
         endpoints=[{"address": "198.51.100.2", "port": 51820, "name": None}],
         allowed_ips=["0.0.0.0/0", "::/0"],
         families={
-            "ipv4": statefile.FamilyRecord(
+            4: statefile.FamilyRecord(
                 table="filter", chains=[f"wgkill-{interface}"],
                 jumps=[{"chain": "OUTPUT", "spec": f"-j wgkill-{interface}"}],
                 payload_sha256="ab" * 32, rules=9,
@@ -39,7 +39,7 @@ def test_round_trip_and_modes(fs) -> None:
     assert loaded == _state()
     data = json.loads(path.read_text())
     assert data["version"] == statefile.VERSION
-    assert data["families"]["ipv4"]["chains"] == ["wgkill-wg0"]
+    assert data["families"]["4"]["chains"] == ["wgkill-wg0"]
     assert sorted(p.name for p in DIR.iterdir()) == ["wg0.json"]  # no temp file left behind
 
 
@@ -92,7 +92,7 @@ def test_corrupt_files_are_errors(fs, content: bytes, reason: str) -> None:
 
 def test_bad_chain_list_is_an_error(fs) -> None:
     data = json.loads(_state().to_json())
-    data["families"]["ipv4"]["chains"] = [1]
+    data["families"]["4"]["chains"] = [1]
     fs.create_file(DIR / "wg0.json", contents=json.dumps(data))
     with pytest.raises(StateError, match="bad chains"):
         statefile.load("wg0", DIR)

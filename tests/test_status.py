@@ -49,9 +49,9 @@ def _state(**kw: object) -> State:
         name: FamilyRecord(table="filter", chains=["wgkill-wg0"],
                            jumps=[{"chain": "OUTPUT", "target": "wgkill-wg0", "spec": JUMP}],
                            payload_sha256="p", rules=8, saved_sha256=SHA)
-        for name in ("ipv4", "ipv6")
+        for name in (4, 6)
     }
-    base = {"interface": "wg0", "applied_at": "2027-01-15T08:00:00Z", "iptables_variant": "nf_tables",
+    base = {"interface": "wg0", "applied_at": "2027-01-15T08:00:00Z", "backend": "iptables",
             "fwmark": 51820, "endpoints": [{"address": "198.51.100.2", "port": 51820, "name": None}],
             "allowed_ips": ["0.0.0.0/0", "::/0"], "families": families,
             "dns": {"servers": [], "domains": [], "lock": False, "backend": "none", "record": None}}
@@ -172,7 +172,7 @@ def test_split_tunnel_set_gone_or_emptied_is_critical(entries: int | None, code:
 
 def test_ipv6_not_covered_is_critical_only_when_the_kernel_has_ipv6() -> None:
     state = _state()
-    del state.families["ipv6"]
+    del state.families[6]
     facts = _iface(state=state, chains=[_chain("ipv4")])
     assert _codes(status.judge(_host(facts))) == ["ipv6-uncovered"]
     assert status.judge(_host(facts, ipv6=False)).verdict is Verdict.OK
@@ -506,7 +506,7 @@ def test_chain_facts_from_iptables_save_text() -> None:
     from wgkill.firewall.iptables import parse_save
 
     snap = parse_save(SAVE)
-    record = _state().families["ipv4"]
+    record = _state().families[4]
     record.saved_sha256 = snap.chain_sha256("wgkill-wg0")
     (facts,) = chains.chain_facts("wg0", "ipv4", record, snap)
     assert (facts.present, facts.rules, facts.jump_positions, facts.above) == (True, 2, [1], [])

@@ -67,7 +67,7 @@ def test_wheel_has_the_product_packages_and_templates(wheel: zipfile.ZipFile) ->
     # Exactly the checkout's modules: nothing moved away still ships, nothing is missing.
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "wgkill").rglob("*.py")}
     assert {n for n in names if n.endswith(".py") and not n.startswith("wgkill/templates/")} == modules
-    templates = sorted(p.name for p in (ROOT / "templates").glob("*.j2"))
+    templates = sorted(str(p.relative_to(ROOT / "templates")) for p in (ROOT / "templates").rglob("*.j2"))
     assert templates
     assert sorted(n.removeprefix("wgkill/templates/") for n in names
                   if n.startswith("wgkill/templates/") and n.endswith(".j2")) == templates

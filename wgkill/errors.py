@@ -63,3 +63,11 @@ class CommandNotFoundError(ExecError):
     """wgkill-exclude found no such command on the minimal PATH (127, as the shell says)."""
 
     exit_code = 127
+
+
+class ApplyFailed(FirewallError):
+    """Applying a block failed; ``applied`` names the families already in place (they stay)."""
+
+    def __init__(self, message: str, applied: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.applied = applied or []

@@ -1,31 +1,26 @@
 """Engage the kill switch for one interface, and re-apply recorded blocks at boot: the PostUp library.
 
-Order matters and is the contract: validate, resolve every binary, read the
-tunnel and render both payloads *before* the first change; then, under the
-state lock, record the intent, apply IPv4, apply IPv6. A failure after the
-first family leaves that family blocking (the safe side) and is reported.
-Release lives in ``wgkill.release``, which the PreDown hook imports alone.
+Order matters and is the contract: validate, choose the backend and resolve
+every binary, read the tunnel and *plan* the payload before the first change
+(``--dry-run`` stops there and prints it); then, under the state lock, record
+the intent and *apply*. With nft both families are one transaction; with
+iptables a failure after the first family leaves that family blocking (the
+safe side) and is reported. Release lives in ``wgkill.release``, which the
+PreDown hook imports alone.
 """
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import dns, hostpins, ipset, prefixes, rendercache
+from . import dns, hostpins, prefixes
 from . import state as statefile
-from .errors import FirewallError, StateError, UsageError, WgkillError
-from .firewall.iptables import (
-    ChainSpec,
-    FilterSnapshot,
-    IptablesFamily,
-    body_hash,
-    chain_specs,
-    removal_payload,
-)
+from .errors import ApplyFailed, FirewallError, StateError, UsageError, WgkillError
+from .firewall import backend as make_backend
+from .firewall import choose
 from .kernel import ipv6_available, require_root
-from .names import jump_comment, validate_interface
+from .names import validate_interface
 from .policy import KillSwitchPolicy, build_policy, decide_split, hostname_endpoints, lan_ranges
 from .runner import which
 from .tunnel import read_tunnel
@@ -33,6 +28,7 @@ from .wgconf import WgQuickConfig, load_config
 
 if TYPE_CHECKING:
     from .exclude import ExclusionRecord
+    from .firewall.base import Backend
     from .routes import RouteRecord
 
 DEFAULT_CONFIG_DIR = "/etc/wireguard"
@@ -42,7 +38,7 @@ DEFAULT_CONFIG_DIR = "/etc/wireguard"
 class Engaged:
     interface: str
     policy: KillSwitchPolicy
-    payloads: dict[int, str]
+    payloads: dict[str, str]
     warnings: list[str] = field(default_factory=list)
     state_path: Path | None = None
 
@@ -73,43 +69,22 @@ class UpOptions:
     gateway: bool = False
     lockdown: bool = False
     routes: bool = False
+    backend: str = "auto"
     allow_exclude: bool = False
 
 
 def _state_record(
-    interface: str,
-    policy: KillSwitchPolicy,
-    specs: dict[int, list[ChainSpec]],
-    removals: dict[int, str],
-    variant: str,
-    config: WgQuickConfig | None,
-    options: UpOptions,
+    interface: str, policy: KillSwitchPolicy, config: WgQuickConfig | None, options: UpOptions,
     dns_backend: str,
 ) -> statefile.State:
     plan = policy.dns
-    families = {}
-    for fp in policy.families:
-        chains = specs[fp.family]
-        text = "".join(spec.body for spec in chains)
-        families[f"ipv{fp.family}"] = statefile.FamilyRecord(
-            table="filter",
-            chains=[spec.chain for spec in chains],
-            jumps=[{"chain": spec.hook, "target": spec.chain, "spec": spec.jump} for spec in chains],
-            payload_sha256=body_hash(text),
-            rules=text.count("\n"),
-            sets=[fp.split_set] if fp.split_set else [],
-            bodies={spec.chain: spec.body for spec in chains},
-            remove_payload=removals[fp.family],
-        )
     return statefile.State(
         interface=interface,
         applied_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        iptables_variant=variant,
         fwmark=policy.fwmark,
         config=config.path if config else None,
         endpoints=[{"address": e.address, "port": e.port, "name": e.name} for e in policy.endpoints],
         allowed_ips=list(policy.allowed_ips),
-        families=families,
         dns={
             "servers": list(plan.servers),
             "domains": list(plan.domains),
@@ -131,27 +106,27 @@ def _previous(interface: str) -> statefile.State | None:
 
 
 def engage(interface: str, options: UpOptions | None = None) -> Engaged:
-    """Apply (or, with ``dry_run``, only render) the kill switch and DNS for ``interface``.
+    """Apply (or, with ``dry_run``, only plan) the kill switch and DNS for ``interface``.
 
     May be called again at any time: the result is the same as calling it once.
     """
     options = options or UpOptions()
     validate_interface(interface)
     families = (4, 6) if ipv6_available() else (4,)
-    backends = {family: IptablesFamily(family) for family in families}  # binaries, before any change
+    firewall = make_backend(choose(options.backend, _previous(interface)))  # binaries, before any change
     if not options.dry_run:
         require_root()
     config = _load_config(interface, options.config_path)
     if options.dry_run:
-        return _engage(interface, options, backends, config)
+        return _engage(interface, options, families, config, firewall)
     with statefile.lock():  # planning too: a routing slot is picked from what is free
-        return _engage(interface, options, backends, config)
+        return _engage(interface, options, families, config, firewall)
 
 
 def _engage(
-    interface: str, options: UpOptions, backends: dict[int, IptablesFamily], config: WgQuickConfig | None
+    interface: str, options: UpOptions, families: tuple[int, ...], config: WgQuickConfig | None,
+    firewall: "Backend",
 ) -> Engaged:
-    families = tuple(backends)
     previous = _previous(interface)
     previous_dns = (previous.dns or {}).get("record") if previous else None
     dns_plan = dns.plan(
@@ -165,7 +140,7 @@ def _engage(
     listed = prefixes.load_file(options.allowed_ips_file) if options.allowed_ips_file else None
     allowed = prefixes.parse_allowed_ips([ip for peer in facts.peers for ip in peer.allowed_ips])
     split = decide_split(allowed, listed, options.block_all)
-    if split is not None:
+    if split is not None and firewall.name == "iptables":
         which("ipset")
     route_families = tuple(f for f in families if split is not None and split.family(f))
     if options.routes and not route_families:
@@ -177,8 +152,10 @@ def _engage(
         from . import routes  # only tunnels that route their own prefixes pay for this import
     if options.routes:
         which("sysctl")
-        reuse = previous_routes and {int(n[-1]) for n in previous_routes.families} == set(route_families)
-        planned = previous_routes if reuse else routes.plan(interface, route_families, wg_fwmark=facts.fwmark)
+        reuse = (previous_routes and previous_routes.backend == firewall.name
+                 and {int(n[-1]) for n in previous_routes.families} == set(route_families))
+        planned = previous_routes if reuse else routes.plan(interface, route_families, wg_fwmark=facts.fwmark,
+                                                             backend=firewall.name)
     route_mark = f"0x{planned.mark:x}/0x{planned.mask:x}" if planned else None
     excluding = None
     if options.allow_exclude:
@@ -190,23 +167,7 @@ def _engage(
         interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark,
         excluding.cgroup if excluding else None,
     )
-    cache_key = rendercache.cache_key(policy)
-    cached = rendercache.load(interface, cache_key)
-    if cached is not None:
-        specs = {int(f): [ChainSpec(**c) for c in chains] for f, chains in cached["specs"].items()}
-        prerendered = {int(f): p for f, p in cached["payloads"].items()}
-        removals = {int(f): p for f, p in cached["removals"].items()}
-    else:
-        specs = {fp.family: chain_specs(fp) for fp in policy.families}
-        prerendered = {f: backends[f].prerender(chains) for f, chains in specs.items()}
-        removals = {f: removal_payload(chains) for f, chains in specs.items()}
-        if not options.dry_run:
-            rendercache.save(interface, {
-                "key": cache_key,
-                "specs": {f: [vars(c) for c in chains] for f, chains in specs.items()},
-                "payloads": prerendered,
-                "removals": removals,
-            })
+    plan = firewall.plan(policy, split, cache=not options.dry_run)
     warnings += [
         f"endpoint {name} is a hostname: while the block holds, only lookups of this one name "
         "may leave (see README, 'Hostname endpoints')"
@@ -220,48 +181,33 @@ def _engage(
         warnings.append("DNS lock is off (--no-dns-lock): queries may reach resolvers outside the tunnel")
     result = Engaged(interface, policy, {}, warnings)
     if options.dry_run:
-        for family, chains in specs.items():
-            snap = backends[family].snapshot() if os.geteuid() == 0 else FilterSnapshot()
-            result.payloads[family] = backends[family].apply_payload(chains, snap)
-            if excluding is not None:
-                from .exclude import iptables as exclude_rules
-
-                snaps = (exclude_rules.snapshots(backends[family]) if os.geteuid() == 0
-                         else {"mangle": FilterSnapshot(), "nat": FilterSnapshot()})
-                result.payloads[family] += exclude_rules.apply_payload(excluding, snaps)
+        result.payloads = dict(plan.payloads)
+        if excluding is not None and firewall.name == "iptables":
+            result.payloads.update(_exclusion_payloads(excluding))
         return result
 
     had_record = statefile.path_for(interface).exists()
-    record = _state_record(
-        interface, policy, specs, removals, backends[4].variant, config, options, dns_backend
-    )
+    record = _state_record(interface, policy, config, options, dns_backend)
+    firewall.record(plan, record)
     record.dns["record"] = previous_dns  # until this run's resolver change is done
     if excluding is not None:
         record.exclude = excluding.to_dict()
     result.state_path = statefile.save(record)  # intent first: a crash mid-way stays removable
-    made_cgroup = excluding is not None and exclude.cgroup_of_record(excluding).create()
-    done: list[str] = []
-    for fp in policy.families:
-        try:
-            if fp.split_set and split is not None:  # the set exists before any rule names it
-                ipset.sync(fp.split_set, fp.family, split.family(fp.family))
-            backends[fp.family].apply(specs[fp.family], prerendered[fp.family])
-            record.families[f"ipv{fp.family}"].saved_sha256 = (
-                backends[fp.family].snapshot().chain_sha256(fp.chain)
-            )
-        except FirewallError as exc:
-            if not done and not had_record:
-                statefile.remove(interface)  # nothing applied, nothing to record
-                if made_cgroup and excluding is not None:
-                    exclude.release_cgroup(excluding.cgroup, interface)
-            kept = f"; the {', '.join(done)} block stays in place" if done else ""
-            raise FirewallError(f"{exc}{kept}") from exc
-        done.append(f"ipv{fp.family}")
-    _drop_stale(previous, record, backends)
+    made_cgroup = excluding is not None and exclude.cgroup_of_record(excluding).create()  # before rules
+    try:
+        firewall.apply(plan, record, previous)
+    except FirewallError as exc:
+        applied = exc.applied if isinstance(exc, ApplyFailed) else []
+        if not applied and not had_record:
+            statefile.remove(interface)  # nothing applied, nothing to record
+            if made_cgroup and excluding is not None:
+                exclude.release_cgroup(excluding.cgroup, interface)
+        raise
+    if previous is not None and previous.exclude and (
+            excluding is None or previous.backend != firewall.name):
+        _drop_exclusion(interface, previous, keep_cgroup=excluding is not None)
     if excluding is not None:
-        exclude.apply_rules(excluding, backends)  # the kill switch lets them out: now mark them
-    elif previous is not None and previous.exclude:
-        _drop_exclusion(interface, previous, backends)
+        exclude.apply_rules(excluding, record)  # the kill switch lets them out: now mark them
     if planned is not None:
         record.routes = planned.to_dict()
         statefile.save(record)  # intent before any route moves
@@ -272,24 +218,49 @@ def _engage(
         record.routes = done_routes.to_dict()
     if previous_routes is not None and previous_routes is not planned:
         routes.teardown(previous_routes)  # routed differently (or not at all) last time
+    if previous is not None and previous.backend != firewall.name:
+        _switch_backend(previous)  # the new block holds: remove the old one, exactly as recorded
     record.dns["record"] = dns.apply(dns_plan, dns_backend, interface, previous_dns)
     statefile.save(record)
     hostpins.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
     return result
 
 
-def _drop_exclusion(interface: str, previous: statefile.State,
-                    backends: dict[int, IptablesFamily]) -> None:
-    """The last run allowed exclusion and this one does not: its chains go, and its cgroup
-    unless another tunnel still allows exclusion (its processes back to the root cgroup)."""
+def _exclusion_payloads(excluding: "ExclusionRecord") -> dict[str, str]:
+    """--dry-run with iptables: the exclusion's mangle/nat payload per family, as it would apply now."""
+    import os
+
+    from .exclude import iptables as exclude_rules
+    from .firewall.iptables import FilterSnapshot, IptablesFamily
+
+    payloads = {}
+    for family in excluding.families:
+        snaps = (exclude_rules.snapshots(IptablesFamily(family)) if os.geteuid() == 0
+                 else {"mangle": FilterSnapshot(), "nat": FilterSnapshot()})
+        tool = "iptables" if family == 4 else "ip6tables"
+        payloads[f"{tool}-restore -w -n (exclusion)"] = exclude_rules.apply_payload(excluding, snaps)
+    return payloads
+
+
+def _drop_exclusion(interface: str, previous: statefile.State, keep_cgroup: bool) -> None:
+    """The last run's exclusion rules outside the kill switch go (this run allows none, or another
+    backend holds the block now); its cgroup too unless kept, or another tunnel still allows
+    exclusion (its processes back to the root cgroup)."""
     from . import exclude
 
-    exclude.remove_rules(interface, backends)
+    exclude.remove_rules(interface, previous)
+    if keep_cgroup:
+        return
     try:
         name = exclude.ExclusionRecord.from_dict(previous.exclude).cgroup
     except StateError:
         return
     exclude.release_cgroup(name, interface)
+
+
+def _switch_backend(previous: statefile.State) -> None:
+    """Another backend applied the previous block: the new one holds now, remove the old exactly."""
+    make_backend(previous.backend).remove(previous)
 
 
 def _route_record(recorded: statefile.State | None) -> "RouteRecord | None":
@@ -298,25 +269,6 @@ def _route_record(recorded: statefile.State | None) -> "RouteRecord | None":
     from .routes import RouteRecord
 
     return RouteRecord.from_dict(recorded.routes)
-
-
-def _drop_stale(
-    previous: statefile.State | None, record: statefile.State, backends: dict[int, IptablesFamily]
-) -> None:
-    """What an earlier run applied and this one does not (a gateway chain, a split set)."""
-    if previous is None:
-        return
-    for name, old in previous.families.items():
-        new = record.families.get(name)
-        family = int(name[-1])
-        if family not in backends:
-            continue
-        gone = [(j["chain"], j.get("target", old.chains[0])) for j in old.jumps
-                if new is None or j.get("target", old.chains[0]) not in new.chains]
-        if gone:
-            backends[family].remove(gone)
-        for set_ in set(old.sets) - set(new.sets if new else ()):
-            ipset.destroy(set_)
 
 
 def boot() -> list[tuple[str, str]]:
@@ -355,30 +307,19 @@ def boot() -> list[tuple[str, str]]:
 def _boot_one(interface: str, recorded: statefile.State | None) -> str:
     families = (4, 6) if ipv6_available() else (4,)
     excluding, why = _boot_exclusion(recorded)
-    if recorded is None or not all(rec.bodies for rec in recorded.families.values()) or why:
-        policy = build_policy(interface, None, None, families)
-        for fp in policy.families:
-            IptablesFamily(fp.family).apply(chain_specs(fp))
+    if recorded is None or not _replayable(recorded) or why:
+        make_backend(choose("auto")).block_all(interface, families)
         return f"{why or 'state unreadable'}: full block applied"
-    listed = prefixes.load_file(recorded.allowed_ips_file) if recorded.allowed_ips_file else None
-    allowed = prefixes.parse_allowed_ips(recorded.allowed_ips)
-    split = decide_split(allowed, listed) if any(rec.sets for rec in recorded.families.values()) else None
-    for name, rec in sorted(recorded.families.items()):
-        family = int(name[-1])
-        if family not in families:
-            continue
-        for set_ in rec.sets:
-            ipset.sync(set_, family, split.family(family) if split else ())
-        specs = [
-            ChainSpec(j.get("target", rec.chains[0]), j["chain"], jump_comment(interface),
-                      rec.bodies[j.get("target", rec.chains[0])])
-            for j in rec.jumps
-        ]
-        IptablesFamily(family, recorded.iptables_variant).apply(specs)
+    split = None
+    if recorded.backend == "iptables" and any(rec.sets for rec in recorded.families.values()):
+        listed = prefixes.load_file(recorded.allowed_ips_file) if recorded.allowed_ips_file else None
+        split = decide_split(prefixes.parse_allowed_ips(recorded.allowed_ips), listed)
+    firewall: Backend = make_backend(recorded.backend)
+    firewall.boot(recorded, split)
     if excluding is not None:
         from . import exclude
 
-        exclude.apply_rules(excluding, {f: IptablesFamily(f, recorded.iptables_variant) for f in families})
+        exclude.apply_rules(excluding, recorded)
     return "recorded block re-applied" + (" (lockdown)" if recorded.lockdown else "")
 
 
@@ -395,3 +336,10 @@ def _boot_exclusion(recorded: statefile.State | None) -> "tuple[ExclusionRecord 
     except WgkillError as exc:
         return None, f"exclusion cannot be restored ({exc})"
     return excluding, None
+
+
+def _replayable(recorded: statefile.State) -> bool:
+    """Whether the state holds the rule text to re-apply (the nft payload, or every chain's body)."""
+    if recorded.backend == "nft":
+        return recorded.nft is not None and bool(recorded.nft.payload)
+    return bool(recorded.families) and all(rec.bodies for rec in recorded.families.values())

@@ -119,3 +119,40 @@ def exclude_chain_names(interface: str) -> dict[str, str]:
 def exclude_jump_comment(interface: str) -> str:
     """The tag on the exclusion's jumps, apart from the kill switch's and the routes'."""
     return f"wgkill:{interface}:exclude"
+
+
+# ---- the nftables backend -------------------------------------------------------------------
+
+NFT_TABLE_FAMILY = "inet"
+_NFT_ESCAPES = {"_": "__", "=": "_e", "+": "_p"}
+
+
+def nft_table_name(interface: str) -> str:
+    """``wgkill-IFACE``, the inet table wgkill owns for ``interface``.
+
+    nft 1.0.6 takes no quoted table names and refuses ``=`` and ``+``, which
+    interface names may hold: those (and ``_``, so the mapping stays
+    one-to-one) are escaped as ``_e``, ``_p`` and ``__``.
+    """
+    escaped = "".join(_NFT_ESCAPES.get(c, c) for c in validate_interface(interface))
+    return CHAIN_PREFIX + escaped
+
+
+def nft_table_interface(table: str) -> str | None:
+    """The interface an nft table of ours belongs to; None if the name is not one wgkill builds."""
+    if not table.startswith(CHAIN_PREFIX):
+        return None
+    out, rest = [], table[len(CHAIN_PREFIX):]
+    reverse = {v[1]: k for k, v in _NFT_ESCAPES.items()}
+    i = 0
+    while i < len(rest):
+        if rest[i] == "_":
+            if i + 1 >= len(rest) or rest[i + 1] not in reverse:
+                return None
+            out.append(reverse[rest[i + 1]])
+            i += 2
+        else:
+            out.append(rest[i])
+            i += 1
+    name = "".join(out)
+    return name if _VALID.fullmatch(name) and nft_table_name(name) == table else None

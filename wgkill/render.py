@@ -260,6 +260,7 @@ class Request:
     output: str | None = None
     snippet: str | None = None
     interface: str | None = None
+    backend: str = "auto"
 
 
 _NEW_ONLY = {
@@ -282,9 +283,12 @@ class HookOptions:
     dns_lock: bool = True
     config: str | None = None
     allowed_ips_file: str | None = None  # with --routes: a large split tunnel, Table = off
+    backend: str = "auto"
 
     def up_arguments(self) -> list[str]:
         args = ["--allow-lan"] if self.allow_lan else []
+        if self.backend != "auto":
+            args += ["--backend", self.backend]
         if self.allowed_ips_file is not None:
             args += ["--allowed-ips-file", self.allowed_ips_file, "--routes"]
         for name in self.dns_domains:
@@ -334,6 +338,7 @@ def _hook_options(req: Request) -> HookOptions:
         dns_lock=not req.no_dns_lock,
         config=None if req.config is None else validate_flag("--config", req.config, hook_argument),
         allowed_ips_file=None if req.split_file is None else _split_file(req.split_file),
+        backend=req.backend,
     )
 
 

@@ -24,8 +24,9 @@ CACHE_DIR = ".render-cache"
 def _templates_fingerprint() -> str:
     root = str(files(TEMPLATE_PACKAGE))
     entries = sorted(
-        (entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
-        for entry in os.scandir(root) if entry.name.endswith(".j2")
+        (os.path.relpath(os.path.join(top, name), root), os.stat(os.path.join(top, name)).st_size,
+         os.stat(os.path.join(top, name)).st_mtime_ns)
+        for top, _, names in os.walk(root) for name in names if name.endswith(".j2")
     )
     return repr(entries)
 

@@ -25,6 +25,12 @@ drives routing instead, so the cost does not depend on the list:
   IPv4 reverse-path filter drops; when ``rp_filter`` is strict (1) for IFACE,
   IFACE's own setting is raised to loose (2), recorded, and put back.
 
+With the nft backend the marks and the source NAT are two base chains in the
+kill switch's own table (``route``: type route at the output hook, mangle
+priority; ``route_nat``: nat at postrouting), applied in the same transaction
+as the block; ``setup`` and ``teardown`` then only touch routes, rules and the
+sysctl, and the record says ``backend: nft`` with no iptables chains.
+
 ``ip`` is used rather than pyroute2: two rule reads and two ``ip -batch``
 processes take 9-20 ms, pyroute2 165-200 ms of which 150-190 ms is its import
 (bench/split_scale.py). iptables goes through one ``iptables-restore -w -n``
@@ -40,18 +46,22 @@ table; iptables-save and the routing tables come out identical); ``teardown``
 may be called twice and with pieces already gone.
 """
 
+from __future__ import annotations
+
 import ipaddress
 import json
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import FirewallError, PrerequisiteError, StateError
-from .firewall.iptables import IptablesFamily, detect_variant
 from .names import jump_spec, route_chain_names, route_jump_comment, set_name, validate_interface
 from .runner import CommandError, run
+
+if TYPE_CHECKING:
+    from .firewall.iptables import IptablesFamily
 
 RECORD_VERSION = 1
 MARK_SHIFT = 24
@@ -73,7 +83,7 @@ class FamilyRoutes:
     set_name: str
     rule: str  # as given to `ip rule add/del`
     routes: list[str]  # as given to `ip route replace/del`
-    chains: dict[str, str]  # iptables table -> our chain
+    chains: dict[str, str]  # iptables table -> our chain (none with the nft backend)
     jumps: list[dict[str, str]]  # {"table", "chain", "spec"} as iptables-save prints them
 
 
@@ -86,16 +96,17 @@ class RouteRecord:
     mask: int
     table: int
     priority: int
-    iptables_variant: str
+    iptables_variant: str  # "" with the nft backend
     families: dict[str, FamilyRoutes] = field(default_factory=dict)
     sysctls: list[dict[str, str]] = field(default_factory=list)  # {"key", "old", "new"}
     version: int = RECORD_VERSION
+    backend: str = "iptables"  # "nft": the marks live in the kill switch's table
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RouteRecord":
+    def from_dict(cls, data: dict[str, Any]) -> RouteRecord:
         """Rebuild a record from its JSON form; anything malformed is a StateError."""
         try:
             if data.get("version") != RECORD_VERSION:
@@ -107,6 +118,8 @@ class RouteRecord:
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise StateError(f"corrupt route record: {exc}") from exc
         validate_interface(record.interface)
+        if record.backend not in ("iptables", "nft"):
+            raise StateError(f"route record of unknown backend {record.backend!r}")
         numbers = (record.mark, record.mask, record.table, record.priority)
         if not all(type(v) is int and 0 < v < 2**32 for v in numbers) or record.mark & ~record.mask:
             raise StateError("corrupt route record: bad mark, mask, table or priority")
@@ -115,7 +128,7 @@ class RouteRecord:
         for name, fam in record.families.items():
             family = {"ipv4": 4, "ipv6": 6}.get(name)
             expected = family and _family_record(record.interface, family, record.mark, record.mask,
-                                                 record.table, record.priority)
+                                                 record.table, record.priority, record.backend)
             if fam != expected:
                 raise StateError(f"route record for {record.interface}: {name} is not what wgkill writes")
         for change in record.sysctls:  # teardown writes these back: only our one key, only digits
@@ -127,17 +140,18 @@ class RouteRecord:
 
 
 def _family_record(interface: str, family: int, mark: int, mask: int, table: int,
-                   priority: int) -> FamilyRoutes:
+                   priority: int, backend: str = "iptables") -> FamilyRoutes:
+    nft = backend == "nft"
     return FamilyRoutes(
         family=family,
-        set_name=set_name(interface, family),
+        set_name=f"dst{family}" if nft else set_name(interface, family),
         rule=f"fwmark {mark:#x}/{mask:#x} lookup {table} priority {priority}",
         routes=[
             f"default dev {interface} table {table}",
             f"unreachable default metric {UNREACHABLE_METRIC} table {table}",
         ],
-        chains=route_chain_names(interface),
-        jumps=[
+        chains={} if nft else route_chain_names(interface),
+        jumps=[] if nft else [
             {"table": t, "chain": _HOOKS[t], "spec": jump_spec(c, route_jump_comment(interface))}
             for t, c in route_chain_names(interface).items()
         ],
@@ -322,7 +336,8 @@ def _loosen_rp_filter(interface: str) -> list[dict[str, str]]:
 # ---- the two entry points -------------------------------------------------------------------
 
 
-def plan(interface: str, families: Sequence[int] = (4, 6), *, wg_fwmark: int | None = None) -> RouteRecord:
+def plan(interface: str, families: Sequence[int] = (4, 6), *, wg_fwmark: int | None = None,
+         backend: str = "iptables") -> RouteRecord:
     """The record ``setup`` would write, changing nothing: a free slot and the iptables variant.
 
     Save it as intent before ``setup(..., previous=planned)`` so an interrupted run
@@ -331,9 +346,16 @@ def plan(interface: str, families: Sequence[int] = (4, 6), *, wg_fwmark: int | N
     validate_interface(interface)
     slot = allocate(wg_fwmark)
     mark, table, priority = slot << MARK_SHIFT, TABLE_BASE + slot, PRIORITY_BASE + slot
-    record = RouteRecord(interface, mark, MARK_MASK, table, priority, detect_variant(4))
+    if backend == "nft":
+        variant = ""
+    else:
+        from .firewall.iptables import detect_variant
+
+        variant = detect_variant(4)
+    record = RouteRecord(interface, mark, MARK_MASK, table, priority, variant, backend=backend)
     for family in families:
-        record.families[f"ipv{family}"] = _family_record(interface, family, mark, MARK_MASK, table, priority)
+        record.families[f"ipv{family}"] = _family_record(interface, family, mark, MARK_MASK, table, priority,
+                                                         backend)
     return record
 
 
@@ -362,17 +384,22 @@ def setup(
         raise StateError(f"route record is for {previous.interface}, not {interface}")
     mark, table, priority = previous.mark, previous.table, previous.priority
     variant = previous.iptables_variant
-    backends = {family: IptablesFamily(family, variant) for family in families}
-    record = RouteRecord(interface, mark, MARK_MASK, table, priority, variant)
+    nft = previous.backend == "nft"
+    if not nft:
+        from .firewall.iptables import IptablesFamily
+
+        backends = {family: IptablesFamily(family, variant) for family in families}
+    record = RouteRecord(interface, mark, MARK_MASK, table, priority, variant, backend=previous.backend)
     for family in families:
-        record.families[f"ipv{family}"] = _family_record(interface, family, mark, MARK_MASK, table, priority)
+        record.families[f"ipv{family}"] = _family_record(interface, family, mark, MARK_MASK, table, priority,
+                                                         previous.backend)
 
     # 1. routes in our table: nothing uses the table before the rule exists.
     for family in families:
         batch = "".join(f"route replace {route}\n" for route in record.families[f"ipv{family}"].routes)
         _batch(ip, family, batch)
-    # 2. marks and source NAT, one transaction per family.
-    for family in families:
+    # 2. marks and source NAT, one transaction per family (nft: already in the kill switch's table).
+    for family in () if nft else families:
         backend = backends[family]
         endpoints_here = [(a, p) for a, p in endpoints if (":" in a) == (family == 6)]
         bodies = chain_bodies(interface, family, mark, MARK_MASK, endpoints_here, wg_fwmark)
@@ -412,6 +439,10 @@ def teardown(record: RouteRecord) -> list[str]:
             removed.append(f"ipv{family} rule {fam.rule}")
 
     def chains(family: int) -> None:
+        if record.backend == "nft":
+            return  # in the kill switch's table: removed with it
+        from .firewall.iptables import IptablesFamily
+
         backend = IptablesFamily(family, record.iptables_variant)
         removed.extend(_remove_chains(backend, record.interface, record.families[f"ipv{family}"]))
 
@@ -478,6 +509,10 @@ def missing(record: RouteRecord) -> list[str]:
         kinds = {_ours(r, record.interface) for r in _table_routes(fam.family, record.table)}
         if "dev" not in kinds:
             missing.append(f"{name} route default dev {record.interface} table {record.table}")
+        if record.backend == "nft":
+            continue  # the marks are in the kill switch's table, which status reads on its own
+        from .firewall.iptables import IptablesFamily
+
         backend = IptablesFamily(fam.family, record.iptables_variant)
         for table, chain in fam.chains.items():
             chains, rules = _snapshot(backend, table)

@@ -1,10 +1,17 @@
-"""The record of what wgkill applied, one JSON file per interface.
+"""The record of what wgkill applied, one JSON file per interface (version 2; version 1 is read).
 
 Written atomically (temp file, fsync, rename, fsync of the directory) with
 mode 0600 in a 0700 directory, and only under ``lock()``, an exclusive flock
 on one lock file, so concurrent hooks for wg0 and wg1 serialise instead of
 losing each other's work. Reading never guesses: anything that is not a
 state of a known version for the right interface is a StateError.
+
+Version 2 records the backend (``iptables`` or ``nft``), keys families by
+integer (4, 6) and records the iptables variant *per family*: iptables and
+ip6tables are separate alternatives on Debian, so one variant for both could
+look for the IPv6 chain in the wrong place. A version-1 state (wgkill 0.1:
+iptables, one variant for both families, ``"ipv4"`` keys) is read into the
+same records, so a tunnel brought up before an upgrade comes down cleanly.
 """
 
 import fcntl
@@ -19,7 +26,9 @@ from typing import Any
 from . import fileio
 from .errors import StateError
 
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+BACKENDS = ("iptables", "nft")
 DEFAULT_DIR = "/var/lib/wgkill"
 LOCK_NAME = ".lock"
 
@@ -31,6 +40,8 @@ def state_dir() -> Path:
 
 @dataclass
 class FamilyRecord:
+    """One family's iptables chains (backend ``iptables``)."""
+
     table: str
     chains: list[str]
     jumps: list[dict[str, str]]
@@ -40,18 +51,31 @@ class FamilyRecord:
     sets: list[str] = field(default_factory=list)
     bodies: dict[str, str] = field(default_factory=dict)  # chain -> rules, re-applied as is at boot
     remove_payload: str | None = None  # replayed by release when the table is as applied
+    variant: str = "nf_tables"  # the iptables variant this family was applied with
+
+
+@dataclass
+class NftRecord:
+    """The one nftables table (backend ``nft``): both families, applied and removed whole."""
+
+    table: str  # the inet table's name (wgkill.names.nft_table_name)
+    payload: str  # the whole ``nft -f`` transaction, re-applied as is at boot
+    payload_sha256: str
+    rules: dict[str, int] = field(default_factory=dict)  # chain -> rule count as applied
+    sets: dict[int, str] = field(default_factory=dict)  # family -> set of the tunnel's destinations
 
 
 @dataclass
 class State:
     interface: str
     applied_at: str
-    iptables_variant: str
+    backend: str = "iptables"
     fwmark: int | None = None
     config: str | None = None
     endpoints: list[dict[str, Any]] = field(default_factory=list)
     allowed_ips: list[str] = field(default_factory=list)
-    families: dict[str, FamilyRecord] = field(default_factory=dict)
+    families: dict[int, FamilyRecord] = field(default_factory=dict)  # backend iptables
+    nft: NftRecord | None = None  # backend nft
     dns: dict[str, Any] | None = None
     lockdown: bool = False
     allowed_ips_file: str | None = None
@@ -61,6 +85,17 @@ class State:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    def families_covered(self) -> set[int]:
+        """The families the block covers: for nft every family of the inet table."""
+        if self.nft is not None:
+            return {4, 6}
+        return set(self.families)
+
+    def variant(self, family: int) -> str | None:
+        """The iptables variant ``family`` was applied with (None: not iptables)."""
+        record = self.families.get(family)
+        return record.variant if record else None
 
 
 def _ensure_dir(directory: Path) -> None:
@@ -129,21 +164,32 @@ def load(interface: str, directory: Path | None = None) -> State | None:
         raise StateError(f"corrupt state file {path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise StateError(f"corrupt state file {path}: not a JSON object")
-    if data.get("version") != VERSION:
-        raise StateError(f"state file {path} has unknown version {data.get('version')!r}")
+    version = data.get("version")
+    if version not in READABLE_VERSIONS:
+        raise StateError(f"state file {path} has unknown version {version!r}")
     if _require(data, "interface", str, path) != interface:
         raise StateError(f"corrupt state file {path}: it records interface {data['interface']!r}")
+    backend = data.get("backend", "iptables") if version == 2 else "iptables"
+    if backend not in BACKENDS:
+        raise StateError(f"corrupt state file {path}: unknown backend {backend!r}")
     families = {}
     for name, record in _require(data, "families", dict, path).items():
-        if name not in ("ipv4", "ipv6") or not isinstance(record, dict):
+        family = _family_key(name, version)
+        if family is None or not isinstance(record, dict):
             raise StateError(f"corrupt state file {path}: bad family {name!r}")
+        if version == 1:
+            record = {**record, "variant": _require(data, "iptables_variant", str, path)}
         try:
-            families[name] = FamilyRecord(**record)
+            families[family] = FamilyRecord(**record)
         except TypeError as exc:
-            raise StateError(f"corrupt state file {path}: bad record for {name}") from exc
-        chains = families[name].chains
+            raise StateError(f"corrupt state file {path}: bad record for ipv{family}") from exc
+        chains = families[family].chains
         if not isinstance(chains, list) or not all(isinstance(c, str) for c in chains):
-            raise StateError(f"corrupt state file {path}: bad chains for {name}")
+            raise StateError(f"corrupt state file {path}: bad chains for ipv{family}")
+        if families[family].variant not in ("nf_tables", "legacy"):
+            raise StateError(f"corrupt state file {path}: bad iptables variant for ipv{family}")
+    applied_at = _require(data, "applied_at", str, path)
+    nft = _nft_record(data.get("nft"), path) if backend == "nft" else None
     fwmark = data.get("fwmark")
     if fwmark is not None and not isinstance(fwmark, int):
         raise StateError(f"corrupt state file {path}: field 'fwmark' invalid")
@@ -155,19 +201,40 @@ def load(interface: str, directory: Path | None = None) -> State | None:
         raise StateError(f"corrupt state file {path}: field 'dns' invalid")
     return State(
         interface=interface,
-        applied_at=_require(data, "applied_at", str, path),
-        iptables_variant=_require(data, "iptables_variant", str, path),
+        applied_at=applied_at,
+        backend=backend,
         fwmark=fwmark,
         config=data.get("config"),
         endpoints=_require(data, "endpoints", list, path),
         allowed_ips=_require(data, "allowed_ips", list, path),
         families=families,
+        nft=nft,
         dns=dns,
         lockdown=data.get("lockdown") is True,
         routes=data["routes"] if isinstance(data.get("routes"), dict) else None,
         exclude=data["exclude"] if isinstance(data.get("exclude"), dict) else None,
         allowed_ips_file=data["allowed_ips_file"] if isinstance(data.get("allowed_ips_file"), str) else None,
     )
+
+
+def _family_key(name: str, version: int) -> int | None:
+    """4 or 6 from a JSON key: ``"4"`` (version 2) or ``"ipv4"`` (version 1)."""
+    keys = {"4": 4, "6": 6} if version == 2 else {"ipv4": 4, "ipv6": 6}
+    return keys.get(name)
+
+
+def _nft_record(data: Any, path: Path) -> NftRecord:
+    if not isinstance(data, dict):
+        raise StateError(f"corrupt state file {path}: backend nft without its table record")
+    try:
+        record = NftRecord(**data)
+        record.sets = {int(k): v for k, v in dict(record.sets).items()}
+    except (TypeError, ValueError) as exc:
+        raise StateError(f"corrupt state file {path}: bad nft record") from exc
+    if not (isinstance(record.table, str) and isinstance(record.payload, str)
+            and all(f in (4, 6) and isinstance(v, str) for f, v in record.sets.items())):
+        raise StateError(f"corrupt state file {path}: bad nft record")
+    return record
 
 
 def remove(interface: str, directory: Path | None = None) -> None:

@@ -155,8 +155,12 @@ class Tunnel:
 class Lab:
     """Build with ``with Lab() as lab:``; everything is removed on exit, even on failure."""
 
-    def __init__(self, *, legacy: bool = False, bin_dir: str | None = None) -> None:
+    def __init__(self, *, legacy: bool = False, bin_dir: str | None = None,
+                 backend: str | None = None) -> None:
+        """``legacy``: the plain iptables names run iptables-legacy; ``backend``: the default hooks
+        pass ``--backend BACKEND`` to wgkill-up (None: wgkill chooses, nft where it works)."""
         refuse_initial_netns()
+        self.backend = backend
         self.tag = f"{os.getpid()}-{secrets.token_hex(2)}"
         self.short = secrets.token_hex(2)
         self.client_ns = f"{PREFIX}{self.tag}-client"
@@ -365,7 +369,12 @@ class Lab:
         return self.lan_ns
 
     # ---- tunnels ---------------------------------------------------------
-    def add_tunnel(self, *, hooks: str = "PostUp = wgkill-up %i\nPreDown = wgkill-down %i\n",
+    def default_hooks(self) -> str:
+        """wgkill's two hook lines, with this lab's ``--backend`` if it has one."""
+        option = f" --backend {self.backend}" if self.backend else ""
+        return f"PostUp = wgkill-up %i{option}\nPreDown = wgkill-down %i\n"
+
+    def add_tunnel(self, *, hooks: str | None = None,
                    allowed_ips: str = "0.0.0.0/0, ::/0", endpoint_family: int = 4,
                    extra: str = "", iface: str | None = None) -> Tunnel:
         """Start a server interface in vpn and write the client's wg-quick config (not brought up)."""
@@ -397,7 +406,8 @@ class Lab:
         self.vpn("ip", "addr", "add", f"{tunnel.server4}/28", "dev", tunnel.server_iface)
         self.vpn("ip", "addr", "add", f"{tunnel.server6}/64", "dev", tunnel.server_iface, "nodad")
         endpoint = f"{VPN4}:{port}" if endpoint_family == 4 else f"[{VPN6}]:{port}"
-        self.write_client_config(tunnel, hooks=hooks, allowed_ips=allowed_ips, endpoint=endpoint, extra=extra)
+        self.write_client_config(tunnel, hooks=self.default_hooks() if hooks is None else hooks,
+                                 allowed_ips=allowed_ips, endpoint=endpoint, extra=extra)
         return tunnel
 
     def write_client_config(self, tunnel: Tunnel, *, hooks: str, allowed_ips: str, endpoint: str,
@@ -472,6 +482,14 @@ class Lab:
                 return
             time.sleep(0.2)
         raise LabError(f"{tunnel.iface}: no traffic through the tunnel within {timeout}s")
+
+    def ruleset(self) -> str:
+        """The client's nftables ruleset (iptables-nft's tables included), without counters and
+        without wg-quick's own ``wg-quick-IFACE`` tables (wg-quick's business; a killed daemon
+        leaves its lines doubled there)."""
+        text = self.client("/usr/sbin/nft", "-s", "list", "ruleset").stdout
+        blocks = re.split(r"(?m)^(?=table )", text)
+        return "".join(b for b in blocks if not re.match(r"table \S+ wg-quick-", b))
 
     def save(self, family: int = 4) -> str:
         """The client's filter table, without comments and counters, for byte comparison."""

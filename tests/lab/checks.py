@@ -1,6 +1,7 @@
 """Assertions shared by lab tests: what the client saw and what the far side saw."""
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -44,7 +45,27 @@ def state(lab: Lab, tunnel: Tunnel) -> dict | None:
 
 
 def wgkill_lines(lab: Lab) -> list[str]:
-    return [ln for family in (4, 6) for ln in lab.save(family).splitlines() if "wgkill" in ln]
+    """Every rule, chain or table of wgkill's in the client: iptables (both families) and nftables."""
+    texts = [lab.save(4), lab.save(6), lab.ruleset()]
+    return [ln for text in texts for ln in text.splitlines() if "wgkill" in ln]
+
+
+def hooked(lab: Lab) -> int:
+    """How many times wgkill's blocks hook the host's output, one per family and tunnel:
+    iptables OUTPUT jumps to our chains, and the per-family jumps of our nft tables' output chains."""
+    jumps = sum(ln.startswith("-A OUTPUT") and "wgkill" in ln
+                for family in (4, 6) for ln in lab.save(family).splitlines())
+    for block in re.split(r"(?m)^(?=table )", lab.ruleset()):
+        if block.startswith("table inet wgkill-"):
+            output = block.partition("chain output {")[2].partition("}")[0]
+            jumps += sum(ln.strip().startswith("meta nfproto") for ln in output.splitlines())
+    return jumps
+
+
+def rules(lab: Lab) -> tuple[str, str, str]:
+    """What the client's firewall holds, for byte comparison: iptables-save of both families
+    and ``nft list ruleset``."""
+    return lab.save(4), lab.save(6), lab.ruleset()
 
 
 def dns_straight_at_uplink(lab: Lab, tag: str) -> None:
@@ -66,6 +87,11 @@ def wait_reachable(lab: Lab, server: str, timeout: float = 15) -> None:
         if dig(lab, server, "handshake.example", timeout=1):
             return
     pytest.fail(f"{server} did not answer through the tunnel within {timeout}s")
+
+
+def backend_args(lab: Lab) -> tuple[str, ...]:
+    """``--backend X`` for a lab that fixes the backend (``any_lab``, ``iptables_lab``); none otherwise."""
+    return ("--backend", lab.backend) if lab.backend else ()
 
 
 def hooks(*options: str) -> str:

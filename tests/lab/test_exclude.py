@@ -3,6 +3,8 @@
 The client's commands see this machine's hybrid layout (cgroup v1 on a tmpfs at
 /sys/fs/cgroup, cgroup2 at /sys/fs/cgroup/unified; ``wgkill_lab.cgroupfs``), and
 each lab has its own exclusion cgroup (``Lab.exclude_cgroup``), removed with it.
+The core scenarios run with each backend (``any_lab``: nft, iptables-nft,
+iptables-legacy), the rest with the default one (nft).
 """
 
 import json
@@ -18,7 +20,7 @@ import pytest
 from wgkill.cgroups import cgroup_of, unified_root
 from wgkill_lab.netns import CLIENT4, CLIENT6, VPN4, VPN6, WEB4, WEB6, Lab, Tunnel
 
-from .checks import hooks, state
+from .checks import backend_args, hooks, rules, state
 
 EXCLUDED_PORT, OTHER_PORT = {4: 40001, 6: 40003}, {4: 40002, 6: 40004}  # per family: no TIME_WAIT clash
 
@@ -29,12 +31,18 @@ def xlab(lab: Lab) -> Iterator[Lab]:
     yield lab
 
 
+@pytest.fixture
+def any_xlab(any_lab: Lab) -> Iterator[Lab]:
+    any_lab.cgroupfs = "hybrid"
+    yield any_lab
+
+
 def _cgroup_dir(lab: Lab) -> Path:
     return unified_root() / lab.exclude_cgroup
 
 
 def _up(lab: Lab, *options: str) -> Tunnel:
-    tunnel = lab.add_tunnel(hooks=hooks("--allow-exclude", *options))
+    tunnel = lab.add_tunnel(hooks=hooks("--allow-exclude", *backend_args(lab), *options))
     lab.wg_quick("up", tunnel)
     lab.wait_handshake(tunnel)
     return tunnel
@@ -63,15 +71,24 @@ def _answer(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
 
 
 def _all_rules(lab: Lab) -> str:
-    return "".join(lab.client(tool, check=True).stdout for tool in ("iptables-save", "ip6tables-save"))
+    """Every table of both iptables families, and the nft ruleset (wg-quick's own tables aside)."""
+    saved = "".join(lab.client(tool).stdout for tool in ("iptables-save", "ip6tables-save"))
+    return saved + rules(lab)[2]
 
 
 def _wgkill_rules(lab: Lab) -> list[str]:
-    return [ln for ln in _all_rules(lab).splitlines() if "wgkill" in ln or "cgroup" in ln or "0xca6c" in ln]
+    return [ln for ln in _all_rules(lab).splitlines()
+            if "wgkill" in ln or "cgroup" in ln or "0xca6c" in ln.lower()]
 
 
-def test_excluded_curl_sees_the_uplink_while_a_normal_one_sees_the_vpn_v4_v6_at_once(xlab: Lab) -> None:
-    lab = xlab
+def _nothing_left(lab: Lab) -> None:
+    """No rule in any iptables table, no wgkill table, chain, cgroup match or mark in nftables."""
+    text = _all_rules(lab)
+    assert "-A " not in text and _wgkill_rules(lab) == [], text
+
+
+def test_excluded_curl_sees_the_uplink_while_a_normal_one_sees_the_vpn_v4_v6_at_once(any_xlab: Lab) -> None:
+    lab = any_xlab
     lab.client("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")  # strict: replies need the ct mark
     _up(lab)
     procs = {(family, excluded): _curl(lab, target, excluded=excluded)
@@ -86,6 +103,8 @@ def test_excluded_curl_sees_the_uplink_while_a_normal_one_sees_the_vpn_v4_v6_at_
     line = seen[(4, True)][2]
     assert re.search(r"wgkill-exclude: \S+ wgkill-exclude: pid \d+ in .*unified/" + lab.exclude_cgroup
                      + r" by uid 0 as root .*: curl -s", line), line
+    if lab.backend is None:  # nft: loaded with cgroup2 at /sys/fs/cgroup, listed back as the host sees it
+        assert f'socket cgroupv2 level 1 "unified/{lab.exclude_cgroup}"' in rules(lab)[2]
     log = (lab.state_dir / "exclude.log").read_text().splitlines()
     assert len(log) == 2 and all("curl -s --max-time 5" in entry for entry in log)
 
@@ -111,8 +130,8 @@ def _witnessed(lab: Lab) -> dict[str, dict[str, int]]:
     return seen
 
 
-def test_after_a_drop_the_excluded_program_gets_out_and_no_other_packet_does(xlab: Lab) -> None:
-    lab = xlab
+def test_after_a_drop_the_excluded_program_gets_out_and_no_other_packet_does(any_xlab: Lab) -> None:
+    lab = any_xlab
     tunnel = _up(lab)
     lab.client("ip", "link", "set", tunnel.iface, "down")
     _witness(lab)
@@ -229,8 +248,8 @@ def test_split_tunnel_and_table_off_are_refused(xlab: Lab) -> None:
     assert not _cgroup_dir(lab).exists()
 
 
-def test_status_shows_the_exclusion_and_wg_quick_down_leaves_nothing(xlab: Lab) -> None:
-    lab = xlab
+def test_status_shows_the_exclusion_and_wg_quick_down_leaves_nothing(any_xlab: Lab) -> None:
+    lab = any_xlab
     before = _all_rules(lab)
     tunnel = _up(lab)
     sleeper = subprocess.Popen(lab.argv(lab.client_ns, "wgkill-exclude", "--", "sleep", "60"),
@@ -261,17 +280,21 @@ def test_status_shows_the_exclusion_and_wg_quick_down_leaves_nothing(xlab: Lab) 
     assert f'wgkill_excluded_processes{{interface="{tunnel.iface}"}} 1' in metrics
 
     # an exclusion never turns CRITICAL into OK
-    lab.client("iptables", "-F", f"wgkill-{tunnel.iface}")
+    if lab.backend == "iptables":
+        lab.client("iptables", "-F", f"wgkill-{tunnel.iface}")
+    else:
+        lab.client("nft", "flush", "chain", "inet", f"wgkill-{tunnel.iface}", "ipv4")
     flushed = lab.client("wgkill-status", "--probe-excluded", check=False)
     assert flushed.returncode == 2 and flushed.stdout.startswith("WGKILL CRITICAL")
-    lab.client("wgkill-up", tunnel.iface, "--allow-exclude")
+    lab.client("wgkill-up", tunnel.iface, "--allow-exclude", *backend_args(lab))
     assert lab.client("wgkill-status", check=False).returncode == 0
 
     down = lab.wg_quick("down", tunnel)
     assert f"1 process(es) in it moved back to the root cgroup (pids {pid})" in down.stderr
     assert not _cgroup_dir(lab).exists()
     assert cgroup_of(pid) == "/"
-    assert "-A " not in before and "-A " not in _all_rules(lab)  # no mark, no rule, in any table
+    assert "-A " not in before
+    _nothing_left(lab)  # no mark, no rule, in any table
     assert state(lab, tunnel) is None
     gone = lab.client("wgkill-exclude", "--", "true", check=False)
     assert gone.returncode == 5 and "no tunnel is protected with --allow-exclude" in gone.stderr
@@ -314,12 +337,12 @@ def test_lockdown_release_and_reboot_leave_no_cgroup_mark_or_rule(xlab: Lab) -> 
     boot = lab.client("wgkill-boot")
     assert "recorded block re-applied (lockdown)" in boot.stderr
     assert (_cgroup_dir(lab) / "cgroup.procs").read_text() == ""  # made again, empty, for the rules
-    assert any("-m cgroup --path" in ln for ln in _wgkill_rules(lab))
+    assert any("-m cgroup --path" in ln or "socket cgroupv2" in ln for ln in _wgkill_rules(lab))
     assert lab.whoami(4, timeout=3) is None  # held
     assert _answer(_curl(lab, WEB4, excluded=True))[:2] == (0, CLIENT4)  # the exclusion holds with it
     released = lab.client("wgkill-release", tunnel.iface)
     assert f"released {tunnel.iface}" in released.stderr
-    assert _wgkill_rules(lab) == [] and "-A " not in _all_rules(lab)
+    _nothing_left(lab)
     assert not _cgroup_dir(lab).exists() and state(lab, tunnel) is None
     assert lab.whoami(4) == CLIENT4
 
@@ -335,7 +358,8 @@ def test_boot_without_cgroup_v2_gives_a_full_block_instead(xlab: Lab) -> None:
     assert lab.whoami(4, timeout=3) is None and lab.whoami(6, timeout=3) is None
     lab.cgroupfs = "hybrid"
     lab.client("wgkill-down", tunnel.iface)
-    assert not _cgroup_dir(lab).exists() and "-A " not in _all_rules(lab)
+    assert not _cgroup_dir(lab).exists()
+    _nothing_left(lab)
 
 
 def test_an_excluded_program_still_asks_the_hosts_resolver_under_the_dns_lock(xlab: Lab) -> None:
@@ -358,3 +382,23 @@ def test_an_excluded_program_still_asks_the_hosts_resolver_under_the_dns_lock(xl
         assert asked.stdout.strip() == "" or asked.returncode != 0
     assert isp.count() == 0
     assert _answer(_curl(lab, WEB4, excluded=True))[:2] == (0, CLIENT4)  # everything else: the uplink
+
+
+def test_dry_run_prints_the_exclusion_and_changes_nothing(any_xlab: Lab) -> None:
+    lab = any_xlab
+    tunnel = lab.add_tunnel(hooks="")
+    lab.wg_quick("up", tunnel)
+    before = _all_rules(lab)
+    done = lab.client("wgkill-up", tunnel.iface, "--allow-exclude", "--dry-run", *backend_args(lab))
+    if lab.backend == "iptables":
+        assert f"-A wgkill-{tunnel.iface}-ex -m cgroup --path {lab.exclude_cgroup} -j MARK" in done.stdout
+        assert f"-m cgroup --path {lab.exclude_cgroup} -m mark --mark 0xca6c -j RETURN" in done.stdout
+    else:
+        assert f'socket cgroupv2 level 1 "{lab.exclude_cgroup}" meta mark set 0x0000ca6c' in done.stdout
+    # (iptables-legacy shows the empty nat and mangle tables that reading them loaded: no rule)
+    assert _rule_lines(_all_rules(lab)) == _rule_lines(before) and _wgkill_rules(lab) == []
+    assert state(lab, tunnel) is None and not _cgroup_dir(lab).exists()
+
+
+def _rule_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if not ln.startswith(("#", "*", ":", "COMMIT"))]

@@ -10,31 +10,31 @@ import pytest
 
 from wgkill_lab.netns import Lab
 
-from .checks import assert_blocked, assert_open_uplink, state, wgkill_lines
+from .checks import assert_blocked, assert_open_uplink, rules, state, wgkill_lines
 
 
 @pytest.mark.parametrize("name", ["wg0;touch PWNED", "-j ACCEPT", "A" * 16, "$(touch PWNED)"])
 def test_hostile_interface_names_create_nothing(lab: Lab, name: str) -> None:
-    before = (lab.save(4), lab.save(6))
+    before = rules(lab)
     name = name.replace("PWNED", str(lab.tmp / "pwned"))
     for command in ("wgkill-up", "wgkill-down"):
         done = lab.client(command, "--", name, check=False)
         assert done.returncode == 2
         assert len(done.stderr.splitlines()) == 1 and "invalid interface name" in done.stderr
     assert not (lab.tmp / "pwned").exists()
-    assert (lab.save(4), lab.save(6)) == before
+    assert rules(lab) == before
     assert not lab.state_dir.exists()
 
 
 def test_corrupt_state_keeps_blocking_until_force(lab: Lab) -> None:
     tunnel = lab.add_tunnel()
     lab.wg_quick("up", tunnel)
-    applied = (lab.save(4), lab.save(6))
+    applied = rules(lab)
     (lab.state_dir / f"{tunnel.iface}.json").write_text('{"version": 1, "interf')
     done = lab.client("wgkill-down", tunnel.iface, check=False)
     assert done.returncode == 4 and len(done.stderr.splitlines()) == 1
     assert "corrupt state file" in done.stderr
-    assert (lab.save(4), lab.save(6)) == applied
+    assert rules(lab) == applied
     down = lab.wg_quick("down", tunnel, check=False)  # PreDown fails: wg-quick keeps the tunnel
     assert down.returncode != 0
     lab.client("ip", "link", "set", tunnel.iface, "down")
@@ -47,19 +47,35 @@ def test_corrupt_state_keeps_blocking_until_force(lab: Lab) -> None:
 
 
 def _failing_shim(lab: Lab, name: str) -> str:
+    """A PATH where ``name`` fails; for ``nft`` only its transactions fail (``nft list`` still works,
+    so wgkill chooses nft and then cannot apply)."""
     shim = lab.tmp / "failing-bin"
     shim.mkdir(exist_ok=True)
     script = shim / name
-    script.write_text("#!/bin/sh\necho 'simulated failure' >&2\nexit 1\n")
+    passthrough = 'case "$1" in list) exec /usr/sbin/nft "$@";; esac\n' if name == "nft" else ""
+    script.write_text(f"#!/bin/sh\n{passthrough}echo 'simulated failure' >&2\nexit 1\n")
     script.chmod(0o755)
     return f"{shim}:{lab.env()['PATH']}"
 
 
-def test_second_family_failure_keeps_first_and_fails_the_bring_up(lab: Lab) -> None:
+def test_nft_transaction_failure_applies_nothing_and_fails_the_bring_up(lab: Lab) -> None:
+    tunnel = lab.add_tunnel(hooks="")
+    lab.wg_quick("up", tunnel)
+    before = rules(lab)
+    done = lab.client("env", f"PATH={_failing_shim(lab, 'nft')}", "wgkill-up", tunnel.iface, check=False)
+    assert done.returncode == 6
+    errors = [ln for ln in done.stderr.splitlines() if not ln.startswith("[#]")]
+    assert len(errors) == 1 and "ruleset unchanged" in errors[0]
+    assert rules(lab) == before and wgkill_lines(lab) == []  # both families or neither: neither
+    assert state(lab, tunnel) is None  # nothing applied, nothing recorded
+
+
+def test_second_family_failure_keeps_first_and_fails_the_bring_up(iptables_lab: Lab) -> None:
+    lab = iptables_lab
     tunnel = lab.add_tunnel(hooks="")
     lab.wg_quick("up", tunnel)
     path = _failing_shim(lab, "ip6tables-nft-restore")
-    done = lab.client("env", f"PATH={path}", "wgkill-up", tunnel.iface, check=False)
+    done = lab.client("env", f"PATH={path}", "wgkill-up", tunnel.iface, "--backend", "iptables", check=False)
     assert done.returncode == 6
     errors = [ln for ln in done.stderr.splitlines() if not ln.startswith("[#]")]
     assert len(errors) == 1 and "ipv4 block stays in place" in errors[0]
@@ -70,11 +86,13 @@ def test_second_family_failure_keeps_first_and_fails_the_bring_up(lab: Lab) -> N
     assert wgkill_lines(lab) == []
 
 
-def test_failing_post_up_aborts_wg_quick(lab: Lab) -> None:
+@pytest.mark.parametrize("backend, failing", [("nft", "nft"), ("iptables", "iptables-nft-restore")])
+def test_failing_post_up_aborts_wg_quick(lab: Lab, backend: str, failing: str) -> None:
     tunnel = lab.add_tunnel(hooks="")
-    path = _failing_shim(lab, "iptables-nft-restore")
+    path = _failing_shim(lab, failing)
     lab.write_client_config(
-        tunnel, hooks=f"PostUp = env PATH={path} wgkill-up %i\nPreDown = wgkill-down %i\n",
+        tunnel,
+        hooks=f"PostUp = env PATH={path} wgkill-up %i --backend {backend}\nPreDown = wgkill-down %i\n",
         allowed_ips="0.0.0.0/0, ::/0", endpoint=f"198.51.100.2:{tunnel.port}",
     )
     up = lab.wg_quick("up", tunnel, check=False)
@@ -96,14 +114,19 @@ def test_missing_binary_one_line(lab: Lab) -> None:
     assert wgkill_lines(lab) == []
 
 
-def test_dry_run_prints_payloads_and_changes_nothing(lab: Lab) -> None:
+@pytest.mark.parametrize("backend", ["auto", "iptables"])
+def test_dry_run_prints_payloads_and_changes_nothing(lab: Lab, backend: str) -> None:
     tunnel = lab.add_tunnel(hooks="")
     lab.wg_quick("up", tunnel)
-    before = (lab.save(4), lab.save(6))
-    done = lab.client("wgkill-up", "--dry-run", tunnel.iface)
-    assert "# ipv4: iptables-restore -w -n" in done.stdout and "*filter" in done.stdout
-    assert f"-I OUTPUT 1 -m comment --comment \"wgkill:{tunnel.iface}\"" in done.stdout
-    assert (lab.save(4), lab.save(6)) == before
+    before = rules(lab)
+    done = lab.client("wgkill-up", "--dry-run", tunnel.iface, "--backend", backend)
+    if backend == "auto":  # nft works here
+        assert done.stdout.startswith(f"# nft -f -\nadd table inet wgkill-{tunnel.iface}\n")
+        assert f"table inet wgkill-{tunnel.iface} {{" in done.stdout
+    else:
+        assert "# iptables-restore -w -n" in done.stdout and "*filter" in done.stdout
+        assert f"-I OUTPUT 1 -m comment --comment \"wgkill:{tunnel.iface}\"" in done.stdout
+    assert rules(lab) == before
     assert not lab.state_dir.exists()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from wgkill_lab.netns import Lab
 
-from .checks import assert_blocked, assert_open_uplink, assert_through_tunnel, state, wgkill_lines
+from .checks import assert_blocked, assert_open_uplink, assert_through_tunnel, rules, state, wgkill_lines
 
 
 def _up(lab: Lab, **kw: object):  # type: ignore[no-untyped-def]
@@ -17,16 +17,27 @@ def _up(lab: Lab, **kw: object):  # type: ignore[no-untyped-def]
     return tunnel
 
 
-def test_article_procedure_link_down(lab: Lab) -> None:
+def _backend(lab: Lab) -> list[str]:
+    return ["--backend", lab.backend] if lab.backend else []
+
+
+def test_article_procedure_link_down(any_lab: Lab) -> None:
     """The article's test, with the far side as witness: no packet leaks while the link is down."""
-    before = (lab.save(4), lab.save(6))
+    lab = any_lab
+    before = rules(lab)
     assert_open_uplink(lab)
     tunnel = _up(lab)
     assert_through_tunnel(lab)
     record = state(lab, tunnel)
     assert record is not None and record["fwmark"] == 51820
-    assert record["iptables_variant"] == "nf_tables"
-    assert set(record["families"]) == {"ipv4", "ipv6"}
+    assert record["version"] == 2
+    if lab.backend is None:  # nft works here: auto chooses it
+        assert record["backend"] == "nft" and record["families"] == {}
+        assert record["nft"]["table"] == f"wgkill-{tunnel.iface}"
+    else:
+        variant = "legacy" if lab.legacy else "nf_tables"
+        assert record["backend"] == "iptables" and record["nft"] is None
+        assert {f: r["variant"] for f, r in record["families"].items()} == {"4": variant, "6": variant}
     assert record["endpoints"] == [{"address": "198.51.100.2", "port": tunnel.port, "name": None}]
     mode = (Path(lab.state_dir) / f"{tunnel.iface}.json").stat().st_mode
     assert stat.S_IMODE(mode) == 0o600 and stat.S_IMODE(Path(lab.state_dir).stat().st_mode) == 0o700
@@ -37,13 +48,16 @@ def test_article_procedure_link_down(lab: Lab) -> None:
     down = lab.wg_quick("down", tunnel)
     assert "[#] wgkill-down" in down.stderr
     assert_open_uplink(lab)
-    assert (lab.save(4), lab.save(6)) == before
+    if lab.backend == "iptables":  # iptables-nft keeps the (empty) filter tables it created
+        assert rules(lab)[:2] == before[:2]
+    else:
+        assert rules(lab) == before
     assert state(lab, tunnel) is None
 
 
 def test_daemon_killed_blocks_then_wg_quick_up_reconnects_without_duplicates(lab: Lab) -> None:
     tunnel = _up(lab)
-    applied = (lab.save(4), lab.save(6))
+    applied = rules(lab)
     lab.kill_daemon(tunnel)
     assert_blocked(lab)
     down = lab.wg_quick("down", tunnel, check=False)  # wg-quick refuses: the interface is gone
@@ -53,7 +67,7 @@ def test_daemon_killed_blocks_then_wg_quick_up_reconnects_without_duplicates(lab
     lab.wg_quick("up", tunnel)  # with the block held: the endpoint rule lets it reconnect
     lab.wait_handshake(tunnel)
     assert_through_tunnel(lab)
-    assert (lab.save(4), lab.save(6)) == applied
+    assert rules(lab) == applied
     lab.wg_quick("down", tunnel)
     assert wgkill_lines(lab) == []
     assert_open_uplink(lab)
@@ -72,22 +86,32 @@ def test_interface_deleted_then_wgkill_down_cleans_up(lab: Lab) -> None:
     assert "nothing recorded" in again.stderr
 
 
-def test_applying_twice_is_byte_identical_and_restores_jump_position(lab: Lab) -> None:
+def test_applying_twice_is_byte_identical(any_lab: Lab) -> None:
+    lab = any_lab
     tunnel = _up(lab)
-    once = (lab.save(4), lab.save(6))
+    once = rules(lab)
     lab.client("wgkill-up", tunnel.iface)
-    assert (lab.save(4), lab.save(6)) == once
+    assert rules(lab) == once
+    lab.wg_quick("down", tunnel)
+    assert wgkill_lines(lab) == []
+
+
+def test_iptables_reapply_restores_jump_position(iptables_lab: Lab) -> None:
+    lab = iptables_lab
+    tunnel = _up(lab)
+    once = rules(lab)
     # another tool inserts an ACCEPT above our jump: re-running puts the jump back on top, once
     lab.client("iptables", "-I", "OUTPUT", "1", "-j", "ACCEPT")
     lab.client("wgkill-up", tunnel.iface)
-    rules = [ln for ln in lab.save(4).splitlines() if ln.startswith("-A OUTPUT")]
-    assert rules[0].endswith(f"-j wgkill-{tunnel.iface}") and rules[1] == "-A OUTPUT -j ACCEPT"
-    assert len(rules) == 2
+    output = [ln for ln in lab.save(4).splitlines() if ln.startswith("-A OUTPUT")]
+    assert output[0].endswith(f"-j wgkill-{tunnel.iface}") and output[1] == "-A OUTPUT -j ACCEPT"
+    assert len(output) == 2
     lab.client("iptables", "-D", "OUTPUT", "-j", "ACCEPT")
-    assert (lab.save(4), lab.save(6)) == once
+    assert rules(lab) == once
 
 
-def test_two_tunnels_each_remove_only_their_own(lab: Lab) -> None:
+def test_two_tunnels_each_remove_only_their_own(any_lab: Lab) -> None:
+    lab = any_lab
     first = lab.add_tunnel()
     second = lab.add_tunnel(allowed_ips="192.0.2.144/28")  # split: no fwmark
     other_rules = "-A OUTPUT -p tcp -m tcp --dport 25 -j REJECT --reject-with tcp-reset"
@@ -108,21 +132,26 @@ def test_two_tunnels_each_remove_only_their_own(lab: Lab) -> None:
         assert other_rules in lab.save(4)
 
 
-def test_concurrent_hooks_both_recorded(lab: Lab) -> None:
+def test_concurrent_hooks_both_recorded(any_lab: Lab) -> None:
+    lab = any_lab
     tunnels = [lab.add_tunnel(hooks=""), lab.add_tunnel(hooks="", allowed_ips="192.0.2.144/28")]
     for tunnel in tunnels:
         lab.wg_quick("up", tunnel)
     env = lab.env()
     procs = [
-        subprocess.Popen(["ip", "netns", "exec", lab.client_ns, "wgkill-up", t.iface], env=env,
+        subprocess.Popen(["ip", "netns", "exec", lab.client_ns, "wgkill-up", t.iface, *_backend(lab)],
+                         env=env,
                          stderr=subprocess.PIPE, text=True)
         for t in tunnels
     ]
     assert [p.wait(60) for p in procs] == [0, 0]
     for tunnel in tunnels:
         assert state(lab, tunnel) is not None
-        assert sum(f"-A OUTPUT -m comment --comment \"wgkill:{tunnel.iface}\"" in ln
-                   for ln in lab.save(4).splitlines()) == 1
+        if lab.backend == "iptables":
+            assert sum(f"-A OUTPUT -m comment --comment \"wgkill:{tunnel.iface}\"" in ln
+                       for ln in lab.save(4).splitlines()) == 1
+        else:
+            assert lab.ruleset().count(f"table inet wgkill-{tunnel.iface} {{") == 1
     for tunnel in tunnels:
         lab.client("wgkill-down", tunnel.iface)
     assert wgkill_lines(lab) == []
@@ -172,7 +201,9 @@ def test_ipv6_endpoint(lab: Lab) -> None:
 def test_legacy_iptables(legacy_lab: Lab) -> None:
     lab = legacy_lab
     tunnel = _up(lab)
-    assert state(lab, tunnel)["iptables_variant"] == "legacy"  # type: ignore[index]
+    record = state(lab, tunnel)
+    assert record is not None and record["backend"] == "iptables"
+    assert {f: r["variant"] for f, r in record["families"].items()} == {"4": "legacy", "6": "legacy"}
     legacy = lab.client("iptables-legacy-save", "-t", "filter").stdout
     assert f"-A OUTPUT -m comment --comment \"wgkill:{tunnel.iface}\"" in legacy
     nft = lab.client("/usr/sbin/iptables-nft-save", "-t", "filter").stdout
@@ -196,11 +227,11 @@ def test_rerun_with_unchanged_inputs_skips_jinja(lab: Lab) -> None:
     code = ("import sys; sys.argv = ['wgkill-up', sys.argv[1]]; "
             "from wgkill.cli.up import main; main()")
     first = lab.client(sys.executable, "-I", "-X", "importtime", "-c", code, tunnel.iface)
-    applied = (lab.save(4), lab.save(6))
+    applied = rules(lab)
     lab.client("wgkill-down", tunnel.iface)
     second = lab.client(sys.executable, "-I", "-X", "importtime", "-c", code, tunnel.iface)
     assert "jinja2" in first.stderr and "jinja2" not in second.stderr
-    assert (lab.save(4), lab.save(6)) == applied
+    assert rules(lab) == applied
     down_code = code.replace("wgkill-up", "wgkill-down").replace("cli.up", "cli.down")
     down = lab.client(sys.executable, "-I", "-X", "importtime", "-c", down_code, tunnel.iface)
     assert "jinja2" not in down.stderr

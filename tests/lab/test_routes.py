@@ -3,6 +3,8 @@
 import time
 from pathlib import Path
 
+import pytest
+
 from wgkill_lab.netns import CLIENT4, VPN4, Lab
 
 from .checks import state, wgkill_lines
@@ -23,23 +25,34 @@ def _routing(lab: Lab) -> tuple[str, ...]:
                  for what, extra in (("rule", ()), ("route", ("table", "all"))))
 
 
-def test_100k_prefixes_routed_and_killswitched(lab: Lab) -> None:
+def _set_size(lab: Lab, tunnel, backend: str) -> int:  # type: ignore[no-untyped-def]
+    if backend == "nft":
+        text = lab.client("/usr/sbin/nft", "list", "set", "inet", f"wgkill-{tunnel.iface}", "dst4").stdout
+        return text.partition("elements = {")[2].partition("}")[0].count(",") + 1
+    header = lab.client("ipset", "list", "-t", f"wgkill-{tunnel.iface}-4").stdout
+    return int(header.partition("Number of entries: ")[2].split()[0])
+
+
+@pytest.mark.parametrize("backend", ["nft", "iptables"])
+def test_100k_prefixes_routed_and_killswitched(lab: Lab, backend: str) -> None:
     lab.isp("ip", "addr", "add", f"{OTHER4}/32", "dev", "lo")
     listing = _list(lab.tmp / "list.txt", 100_000, 10_000)
     tunnel = lab.add_tunnel(hooks="", extra="Table = off\n")
     lab.wg_quick("up", tunnel)
     before = _routing(lab)
+    argv = ["wgkill-up", tunnel.iface, "--allowed-ips-file", str(listing), "--routes", "--backend", backend]
     started = time.monotonic()
-    lab.client("wgkill-up", tunnel.iface, "--allowed-ips-file", str(listing), "--routes", timeout=120)
+    lab.client(*argv, timeout=120)
     took = time.monotonic() - started  # reported by the benchmark; here only a sanity bound
     assert took < 60
     record = state(lab, tunnel)
-    assert record and record["routes"] and record["families"]["ipv4"]["sets"]
-    assert "Number of entries: 100001" in lab.client("ipset", "list", "-t", f"wgkill-{tunnel.iface}-4").stdout
+    assert record and record["routes"] and record["backend"] == backend
+    assert record["routes"]["backend"] == backend
+    assert _set_size(lab, tunnel, backend) == 100001
     lab.wait_handshake(tunnel)
     assert lab.whoami(4) == VPN4  # listed: routed through the tunnel by wgkill, not wg-quick
     assert lab.whoami(4, target=OTHER4) == CLIENT4  # not listed: the uplink
-    lab.client("wgkill-up", tunnel.iface, "--allowed-ips-file", str(listing), "--routes", timeout=120)
+    lab.client(*argv, timeout=120)
     assert lab.whoami(4) == VPN4  # re-run: idempotent
 
     lab.kill_daemon(tunnel)
@@ -50,6 +63,7 @@ def test_100k_prefixes_routed_and_killswitched(lab: Lab) -> None:
 
     lab.client("wgkill-down", tunnel.iface)
     assert wgkill_lines(lab) == [] and lab.client("ipset", "list", "-n").stdout.strip() == ""
+    assert "wgkill" not in lab.ruleset()
     after = _routing(lab)
     assert after[0] == before[0] and after[2] == before[2]  # ip rule unchanged, both families
 

@@ -6,6 +6,8 @@ from wgkill_lab.netns import CLIENT4, VPN4, WEB4, Lab
 
 from .checks import state, wgkill_lines
 
+NFT = "/usr/sbin/nft"
+
 OTHER4 = "203.0.113.81"  # on the isp too, but not a tunnel destination
 
 
@@ -18,19 +20,44 @@ def _prefix_file(path: Path, count: int) -> Path:
 
 def _tunnel(lab: Lab, count: int):  # type: ignore[no-untyped-def]
     listing = _prefix_file(lab.tmp / f"list-{count}.txt", count)
-    hooks = f"PostUp = wgkill-up %i --allowed-ips-file {listing}\nPreDown = wgkill-down %i\n"
+    backend = f" --backend {lab.backend}" if lab.backend else ""
+    hooks = f"PostUp = wgkill-up %i --allowed-ips-file {listing}{backend}\nPreDown = wgkill-down %i\n"
     return lab.add_tunnel(hooks=hooks, allowed_ips=f"{WEB4}/32, 2001:db8:80::80/128")
 
 
-def test_split_tunnel_holds_only_its_destinations(lab: Lab) -> None:
+def _members(lab: Lab, tunnel) -> int:  # type: ignore[no-untyped-def]
+    """How many prefixes the IPv4 set holds: our nft table's ``dst4``, or ipset ``wgkill-IFACE-4``."""
+    if lab.backend is None:
+        text = lab.client(NFT, "list", "set", "inet", f"wgkill-{tunnel.iface}", "dst4").stdout
+        return len([e for e in text.partition("elements = {")[2].partition("}")[0].split(",") if e.strip()])
+    header = lab.client("ipset", "list", "-t", f"wgkill-{tunnel.iface}-4").stdout
+    return int(header.partition("Number of entries: ")[2].split()[0])
+
+
+def _member(lab: Lab, tunnel, address: str) -> bool:  # type: ignore[no-untyped-def]
+    if lab.backend is None:
+        argv = [NFT, "get", "element", "inet", f"wgkill-{tunnel.iface}", "dst4", f"{{ {address} }}"]
+    else:
+        argv = ["ipset", "test", f"wgkill-{tunnel.iface}-4", address]
+    return lab.client(*argv, check=False).returncode == 0
+
+
+def _no_sets_left(lab: Lab) -> bool:
+    return lab.client("ipset", "list", "-n").stdout.strip() == "" and "set dst" not in lab.ruleset()
+
+
+def test_split_tunnel_holds_only_its_destinations(any_lab: Lab) -> None:
+    lab = any_lab
     lab.isp("ip", "addr", "add", f"{OTHER4}/32", "dev", "lo")
     tunnel = _tunnel(lab, 10_000)
     lab.wg_quick("up", tunnel)
     lab.wait_handshake(tunnel)
     record = state(lab, tunnel)
-    assert record and record["families"]["ipv4"]["sets"] == [f"wgkill-{tunnel.iface}-4"]
-    count = lab.client("ipset", "list", "-t", f"wgkill-{tunnel.iface}-4").stdout
-    assert "Number of entries: 10001" in count  # the list plus the web server's AllowedIPs entry
+    if lab.backend is None:
+        assert record and record["nft"]["sets"] == {"4": "dst4", "6": "dst6"}
+    else:
+        assert record and record["families"]["4"]["sets"] == [f"wgkill-{tunnel.iface}-4"]
+    assert _members(lab, tunnel) == 10001  # the list plus the web server's AllowedIPs entry
     assert lab.whoami(4) == VPN4  # listed: through the tunnel
     assert lab.whoami(6) == "2001:db8:d::2"
     assert lab.whoami(4, target=OTHER4) == CLIENT4  # not listed: the uplink, as a split tunnel should
@@ -46,19 +73,21 @@ def test_split_tunnel_holds_only_its_destinations(lab: Lab) -> None:
     assert [h["dst"] for h in during] == [OTHER4]  # the far side saw nothing for listed addresses
     lab.wg_quick("down", tunnel)
     assert wgkill_lines(lab) == []
-    assert lab.client("ipset", "list", "-n").stdout.strip() == ""
+    assert _no_sets_left(lab)
     assert lab.whoami(4) == CLIENT4
 
 
 def _assert_set_holds(lab: Lab, tunnel, count: int) -> None:  # type: ignore[no-untyped-def]
     """The set is installed with the list's members (and only them), and the rules match on it."""
-    name = f"wgkill-{tunnel.iface}-4"
-    assert f"Number of entries: {count + 1}" in lab.client("ipset", "list", "-t", name).stdout
+    assert _members(lab, tunnel) == count + 1
     last = f"198.18.{(2 * (count - 1)) // 256}.{(2 * (count - 1)) % 256}"
     for member in ("198.18.0.0", last, WEB4):
-        assert lab.client("ipset", "test", name, member, check=False).returncode == 0, member
-    assert lab.client("ipset", "test", name, "198.18.0.1", check=False).returncode != 0  # odd: not listed
-    assert f"--match-set {name} dst" in lab.save(4)
+        assert _member(lab, tunnel, member), member
+    assert not _member(lab, tunnel, "198.18.0.1")  # odd: not listed
+    if lab.backend is None:
+        assert "ip daddr @dst4 reject" in lab.ruleset()
+    else:
+        assert f"--match-set wgkill-{tunnel.iface}-4 dst" in lab.save(4)
 
 
 def _assert_drop_holds_on_the_far_side(lab: Lab, tunnel) -> None:  # type: ignore[no-untyped-def]
@@ -78,10 +107,11 @@ def test_ruleset_size_does_not_grow_with_the_list(lab: Lab) -> None:
         lab.wg_quick("up", tunnel)
         lab.wait_handshake(tunnel)
         _assert_set_holds(lab, tunnel, count)
-        sizes.append((len(lab.save(4).splitlines()), len(lab.save(6).splitlines())))
+        terse = lab.client(NFT, "-t", "list", "table", "inet", f"wgkill-{tunnel.iface}").stdout  # no elements
+        sizes.append(len(terse.replace(tunnel.iface, "IFACE").splitlines()))
         _assert_drop_holds_on_the_far_side(lab, tunnel)
         lab.wg_quick("down", tunnel)
-        assert lab.client("ipset", "list", "-n").stdout.strip() == ""
+        assert _no_sets_left(lab)
     assert sizes[0] == sizes[1]
 
 
@@ -89,8 +119,8 @@ def test_split_then_full_rerun_drops_the_set(lab: Lab) -> None:
     tunnel = _tunnel(lab, 3)
     lab.wg_quick("up", tunnel)
     lab.client("wgkill-up", tunnel.iface, "--block-all")
-    assert lab.client("ipset", "list", "-n").stdout.strip() == ""
-    assert state(lab, tunnel)["families"]["ipv4"]["sets"] == []  # type: ignore[index]
+    assert _no_sets_left(lab)
+    assert state(lab, tunnel)["nft"]["sets"] == {}  # type: ignore[index]
     lab.wg_quick("down", tunnel)
     assert wgkill_lines(lab) == []
 
@@ -103,4 +133,4 @@ def test_invalid_prefix_line_refuses_the_whole_list(lab: Lab) -> None:
     done = lab.client("wgkill-up", tunnel.iface, "--allowed-ips-file", str(bad), check=False)
     assert done.returncode == 3
     assert "line 2" in done.stderr and "line 4" in done.stderr and len(done.stderr.splitlines()) == 1
-    assert wgkill_lines(lab) == [] and lab.client("ipset", "list", "-n").stdout.strip() == ""
+    assert wgkill_lines(lab) == [] and _no_sets_left(lab)

@@ -110,12 +110,13 @@ def test_daemon_killed_is_warning(lab: Lab) -> None:
 
 def test_flushed_chain_or_output_is_critical_and_the_fix_restores_ok(lab: Lab) -> None:
     tunnel = _up(lab)
-    chain = f"wgkill-{tunnel.iface}"
+    table = f"wgkill-{tunnel.iface}"
     for argv, code in (
-        (["iptables", "-F", chain], "drifted"),
-        (["ip6tables", "-F", chain], "drifted"),
-        (["iptables", "-F", "OUTPUT"], "jump-missing"),
-        (["iptables", "-F"], "drifted"),  # everything in filter: the chain and the jump
+        (["nft", "flush", "chain", "inet", table, "ipv4"], "drifted"),
+        (["nft", "flush", "chain", "inet", table, "ipv6"], "drifted"),
+        (["nft", "flush", "chain", "inet", table, "output"], "jump-missing"),
+        (["nft", "delete", "table", "inet", table], "chain-missing"),  # the whole table
+        (["nft", "flush", "ruleset"], "chain-missing"),
     ):
         lab.client(*argv)
         doc = _json(lab)
@@ -127,7 +128,49 @@ def test_flushed_chain_or_output_is_critical_and_the_fix_restores_ok(lab: Lab) -
         assert _json(lab)["verdict"] == "OK"
 
 
+def test_iptables_flushed_chain_or_output_is_critical_and_the_fix_restores_ok(iptables_lab: Lab) -> None:
+    lab = iptables_lab
+    tunnel = _up(lab)
+    chain = f"wgkill-{tunnel.iface}"
+    for argv, code in (
+        (["iptables", "-F", chain], "drifted"),
+        (["ip6tables", "-F", chain], "drifted"),
+        (["iptables", "-F", "OUTPUT"], "jump-missing"),
+        (["iptables", "-F"], "drifted"),  # everything in filter: the chain and the jump
+    ):
+        lab.client(*argv)
+        doc = _json(lab)
+        assert doc["verdict"] == "CRITICAL" and code in _codes(doc), (argv, doc["problems"])
+        fix = _fix(doc, code)
+        assert fix == f"wgkill-up {tunnel.iface} --backend iptables"
+        assert _status(lab).stdout.startswith(f"WGKILL CRITICAL - {tunnel.iface} ")
+        lab.client(*fix.split())
+        assert _json(lab)["verdict"] == "OK"
+
+
+def _handle(lab: Lab, table: str, chain: str, rule: str) -> str:
+    listing = lab.client("nft", "-a", "list", "chain", "inet", table, chain).stdout
+    return next(ln.rsplit("# handle ", 1)[1] for ln in listing.splitlines() if ln.strip().startswith(rule))
+
+
 def test_jump_removed_or_pushed_down_is_critical(lab: Lab) -> None:
+    tunnel = _up(lab)
+    table = f"wgkill-{tunnel.iface}"
+    handle = _handle(lab, table, "output", "meta nfproto ipv6 jump ipv6")
+    lab.client("nft", "delete", "rule", "inet", table, "output", "handle", handle)
+    doc = _json(lab)
+    assert _codes(doc) == ["jump-missing"] and "(ipv6)" in doc["problems"][0]["message"]
+    assert doc["interfaces"][0]["killswitch"]["chains"][1]["jump_position"] is None
+    lab.client("wgkill-up", tunnel.iface)
+    lab.client("nft", "insert", "rule", "inet", table, "output", "accept")
+    doc = _json(lab)
+    assert set(_codes(doc)) == {"jump-displaced"} and "accept" in doc["problems"][0]["message"]
+    assert doc["interfaces"][0]["killswitch"]["chains"][0]["jump_position"] == 1
+    assert doc["interfaces"][0]["killswitch"]["backend"] == "nft"
+
+
+def test_iptables_jump_removed_or_pushed_down_is_critical(iptables_lab: Lab) -> None:
+    lab = iptables_lab
     tunnel = _up(lab)
     jump = ["-m", "comment", "--comment", f"wgkill:{tunnel.iface}", "-j", f"wgkill-{tunnel.iface}"]
     lab.client("ip6tables", "-D", "OUTPUT", *jump)
@@ -139,6 +182,7 @@ def test_jump_removed_or_pushed_down_is_critical(lab: Lab) -> None:
     doc = _json(lab)
     assert _codes(doc) == ["jump-displaced"] and "-j ACCEPT" in doc["problems"][0]["message"]
     assert doc["interfaces"][0]["killswitch"]["chains"][0]["jump_position"] == 1
+    assert doc["interfaces"][0]["killswitch"]["backend"] == "iptables"
 
 
 def test_tunnel_up_without_hooks_is_critical(lab: Lab) -> None:
@@ -234,8 +278,7 @@ def test_probe_refused_while_blocked_then_finds_the_leak_of_a_flushed_table(lab:
     assert doc["verdict"] == "WARNING"
     assert lab.leaks() == {"ipv4": 0, "ipv6": 0}  # the far side agrees: nothing arrived
 
-    lab.client("iptables", "-F")  # the state file still says the block is there
-    lab.client("ip6tables", "-F")
+    lab.client("nft", "flush", "table", "inet", f"wgkill-{tunnel.iface}")  # the state still records it
     doc = _probe(lab)
     assert {p["name"]: p["outcome"] for p in doc["probe"]} == dict.fromkeys(PROBES, "left")
     assert doc["verdict"] == "CRITICAL" and "probe-leaked" in _codes(doc)

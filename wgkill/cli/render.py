@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import render
+from ..firewall import CHOICES
 from . import entry, say
 from .args import Parser
 
@@ -49,6 +50,8 @@ def build_parser() -> Parser:
                        help="split DNS: resolve only DOMAIN through the tunnel (repeatable)")
     hooks.add_argument("--no-dns-lock", action="store_true", help="do not lock DNS to the tunnel")
     hooks.add_argument("--config", metavar="PATH", help="wgkill-up reads PATH, not /etc/wireguard/IFACE.conf")
+    hooks.add_argument("--backend", default="auto", choices=CHOICES,
+                       help="wgkill-up --backend (default auto: nft where it works, else iptables)")
     parser.add_argument("--pin-endpoint", action="store_true",
                         help="resolve hostname endpoints now and write their addresses")
     parser.add_argument("--from", dest="source", metavar="FILE",

@@ -4,6 +4,7 @@ import sys
 from collections.abc import Sequence
 
 from ..dns import BACKENDS
+from ..firewall import CHOICES
 from ..killswitch import UpOptions, engage
 from . import entry, say
 from .args import Parser
@@ -18,7 +19,12 @@ def build_parser() -> Parser:
         "--config", metavar="PATH", help="wg-quick config (default /etc/wireguard/IFACE.conf)"
     )
     parser.add_argument(
-        "--dry-run", action="store_true", help="print the iptables-restore payloads, change nothing"
+        "--dry-run", action="store_true",
+        help="print the payloads (nft -f or iptables-restore), change nothing",
+    )
+    parser.add_argument(
+        "--backend", default="auto", choices=CHOICES,
+        help="firewall backend (default: the recorded one, else nft where it works, else iptables)",
     )
     split = parser.add_argument_group("split tunnels")
     split.add_argument("--allowed-ips-file", metavar="PATH",
@@ -72,12 +78,13 @@ def run(argv: Sequence[str]) -> int:
         lockdown=args.lockdown,
         routes=args.routes,
         allow_exclude=args.allow_exclude,
+        backend=args.backend,
     )
     result = engage(args.interface, options)
     for warning in result.warnings:
         say(PROG, f"warning: {warning}")
-    for family, payload in sorted(result.payloads.items()):
-        sys.stdout.write(f"# ipv{family}: {'ip6tables' if family == 6 else 'iptables'}-restore -w -n\n")
+    for command, payload in result.payloads.items():
+        sys.stdout.write(f"# {command}\n")
         sys.stdout.write(payload)
     return 0
 

@@ -1,16 +1,27 @@
-"""Firewall backends: each applies one family's payload atomically and removes it exactly.
+"""Firewall backends: ``nft`` (one inet table per interface) and ``iptables`` (chains we own).
 
-A backend module exports a class with this contract (iptables first; nftables
-can follow as a sibling module):
-
-- ``apply(specs)`` may be called any number of times; the result is the same
-  rule set as calling it once (idempotent), written in one transaction.
-- ``remove([(hook, chain), ...])`` removes only our jumps and our chains;
-  calling it when they are already gone is not an error.
-- ``snapshot()`` reads what is there, for decisions and for status.
+The contract is ``wgkill.firewall.base.Backend``. ``backend(name)`` builds one
+(resolving its binaries, before any change); ``choose`` decides which one a
+run uses, as wg-quick does: the recorded backend wins (a block is always
+removed by what applied it), else nftables when ``nft`` is installed and
+works, else iptables. Backend modules are imported lazily: the PreDown hook
+pays only for the one its state records.
 """
 
+from __future__ import annotations
+
+import shutil
+import subprocess
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from .. import state as statefile
+    from .base import Backend
+
+CHOICES = ("auto", "nft", "iptables")
 
 
 @dataclass(frozen=True)
@@ -22,3 +33,39 @@ class Removed:
     @property
     def anything(self) -> bool:
         return self.chain_removed or self.jumps_removed > 0
+
+
+def nft_works() -> bool:
+    """Whether ``nft`` is installed and can talk to the kernel (``nft list tables`` exits 0)."""
+    path = shutil.which("nft")
+    if path is None:
+        return False
+    try:
+        done = subprocess.run([path, "list", "tables"], capture_output=True, check=False, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def choose(requested: str = "auto", recorded: statefile.State | None = None) -> str:
+    """The backend name a run uses: an explicit request, else the recorded one, else nft if it works."""
+    if requested not in CHOICES:
+        raise UsageError(f"--backend must be one of {', '.join(CHOICES)}, not {requested!r}")
+    if requested != "auto":
+        return requested
+    if recorded is not None:
+        return recorded.backend
+    return "nft" if nft_works() else "iptables"
+
+
+def backend(name: str) -> Backend:
+    """The backend called ``name``, its binaries resolved (PrerequisiteError if missing)."""
+    if name == "nft":
+        from .nft import NftBackend
+
+        return NftBackend()
+    if name == "iptables":
+        from .iptables import IptablesBackend
+
+        return IptablesBackend()
+    raise UsageError(f"unknown firewall backend {name!r}")

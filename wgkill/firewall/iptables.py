@@ -14,14 +14,18 @@ import shutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import FirewallError, PrerequisiteError
-from ..names import jump_spec
+from ..errors import ApplyFailed, FirewallError, PrerequisiteError, StateError, WgkillError
+from ..names import chain_name, forward_chain_name, jump_comment, jump_spec, owns_set, set_name
 from ..runner import CommandError, run
 from ..templating import render
 from . import Removed
+from .base import Backend, Inspected, Plan
 
 if TYPE_CHECKING:
-    from ..policy import FamilyPolicy
+    from .. import state as statefile
+    from ..policy import FamilyPolicy, KillSwitchPolicy
+    from ..prefixes import PrefixList
+    from ..status.facts import ChainFacts, SetFacts
 
 _TOOL = {4: "iptables", 6: "ip6tables"}
 VARIANTS = ("nf_tables", "legacy")
@@ -222,3 +226,233 @@ class IptablesFamily:
             run([self.restore, "-w", "-n"], stdin=payload, change=True)
         except CommandError as exc:
             raise FirewallError(f"{self.name}: {what} failed, table unchanged: {exc}") from exc
+
+
+@dataclass
+class IptablesPlan:
+    """Per family: our chains, the cacheable apply payloads and the recorded removal payload."""
+
+    specs: dict[int, list[ChainSpec]]
+    prerendered: dict[int, dict[str, str]]
+    removals: dict[int, str]
+    sets: dict[int, str | None]
+    split: PrefixList | None
+
+
+class IptablesBackend(Backend):
+    """Both families through ``iptables-restore -w -n``: one transaction per family, IPv4 first;
+    split-tunnel destinations in ipset sets (``wgkill.ipset``)."""
+
+    name = "iptables"
+
+    def __init__(self, variants: dict[int, str] | None = None) -> None:
+        from ..kernel import ipv6_available
+
+        self._variants = variants or {}
+        self._families: dict[tuple[int, str | None], IptablesFamily] = {}
+        for family in (4, 6) if ipv6_available() else (4,):
+            self.family(family)  # binaries resolved before any change
+
+    def family(self, family: int, variant: str | None = None) -> IptablesFamily:
+        """The binaries of one family and variant (detected when not given), resolved once."""
+        variant = variant or self._variants.get(family)
+        key = (family, variant)
+        if key not in self._families:
+            self._families[key] = IptablesFamily(family, variant)
+        return self._families[key]
+
+    def plan(self, policy: KillSwitchPolicy, split: PrefixList | None, *, cache: bool = True) -> Plan:
+        from .. import rendercache
+
+        key = rendercache.cache_key(policy)
+        cached = rendercache.load(policy.interface, key)
+        if cached is not None:
+            specs = {int(f): [ChainSpec(**c) for c in chains] for f, chains in cached["specs"].items()}
+            prerendered = {int(f): p for f, p in cached["payloads"].items()}
+            removals = {int(f): p for f, p in cached["removals"].items()}
+        else:
+            specs = {fp.family: chain_specs(fp) for fp in policy.families}
+            prerendered = {f: self.family(f).prerender(chains) for f, chains in specs.items()}
+            removals = {f: removal_payload(chains) for f, chains in specs.items()}
+            if cache:
+                rendercache.save(policy.interface, {
+                    "key": key,
+                    "specs": {f: [vars(c) for c in chains] for f, chains in specs.items()},
+                    "payloads": prerendered,
+                    "removals": removals,
+                })
+        sets = {fp.family: fp.split_set for fp in policy.families}
+        data = IptablesPlan(specs, prerendered, removals, sets, split)
+        payloads = {}
+        for family, chains in specs.items():
+            snap = self.family(family).snapshot() if os.geteuid() == 0 else FilterSnapshot()
+            label = f"{_TOOL[family]}-restore -w -n"
+            payloads[label] = self.family(family).apply_payload(chains, snap)
+        return Plan(self.name, payloads, data)
+
+    def record(self, plan: Plan, state: statefile.State) -> None:
+        from .. import state as statefile
+
+        data: IptablesPlan = plan.data
+        state.backend = self.name
+        state.nft = None
+        state.families = {}
+        for family, chains in data.specs.items():
+            text = "".join(spec.body for spec in chains)
+            state.families[family] = statefile.FamilyRecord(
+                table="filter",
+                chains=[spec.chain for spec in chains],
+                jumps=[{"chain": spec.hook, "target": spec.chain, "spec": spec.jump} for spec in chains],
+                payload_sha256=body_hash(text),
+                rules=text.count("\n"),
+                sets=[data.sets[family]] if data.sets.get(family) else [],
+                bodies={spec.chain: spec.body for spec in chains},
+                remove_payload=data.removals[family],
+                variant=self.family(family).variant,
+            )
+
+    def apply(self, plan: Plan, state: statefile.State, previous: statefile.State | None) -> None:
+        from .. import ipset
+
+        data: IptablesPlan = plan.data
+        done: list[str] = []
+        for family, chains in data.specs.items():
+            try:
+                name = data.sets.get(family)
+                if name and data.split is not None:  # the set exists before any rule names it
+                    ipset.sync(name, family, data.split.family(family))
+                self.family(family).apply(chains, data.prerendered[family])
+                snap = self.family(family).snapshot()
+                state.families[family].saved_sha256 = snap.chain_sha256(chains[0].chain)
+            except FirewallError as exc:
+                kept = f"; the {', '.join(done)} block stays in place" if done else ""
+                raise ApplyFailed(f"{exc}{kept}", done) from exc
+            done.append(f"ipv{family}")
+        if previous is not None and previous.backend == self.name:
+            self._drop_stale(previous, state)
+
+    def _drop_stale(self, previous: statefile.State, state: statefile.State) -> None:
+        """What an earlier run applied and this one does not (a gateway chain, a split set)."""
+        from .. import ipset
+        from ..kernel import ipv6_available
+
+        for family, old in previous.families.items():
+            new = state.families.get(family)
+            if family == 6 and not ipv6_available():
+                continue
+            gone = [(j["chain"], j.get("target", old.chains[0])) for j in old.jumps
+                    if new is None or j.get("target", old.chains[0]) not in new.chains]
+            if gone:
+                self.family(family, old.variant).remove(gone)
+            for set_ in set(old.sets) - set(new.sets if new else ()):
+                ipset.destroy(set_)
+
+    def remove(self, state: statefile.State) -> list[Removed]:
+        from .. import ipset
+        from ..kernel import ipv6_available
+
+        owned = owned_chains(state)
+        removed = []
+        failures = []
+        for family in sorted(owned):
+            if family == 6 and not ipv6_available():
+                continue
+            record = state.families[family]
+            try:
+                binaries = self.family(family, record.variant)
+                removed.append(_replay(binaries, record.remove_payload, owned[family]))
+                for name in record.sets:
+                    ipset.destroy(name)  # after the rules that name it are gone
+            except (FirewallError, PrerequisiteError) as exc:
+                failures.append(str(exc))
+        if failures:
+            raise FirewallError("; ".join(failures))
+        return removed
+
+    def remove_by_name(self, interface: str) -> list[Removed]:
+        from .. import ipset
+        from ..kernel import ipv6_available
+
+        own = chain_name(interface)
+        removed = []
+        for family in (4, 6):
+            if family == 6 and not ipv6_available():
+                continue
+            owned = [("OUTPUT", own), ("FORWARD", forward_chain_name(interface))]
+            removed.append(self.family(family).remove(owned))
+            if shutil.which("ipset") and ipset.exists(set_name(interface, family)):
+                ipset.destroy(set_name(interface, family))
+        return removed
+
+    def boot(self, state: statefile.State, split: PrefixList | None) -> None:
+        from .. import ipset
+        from ..kernel import ipv6_available
+
+        for family, rec in sorted(state.families.items()):
+            if family == 6 and not ipv6_available():
+                continue
+            for set_ in rec.sets:
+                ipset.sync(set_, family, split.family(family) if split else ())
+            specs = [
+                ChainSpec(j.get("target", rec.chains[0]), j["chain"], jump_comment(state.interface),
+                          rec.bodies[j.get("target", rec.chains[0])])
+                for j in rec.jumps
+            ]
+            self.family(family, rec.variant).apply(specs)
+
+    def block_all(self, interface: str, families: tuple[int, ...]) -> None:
+        from ..policy import build_policy
+
+        for fp in build_policy(interface, None, None, families).families:
+            self.family(fp.family).apply(chain_specs(fp))
+
+    def inspect(self, state: statefile.State, ipv6: bool) -> Inspected:
+        from .. import ipset
+        from ..status.chains import chain_facts
+        from ..status.facts import SetFacts
+
+        chains: list[ChainFacts] = []
+        sets: list[SetFacts] = []
+        errors: list[str] = []
+        for family, record in sorted(state.families.items()):
+            if family == 6 and not ipv6:
+                continue
+            try:
+                snap = self.family(family, record.variant).snapshot()
+            except WgkillError as exc:
+                errors.append(f"cannot read ipv{family} rules: {exc}")
+                continue
+            chains += chain_facts(state.interface, f"ipv{family}", record, snap)
+            for name in record.sets:
+                try:
+                    sets.append(SetFacts(name, ipset.members_count(name)))
+                except WgkillError as exc:
+                    errors.append(f"cannot read ipset {name}: {exc}")
+        return chains, sets, errors
+
+
+def owned_chains(state: statefile.State) -> dict[int, list[tuple[str, str]]]:
+    """(hook, chain) pairs per family, from the state; refused if it names chains not ours."""
+    own = chain_name(state.interface)
+    owned = {
+        family: [(j["chain"], j.get("target", rec.chains[0])) for j in rec.jumps]
+        for family, rec in state.families.items()
+    }
+    allowed = {("OUTPUT", own), ("FORWARD", forward_chain_name(state.interface))}
+    if any(pair not in allowed for pairs in owned.values() for pair in pairs):
+        raise StateError(f"state for {state.interface} names chains other than {own}: refusing")
+    for rec in state.families.values():
+        if any(not owns_set(state.interface, name) for name in rec.sets):
+            raise StateError(f"state for {state.interface} names a set that is not its own: refusing")
+    return owned
+
+
+def _replay(backend: IptablesFamily, stored: str | None, owned: list[tuple[str, str]]) -> Removed:
+    """The recorded removal payload if it applies as is (one transaction), else work it out."""
+    if stored:
+        try:
+            backend.restore_payload(stored)
+            return Removed(backend.family, True, len(owned))
+        except CommandError:
+            pass  # something changed under us: read the table and remove what is left
+    return backend.remove(owned)

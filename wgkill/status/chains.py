@@ -1,4 +1,5 @@
-"""The recorded chains and their jumps as they are now, from ``iptables-save`` of the recorded variant."""
+"""The recorded chains and their jumps as they are now: iptables chains from ``iptables-save`` of the recorded
+variant (the nft table is read by ``wgkill.firewall.nft.NftBackend.inspect``)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,17 @@ from .facts import ChainFacts
 
 
 class Snapshots:
-    """One ``iptables-save`` per (family, variant), however many interfaces need it."""
+    """One backend object per backend name, however many interfaces need it (its binaries resolved once)."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[int, str], Any] = {}
+        self._cache: dict[str, Any] = {}
 
-    def get(self, family: int, variant: str) -> Any:
-        key = (family, variant)
-        if key not in self._cache:
-            from ..firewall.iptables import IptablesFamily
+    def get(self, name: str) -> Any:
+        if name not in self._cache:
+            from ..firewall import backend
 
-            self._cache[key] = IptablesFamily(family, variant).snapshot()
-        return self._cache[key]
+            self._cache[name] = backend(name)
+        return self._cache[name]
 
 
 def chain_facts(interface: str, family_name: str, record: statefile.FamilyRecord,

@@ -9,7 +9,7 @@ import calendar
 import time
 from typing import Any
 
-from .facts import HostFacts, InterfaceFacts, handshake_age
+from .facts import ChainFacts, HostFacts, InterfaceFacts, handshake_age
 from .probing import ProbeResult
 from .verdicts import InterfaceStatus, Problem, Report
 
@@ -47,14 +47,14 @@ def _interface_dict(s: InterfaceStatus, host: HostFacts) -> dict[str, Any]:
         killswitch = {
             "engaged_at": state.applied_at,
             "engaged_seconds_ago": None if applied is None else max(0.0, host.now - applied),
-            "iptables_variant": state.iptables_variant,
+            "backend": state.backend,
+            "iptables_variant": {f"ipv{k}": v.variant for k, v in sorted(state.families.items())} or None,
             "lockdown": state.lockdown,
-            "ipv6_covered": "ipv6" in state.families or not host.ipv6,
+            "ipv6_covered": 6 in state.families_covered() or not host.ipv6,
             "chains": [{
                 "family": c.family, "chain": c.chain, "hook": c.hook, "present": c.present, "rules": c.rules,
                 "jump_position": c.jump_positions[0] if c.jump_positions else None,
-                "drifted": None if c.saved_sha256 is None or c.live_sha256 is None
-                else c.saved_sha256 != c.live_sha256,
+                "drifted": _drifted(c),
             } for c in f.chains],
             "sets": [{"name": x.name, "entries": x.entries} for x in f.sets],
         }
@@ -107,3 +107,13 @@ def _probes(probes: list[ProbeResult] | None) -> list[dict[str, Any]] | None:
         {"name": p.name, "protocol": p.protocol, "family": p.family, "target": p.target, "port": p.port,
          "device": p.device, "outcome": p.outcome, "detail": p.detail} for p in probes
     ]
+
+
+def _drifted(c: ChainFacts) -> bool | None:
+    """Whether the chain differs from what was applied: by fingerprint (iptables) or by rule
+    count (nft, and iptables records without one); None when nothing can tell."""
+    if c.saved_sha256 is not None and c.live_sha256 is not None:
+        return c.saved_sha256 != c.live_sha256
+    if c.recorded_rules is not None and c.rules is not None:
+        return c.rules != c.recorded_rules
+    return None

@@ -17,8 +17,8 @@ from ..errors import StateError, WgkillError
 from ..kernel import ipv6_available
 from ..names import validate_interface
 from ..tunnel import read_tunnel
-from .chains import Snapshots, chain_facts
-from .facts import ExclusionFacts, HostFacts, InterfaceFacts, LinkFacts, SetFacts, WgFacts
+from .chains import Snapshots
+from .facts import ExclusionFacts, HostFacts, InterfaceFacts, LinkFacts, WgFacts
 from .nameservers import RESOLV_CONF, read_nameservers
 from .netlink import read_netlink
 from .probing import DEFAULT_TARGETS
@@ -51,35 +51,25 @@ def _read_interface(name: str, links: dict[str, LinkFacts], ipv6: bool, snaps: S
     state = facts.state
     if state is None:
         return facts
-    for family_name, record in sorted(state.families.items()):
-        family = int(family_name[-1])
-        if family == 6 and not ipv6:
-            continue
-        try:
-            snap = snaps.get(family, state.iptables_variant)
-        except WgkillError as exc:
-            facts.read_errors.append(f"cannot read {family_name} rules: {exc}")
-            continue
-        facts.chains += chain_facts(name, family_name, record, snap)
-        for set_name in record.sets:
-            from .. import ipset
-
-            try:
-                facts.sets.append(SetFacts(set_name, ipset.members_count(set_name)))
-            except WgkillError as exc:
-                facts.read_errors.append(f"cannot read ipset {set_name}: {exc}")
+    try:
+        firewall = snaps.get(state.backend)
+    except WgkillError as exc:
+        facts.read_errors.append(f"cannot read the {state.backend} rules: {exc}")
+    else:
+        chains, sets, errors = firewall.inspect(state, ipv6)
+        facts.chains += chains
+        facts.sets += sets
+        facts.read_errors += errors
     facts.postup = _read_postup(state.config, name)  # for the fix lines: the hook's own options
     if state.exclude:
-        facts.exclusion = _read_exclusion(name, state, ipv6)
+        facts.exclusion = _read_exclusion(state, ipv6)
     return facts
 
 
-def _read_exclusion(name: str, state: statefile.State, ipv6: bool) -> ExclusionFacts:
-    """The exclusion's cgroup and members, and whether its mangle/nat chains are in place."""
+def _read_exclusion(state: statefile.State, ipv6: bool) -> ExclusionFacts:
+    """The exclusion's cgroup and members, and whether its marking rules are in place."""
     from ..cgroups import Cgroup, unified_root
-    from ..exclude import ExclusionRecord
-    from ..exclude.iptables import present
-    from ..firewall.iptables import IptablesFamily
+    from ..exclude import ExclusionRecord, rules_present
 
     try:
         record = ExclusionRecord.from_dict(state.exclude)
@@ -91,11 +81,7 @@ def _read_exclusion(name: str, state: statefile.State, ipv6: bool) -> ExclusionF
         found.path = str(cgroup.path)
         found.present = cgroup.exists()
         found.members = [(m.pid, m.command) for m in cgroup.members()]
-        for family in record.families:
-            if family == 6 and not ipv6:
-                continue
-            found.rules[f"ipv{family}"] = all(present(name, IptablesFamily(family, state.iptables_variant))
-                                              .values())
+        found.rules = rules_present(state, record, ipv6)
     except WgkillError as exc:
         found.error = str(exc)
     return found

@@ -5,6 +5,8 @@ Read from the ``--json`` document, so both always say the same.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .document import report_dict
 from .verdicts import Report, Verdict, ago
 
@@ -65,11 +67,11 @@ def _interface_lines(item: dict) -> list[str]:
             + (" (drifted)" if c["drifted"] else "") for c in ks["chains"])
         lines.append(f"  kill switch  engaged {ks['engaged_at']}"
                      + (f" ({ago(engaged)} ago)" if engaged is not None else "")
-                     + f", {ks['iptables_variant']}{', lockdown' if ks['lockdown'] else ''}"
+                     + f", {_backend_words(ks)}{', lockdown' if ks['lockdown'] else ''}"
                      + f"; {chains or 'no chains'}"
                      + ("" if ks["ipv6_covered"] else "; IPv6 NOT covered"))
         for s in ks["sets"]:
-            lines.append(f"  ipset        {s['name']}: "
+            lines.append(f"  {'set' if ks['backend'] == 'nft' else 'ipset':<12} {s['name']}: "
                          + ("missing" if s["entries"] is None else f"{s['entries']} entries"))
     if item["endpoints"]:
         lines.append("  endpoints    " + ", ".join(
@@ -96,3 +98,13 @@ def _interface_lines(item: dict) -> list[str]:
             text = f"{where} ({rules}): {x['processes']} process(es) leave by the uplink: {who}"
         lines.append(f"  exclusion    {text}")
     return lines
+
+
+def _backend_words(ks: dict[str, Any]) -> str:
+    """``nft``, or ``iptables nf_tables`` (``ipv4 legacy, ipv6 nf_tables`` when the families differ)."""
+    variants = ks.get("iptables_variant") or {}
+    if ks["backend"] != "iptables" or not variants:
+        return ks["backend"]
+    if len(set(variants.values())) == 1:
+        return f"iptables {next(iter(variants.values()))}"
+    return "iptables " + ", ".join(f"{f} {v}" for f, v in sorted(variants.items()))

@@ -189,10 +189,10 @@ def judge_interface(facts: InterfaceFacts, host: HostFacts) -> InterfaceStatus:
 
     problems = [Problem(Verdict.UNKNOWN, "rules-unreadable", e, None, iface) for e in facts.read_errors]
     problems += _chain_problems(facts)
-    for family in ("ipv4", "ipv6") if host.ipv6 else ("ipv4",):
-        if family not in facts.state.families:
-            problems.append(Problem(Verdict.CRITICAL, f"{family}-uncovered",
-                                    f"no {family} rules were recorded, and this kernel has {family}: "
+    for family in (4, 6) if host.ipv6 else (4,):
+        if family not in facts.state.families_covered():
+            problems.append(Problem(Verdict.CRITICAL, f"ipv{family}-uncovered",
+                                    f"no ipv{family} rules were recorded, and this kernel has ipv{family}: "
                                     "it can leak",
                                     _reapply_fix(facts), iface))
     problems += _exclusion_problems(facts)

@@ -1,0 +1,77 @@
+"""The seam both firewall backends implement; ``wgkill.killswitch`` and ``wgkill.release`` use only this.
+
+A run plans first (nothing changes), records the plan in the state (intent
+before any change, so an interrupted run stays removable), then applies it.
+
+- ``plan`` may be called any number of times and changes nothing.
+- ``apply`` may be called again with the same plan; the result is the same
+  rule set as applying it once. nft: one transaction for both families;
+  iptables: one per family, IPv4 first.
+- ``remove`` removes exactly what the state records and nothing else; pieces
+  already gone are not an error, so it may be called twice.
+- ``remove_by_name`` is for a lost or unreadable state: what our names and tags
+  say is ours.
+- ``boot`` re-applies a recorded block as recorded.
+- ``inspect`` reads what is live (status), never changes anything.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .. import state as statefile
+    from ..policy import KillSwitchPolicy
+    from ..prefixes import PrefixList
+    from ..status.facts import ChainFacts, SetFacts
+    from . import Removed
+
+
+Inspected = tuple[list["ChainFacts"], list["SetFacts"], list[str]]  # chains, sets, read errors
+
+
+@dataclass
+class Plan:
+    """What a backend will apply: its payloads by label (``--dry-run`` prints them) and its own data."""
+
+    backend: str
+    payloads: dict[str, str] = field(default_factory=dict)
+    data: Any = None
+
+
+class Backend(ABC):
+    name: str
+
+    @abstractmethod
+    def plan(self, policy: KillSwitchPolicy, split: PrefixList | None, *, cache: bool = True) -> Plan:
+        """Render the payload for ``policy``; ``cache``: rendered text may be kept for the next run."""
+
+    @abstractmethod
+    def record(self, plan: Plan, state: statefile.State) -> None:
+        """Fill ``state`` with what ``apply(plan)`` will put in place (saved before applying)."""
+
+    @abstractmethod
+    def apply(self, plan: Plan, state: statefile.State, previous: statefile.State | None) -> None:
+        """Put ``plan`` in place; drop what ``previous`` (same backend) applied and this plan does not."""
+
+    @abstractmethod
+    def remove(self, state: statefile.State) -> list[Removed]:
+        """Remove exactly what ``state`` records."""
+
+    @abstractmethod
+    def remove_by_name(self, interface: str) -> list[Removed]:
+        """Remove what our names say is ``interface``'s (the state is lost)."""
+
+    @abstractmethod
+    def boot(self, state: statefile.State, split: PrefixList | None) -> None:
+        """Re-apply the recorded block as recorded."""
+
+    @abstractmethod
+    def block_all(self, interface: str, families: tuple[int, ...]) -> None:
+        """A full block by name (lo, local and link upkeep only): for an unreadable state at boot."""
+
+    @abstractmethod
+    def inspect(self, state: statefile.State, ipv6: bool) -> Inspected:
+        """The recorded chains and sets as they are now, and what could not be read."""
