@@ -307,9 +307,12 @@ def boot() -> list[tuple[str, str]]:
 def _boot_one(interface: str, recorded: statefile.State | None) -> str:
     families = (4, 6) if ipv6_available() else (4,)
     excluding, why = _boot_exclusion(recorded)
-    if recorded is None or not _replayable(recorded) or why:
+    if recorded is None or not _replayable(recorded):
         make_backend(choose("auto")).block_all(interface, families)
-        return f"{why or 'state unreadable'}: full block applied"
+        return "state unreadable: full block applied"
+    if why:  # by the recorded backend, so that wgkill-down removes it as recorded
+        make_backend(recorded.backend).block_all(interface, families)
+        return f"{why}: full block applied"
     split = None
     if recorded.backend == "iptables" and any(rec.sets for rec in recorded.families.values()):
         listed = prefixes.load_file(recorded.allowed_ips_file) if recorded.allowed_ips_file else None
