@@ -36,6 +36,7 @@ from wgkill.status import (
     nameservers,
     probing,
 )
+from wgkill.status.facts import ExclusionFacts
 from wgkill.tunnel import parse_dump
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "status.schema.json").read_text())
@@ -580,3 +581,47 @@ def test_state_recording_no_family_is_critical_for_each_missing_one() -> None:
     assert _codes(report) == ["ipv4-uncovered", "ipv6-uncovered"]
     assert report.verdict is Verdict.CRITICAL
     _valid(report)
+
+
+# ---- the exclusion (wgkill-exclude) -------------------------------------------------------------
+
+
+def _excluded(**kw: object) -> ExclusionFacts:
+    base = {"cgroup": "wgkill-exclude", "path": "/sys/fs/cgroup/unified/wgkill-exclude", "present": True,
+            "members": [(4242, "curl -s https://example.org/")], "rules": {"ipv4": True, "ipv6": True}}
+    base.update(kw)
+    return ExclusionFacts(**base)  # type: ignore[arg-type]
+
+
+def test_exclusion_is_a_line_of_its_own_and_stays_ok() -> None:
+    report = status.judge(_host(_iface(exclusion=_excluded())))
+    assert report.verdict is Verdict.OK
+    assert report.summary == "wg0 protected (handshake 12s ago), 1 process(es) excluded"
+    [line] = [ln for ln in status.human(report).splitlines() if ln.startswith("  exclusion")]
+    assert line == ("  exclusion    /sys/fs/cgroup/unified/wgkill-exclude (ipv4 marked, ipv6 marked): "
+                    "1 process(es) leave by the uplink: 4242 curl -s https://example.org/")
+    doc = _valid(report)
+    assert doc["interfaces"][0]["exclusion"]["processes"] == 1
+    assert 'wgkill_excluded_processes{interface="wg0"} 1' in status.prometheus(report)
+
+
+def test_an_exclusion_never_turns_critical_into_ok() -> None:
+    flushed = _iface(exclusion=_excluded(), chains=[_chain("ipv4", live_sha256="b" * 64), _chain("ipv6")])
+    left = status.ProbeResult("tcp4-excluded", "tcp", 4, "203.0.113.1", 443, "eth0", "left", "connected")
+    report = status.judge(_host(flushed), None, [left])
+    assert report.verdict is Verdict.CRITICAL and "drifted" in _codes(report)
+    assert "probe-leaked" not in _codes(report)  # the excluded probe getting out is no leak
+    _valid(report)
+
+
+def test_a_broken_exclusion_fails_closed_so_it_is_a_warning() -> None:
+    for broken in (_excluded(present=False), _excluded(rules={"ipv4": True, "ipv6": False}),
+                   _excluded(error="cgroup v2 is not mounted")):
+        report = status.judge(_host(_iface(exclusion=broken)))
+        assert report.verdict is Verdict.WARNING and _codes(report) == ["exclusion-broken"]
+        assert report.summary.startswith("wg0 exclusion broken")
+        _valid(report)
+    stopped = status.ProbeResult("udp6-excluded", "udp", 6, "2001:db8::1", 443, "eth0", "refused", "EPERM")
+    report = status.judge(_host(_iface(exclusion=_excluded())), None, [stopped])
+    assert report.verdict is Verdict.WARNING and _codes(report) == ["exclusion-broken"]
+    assert _valid(report)["probe_excluded"][0]["outcome"] == "refused"

@@ -53,6 +53,18 @@ class DnsError(WgkillError):
     exit_code = 8
 
 
+class ExecError(WgkillError):
+    """wgkill-exclude could not run the command (as runuser and the shell say: 126)."""
+
+    exit_code = 126
+
+
+class CommandNotFoundError(ExecError):
+    """wgkill-exclude found no such command on the minimal PATH (127, as the shell says)."""
+
+    exit_code = 127
+
+
 class ApplyFailed(FirewallError):
     """Applying a block failed; ``applied`` names the families already in place (they stay)."""
 

@@ -35,6 +35,7 @@ from .tunnel import read_tunnel
 from .wgconf import WgQuickConfig, load_config
 
 if TYPE_CHECKING:
+    from .exclude import ExclusionRecord
     from .firewall.base import Backend
     from .routes import RouteRecord
 
@@ -79,6 +80,7 @@ class UpOptions:
     allow_interfaces: tuple[str, ...] = ()
     allow_marks: tuple[str, ...] = ()
     backend: str = "auto"
+    allow_exclude: bool = False
 
 
 def _state_record(
@@ -176,9 +178,16 @@ def _engage(
         planned = previous_routes if reuse else routes.plan(interface, route_families, wg_fwmark=facts.fwmark,
                                                              backend=firewall.name)
     route_mark = f"0x{planned.mark:x}/0x{planned.mask:x}" if planned else None
+    excluding = None
+    if options.allow_exclude:
+        from . import exclude  # only tunnels that allow exclusion pay for this import
+
+        mark = exclude.check_tunnel(facts.fwmark, split is None, bool(config and config.routes_off))
+        excluding = exclude.plan(interface, mark, families)
     policy = build_policy(
         interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark,
-        options.allow_interfaces, options.allow_marks, compose.peers(interface),
+        allow_interfaces=options.allow_interfaces, allow_marks=options.allow_marks,
+        peer_interfaces=compose.peers(interface), exclude_cgroup=excluding.cgroup if excluding else None,
     )
     plan = firewall.plan(policy, split, cache=not options.dry_run)
     warnings += [
@@ -204,20 +213,32 @@ def _engage(
     result = Engaged(interface, policy, {}, warnings)
     if options.dry_run:
         result.payloads = dict(plan.payloads)
+        if excluding is not None and firewall.name == "iptables":
+            result.payloads.update(_exclusion_payloads(excluding))
         return result
 
     had_record = statefile.path_for(interface).exists()
     record = _state_record(interface, policy, config, options, dns_backend)
     firewall.record(plan, record)
     record.dns["record"] = previous_dns  # until this run's resolver change is done
+    if excluding is not None:
+        record.exclude = excluding.to_dict()
     result.state_path = statefile.save(record)  # intent first: a crash mid-way stays removable
+    made_cgroup = excluding is not None and exclude.cgroup_of_record(excluding).create()  # before rules
     try:
         firewall.apply(plan, record, previous)
     except FirewallError as exc:
         applied = exc.applied if isinstance(exc, ApplyFailed) else []
         if not applied and not had_record:
             statefile.remove(interface)  # nothing applied, nothing to record
+            if made_cgroup and excluding is not None:
+                exclude.release_cgroup(excluding.cgroup, interface)
         raise
+    if previous is not None and previous.exclude and (
+            excluding is None or previous.backend != firewall.name):
+        _drop_exclusion(interface, previous, keep_cgroup=excluding is not None)
+    if excluding is not None:
+        exclude.apply_rules(excluding, record)  # the kill switch lets them out: now mark them
     if planned is not None:
         record.routes = planned.to_dict()
         statefile.save(record)  # intent before any route moves
@@ -247,6 +268,38 @@ def _uplinks() -> set[str]:
             continue
         devices |= {r["dev"] for r in routes if isinstance(r, dict) and isinstance(r.get("dev"), str)}
     return devices
+
+
+def _exclusion_payloads(excluding: "ExclusionRecord") -> dict[str, str]:
+    """--dry-run with iptables: the exclusion's mangle/nat payload per family, as it would apply now."""
+    import os
+
+    from .exclude import iptables as exclude_rules
+    from .firewall.iptables import FilterSnapshot, IptablesFamily
+
+    payloads = {}
+    for family in excluding.families:
+        snaps = (exclude_rules.snapshots(IptablesFamily(family)) if os.geteuid() == 0
+                 else {"mangle": FilterSnapshot(), "nat": FilterSnapshot()})
+        tool = "iptables" if family == 4 else "ip6tables"
+        payloads[f"{tool}-restore -w -n (exclusion)"] = exclude_rules.apply_payload(excluding, snaps)
+    return payloads
+
+
+def _drop_exclusion(interface: str, previous: statefile.State, keep_cgroup: bool) -> None:
+    """The last run's exclusion rules outside the kill switch go (this run allows none, or another
+    backend holds the block now); its cgroup too unless kept, or another tunnel still allows
+    exclusion (its processes back to the root cgroup)."""
+    from . import exclude
+
+    exclude.remove_rules(interface, previous)
+    if keep_cgroup:
+        return
+    try:
+        name = exclude.ExclusionRecord.from_dict(previous.exclude).cgroup
+    except StateError:
+        return
+    exclude.release_cgroup(name, interface)
 
 
 def _switch_backend(previous: statefile.State) -> None:
@@ -297,17 +350,24 @@ def boot() -> list[tuple[str, str]]:
 
 def _boot_one(interface: str, recorded: statefile.State | None) -> str:
     families = (4, 6) if ipv6_available() else (4,)
+    excluding, why = _boot_exclusion(recorded)
     if recorded is None or not replayable(recorded):
         make_backend(choose("auto")).block_all(interface, families)
         return "state unreadable: full block applied"
-    reapply(recorded)
+    if why:  # by the recorded backend, so that wgkill-down removes it as recorded
+        make_backend(recorded.backend).block_all(interface, families)
+        return f"{why}: full block applied"
+    reapply(recorded, excluding=excluding)
     return "recorded block re-applied" + (" (lockdown)" if recorded.lockdown else "")
 
 
-def reapply(recorded: statefile.State, *, sets: bool = True) -> None:
+def reapply(recorded: statefile.State, *, sets: bool = True,
+            excluding: "ExclusionRecord | None" = None) -> None:
     """Put back exactly what ``recorded`` says was applied, through the backend it records: the
     boot unit's path, and the guard's. ``sets``: refill the split sets too (iptables: ipset,
-    from the recorded list; nft holds them in its one payload). May be called any number of times.
+    from the recorded list; nft holds them in its one payload); ``excluding``: the exclusion's
+    own rules outside the kill switch too (its cgroup made first, ``_boot_exclusion``).
+    May be called any number of times.
     """
     split = None
     if sets and recorded.backend == "iptables" and any(rec.sets for rec in recorded.families.values()):
@@ -315,6 +375,25 @@ def reapply(recorded: statefile.State, *, sets: bool = True) -> None:
         split = decide_split(prefixes.parse_allowed_ips(recorded.allowed_ips), listed)
     firewall: Backend = make_backend(recorded.backend)
     firewall.boot(recorded, split, sets=sets)
+    if excluding is not None:
+        from . import exclude
+
+        exclude.apply_rules(excluding, recorded)
+
+
+def _boot_exclusion(recorded: statefile.State | None) -> "tuple[ExclusionRecord | None, str | None]":
+    """A recorded exclusion's cgroup, made again (empty) so the recorded rules that name it load;
+    (None, why) when it cannot be: the tunnel then gets a full block instead, never none."""
+    if recorded is None or not recorded.exclude:
+        return None, None
+    from . import exclude
+
+    try:
+        excluding = exclude.ExclusionRecord.from_dict(recorded.exclude)
+        exclude.cgroup_of_record(excluding).create()
+    except WgkillError as exc:
+        return None, f"exclusion cannot be restored ({exc})"
+    return excluding, None
 
 
 def replayable(recorded: statefile.State) -> bool:

@@ -9,6 +9,7 @@ lost), so each derived name (chains, jump comments, jump specs, ipset sets)
 is built here and nowhere else.
 """
 
+import os
 import re
 
 from .errors import UsageError
@@ -117,6 +118,37 @@ def route_chain_names(interface: str, guard: bool = True) -> dict[str, str]:
 def route_jump_comment(interface: str) -> str:
     """The tag on the routes' mangle and nat jumps, apart from the kill switch's."""
     return f"wgkill:{interface}:routes"
+
+
+# ---- per-app exclusion (wgkill-exclude): the cgroup and the mangle/nat chains -------------
+
+EXCLUDE_CGROUP = "wgkill-exclude"
+EXCLUDE_CGROUP_ENV = "WGKILL_EXCLUDE_CGROUP"
+_CGROUP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def exclude_cgroup() -> str:
+    """The exclusion cgroup, directly under the cgroup v2 root: ``wgkill-exclude``.
+
+    ``$WGKILL_EXCLUDE_CGROUP`` names another one (cgroups are shared by every
+    network namespace, so each test lab needs its own); one path component only.
+    """
+    name = os.environ.get(EXCLUDE_CGROUP_ENV) or EXCLUDE_CGROUP
+    if not _CGROUP_NAME.fullmatch(name) or name in {".", ".."}:
+        raise UsageError(f"{EXCLUDE_CGROUP_ENV}={name[:70]!r}: expected 1-64 characters of [A-Za-z0-9_.-]")
+    return name
+
+
+def exclude_chain_names(interface: str) -> dict[str, str]:
+    """The exclusion's chains: mangle ``wgkill-IFACE-ex`` (OUTPUT: mark), ``wgkill-IFACE-exin``
+    (PREROUTING: the mark back on replies) and nat ``wgkill-IFACE-exnat`` (<= 28 chars)."""
+    base = CHAIN_PREFIX + validate_interface(interface)
+    return {"mark": f"{base}-ex", "restore": f"{base}-exin", "nat": f"{base}-exnat"}
+
+
+def exclude_jump_comment(interface: str) -> str:
+    """The tag on the exclusion's jumps, apart from the kill switch's and the routes'."""
+    return f"wgkill:{interface}:exclude"
 
 
 # ---- the nftables backend -------------------------------------------------------------------

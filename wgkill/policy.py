@@ -66,6 +66,7 @@ class FamilyPolicy:
     allow_interfaces: tuple[str, ...] = ()  # --allow-iface: out these (iptables patterns, br-+) passes
     allow_marks: tuple[str, ...] = ()  # --allow-mark: packets carrying VALUE/MASK pass
     peer_interfaces: tuple[str, ...] = ()  # the other tunnels wgkill protects: their outer packets are judged
+    exclude_cgroup: str | None = None  # --allow-exclude: its sockets carrying ``fwmark`` pass
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types, for the state: another tunnel's up or down re-renders this family from it."""
@@ -259,6 +260,7 @@ def build_policy(
     allow_interfaces: tuple[str, ...] = (),
     allow_marks: tuple[str, ...] = (),
     peer_interfaces: tuple[str, ...] = (),
+    exclude_cgroup: str | None = None,
 ) -> KillSwitchPolicy:
     """Decide the rules for ``interface`` from what the tunnel and its config say.
 
@@ -306,6 +308,7 @@ def build_policy(
             allow_interfaces=allow_interfaces,
             allow_marks=allow_marks,
             peer_interfaces=peer_interfaces,
+            exclude_cgroup=exclude_cgroup if fwmark else None,
         )
         for family in families
     )

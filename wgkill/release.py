@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from . import hostpins
 from . import state as statefile
-from .errors import FirewallError, PrerequisiteError, StateError
+from .errors import FirewallError, PrerequisiteError, StateError, WgkillError
 from .firewall import Removed, backend
 from .kernel import require_root
 from .names import validate_interface
@@ -67,6 +67,9 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
                 routes.teardown(routes.RouteRecord.from_dict(recorded.routes))
             except (FirewallError, PrerequisiteError) as exc:
                 failures.append(str(exc))
+        excluded = recorded is None or bool(recorded.exclude)
+        if excluded:  # the marks go first: excluded packets then meet the block, never the uplink
+            failures += _remove_exclusion(interface, recorded)
         try:
             if recorded is not None:
                 result.removed += backend(recorded.backend).remove(recorded)
@@ -78,11 +81,44 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
             raise FirewallError("; ".join(failures) + " (state kept: run wgkill-down again)")
         hostpins.unpin(interface)
         statefile.remove(interface)
+        if excluded:
+            result.warnings += _release_cgroup(interface, recorded)
         if any(name != interface for name in statefile.recorded_interfaces()):
             from . import compose  # only beside other tunnels: their blocks stop naming this one
 
             result.warnings += compose.recompose(interface)
     return result
+
+
+def _remove_exclusion(interface: str, recorded: statefile.State | None) -> list[str]:
+    """The exclusion's own rules outside the kill switch (iptables' mangle/nat chains; nft keeps
+    them in the table, deleted whole), by name; the failures, as text."""
+    from .exclude import remove_rules
+
+    try:
+        remove_rules(interface, recorded)
+    except (FirewallError, PrerequisiteError) as exc:
+        return [str(exc)] if recorded is not None else []
+    return []
+
+
+def _release_cgroup(interface: str, recorded: statefile.State | None) -> list[str]:
+    """The exclusion cgroup goes with the last tunnel that allows exclusion; said in a warning
+    when it still held processes (moved back to the root cgroup: no longer excluded)."""
+    from .exclude import ExclusionRecord, release_cgroup
+    from .names import exclude_cgroup
+
+    try:
+        name = ExclusionRecord.from_dict(recorded.exclude).cgroup if recorded else exclude_cgroup()
+        moved = release_cgroup(name, interface)
+    except WgkillError as exc:
+        return [f"exclusion cgroup not removed: {exc}"] if recorded else []
+    if moved is None:
+        return [f"exclusion cgroup {name} kept: another tunnel allows exclusion"] if recorded else []
+    if moved:
+        return [f"exclusion cgroup {name} removed; {len(moved)} process(es) in it moved back to the "
+                f"root cgroup (pids {' '.join(map(str, moved))}): no longer excluded"]
+    return []
 
 
 def _remove_by_name(interface: str) -> list[Removed]:

@@ -85,6 +85,7 @@ class State:
     allow_interfaces: list[str] = field(default_factory=list)  # --allow-iface, as given (validated)
     allow_marks: list[str] = field(default_factory=list)  # --allow-mark, as 0xV/0xM
     policies: list[dict[str, Any]] = field(default_factory=list)  # FamilyPolicy.to_dict() per family
+    exclude: dict[str, Any] | None = None  # wgkill.exclude.ExclusionRecord, with --allow-exclude
     version: int = VERSION
 
     def to_json(self) -> str:
@@ -216,6 +217,7 @@ def load(interface: str, directory: Path | None = None) -> State | None:
         dns=dns,
         lockdown=data.get("lockdown") is True,
         routes=data["routes"] if isinstance(data.get("routes"), dict) else None,
+        exclude=data["exclude"] if isinstance(data.get("exclude"), dict) else None,
         allowed_ips_file=data["allowed_ips_file"] if isinstance(data.get("allowed_ips_file"), str) else None,
         allow_interfaces=_strings(data, "allow_interfaces", path),
         allow_marks=_strings(data, "allow_marks", path),

@@ -5,6 +5,9 @@ every request and datagram they see with its source address, so the far side
 can testify to what reached it.
 ``probe``: tries TCP, UDP and HTTP the way programs do and reports, as JSON,
 whether each got through, was refused locally, or timed out.
+``hold``: keeps one HTTP/1.1 connection open and, per line on stdin, asks on it
+(``old``), on a new connection (``new``) or from a child process (``child``),
+printing the address the server saw (wgkill-exclude --pid).
 """
 
 import argparse
@@ -39,6 +42,8 @@ def serve(port: int, udp_port: int, log_path: str) -> None:
             handle.write(json.dumps(entry) + "\n")
 
     class WhoAmI(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: a connection can be held open (``hold``)
+
         def do_GET(self) -> None:
             source = _source(self.client_address[0])
             log("http", source, _source(self.connection.getsockname()[0]))
@@ -107,6 +112,33 @@ def probe(targets: list[str], port: int, udp_port: int, timeout: float) -> dict[
     return results
 
 
+def hold(target: str, port: int) -> None:
+    """One connection held open; each stdin line (old/new/child) asks once and prints the answer."""
+    import http.client
+    import subprocess
+
+    def ask(conn: http.client.HTTPConnection) -> str:
+        try:
+            conn.request("GET", "/")
+            return conn.getresponse().read().decode().strip()
+        except OSError as exc:
+            return f"error:{exc.errno}"
+
+    held = http.client.HTTPConnection(target, port, timeout=5)
+    print(ask(held), flush=True)
+    for line in sys.stdin:
+        what = line.strip()
+        if what == "old":
+            print(ask(held), flush=True)
+        elif what == "new":
+            print(ask(http.client.HTTPConnection(target, port, timeout=5)), flush=True)
+        elif what == "child":
+            url = f"http://[{target}]:{port}/" if ":" in target else f"http://{target}:{port}/"
+            done = subprocess.run(["curl", "-s", "--max-time", "5", url], capture_output=True, text=True,
+                                  check=False)
+            print(done.stdout.strip() or f"curl:{done.returncode}", flush=True)
+
+
 def hammer(target: str, port: int, duration: float, interval: float) -> dict[str, int]:
     """Connect to ``target`` again and again for ``duration`` seconds: a continuous probe
     that would catch even a short gap in the block."""
@@ -152,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=80)
     p.add_argument("--udp-port", type=int, default=9999)
     p.add_argument("--timeout", type=float, default=3.0)
+    hd = sub.add_parser("hold")
+    hd.add_argument("target")
+    hd.add_argument("--port", type=int, default=80)
     h = sub.add_parser("hammer")
     h.add_argument("target")
     h.add_argument("--port", type=int, default=80)
@@ -165,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "stream":
         print(json.dumps(stream(args.target, args.port, args.duration, args.interval)))
+        return 0
+    if args.command == "hold":
+        hold(args.target, args.port)
         return 0
     if args.command == "hammer":
         print(json.dumps(hammer(args.target, args.port, args.duration, args.interval)))

@@ -27,10 +27,13 @@ DISTRIBUTION = "wgkill"
 ENVIRONMENT = (
     ("WGKILL_STATE_DIR", "where the state files live instead of /var/lib/wgkill (the tests' labs use it)."),
     ("WGKILL_DEBUG", "set to 1 to see a traceback instead of the one-line internal error."),
+    ("WGKILL_EXCLUDE_CGROUP", "the exclusion cgroup's name under the cgroup v2 root instead of "
+     "wgkill-exclude (the tests' labs use it)."),
 )
 FILES = (
     ("/etc/wireguard/IFACE.conf", "the wg-quick config read by wgkill-up (or --config PATH)."),
     ("/var/lib/wgkill/IFACE.json", "what wgkill-up applied for IFACE: present while a block is engaged."),
+    ("/var/lib/wgkill/exclude.log", "one line per wgkill-exclude: when, which process, by whom, as whom."),
 )
 HOOKS = "PostUp = wgkill-up %i\nPreDown = wgkill-down %i"
 STATUS_CODES = (  # the monitoring-plugin convention (wgkill.status.Verdict)
@@ -131,8 +134,11 @@ def _exit_status(name: str) -> list[tuple[int, str]]:
     if name == "wgkill-status":
         return list(STATUS_CODES)
     codes = [(0, "success."), (1, "an internal error (a bug: WGKILL_DEBUG=1 shows the traceback).")]
+    if name == "wgkill-exclude":
+        codes[0] = (0, "success (--pid); with COMMAND, its own exit code, whatever it is.")
     kinds = [c for c in vars(errors).values()
-             if isinstance(c, type) and issubclass(c, errors.WgkillError) and c is not errors.WgkillError]
+             if isinstance(c, type) and issubclass(c, errors.WgkillError) and c is not errors.WgkillError
+             and (name == "wgkill-exclude" or not issubclass(c, errors.ExecError))]
     return codes + sorted((c.exit_code, (c.__doc__ or "").strip()) for c in kinds)
 
 

@@ -39,6 +39,9 @@ def build_parser() -> Parser:
                         help="also write the metrics to PATH atomically (e.g. .../textfile/wgkill.prom)")
     parser.add_argument("--probe", action="store_true",
                         help="send real TCP, UDP and DNS packets out the uplink: each must be refused")
+    parser.add_argument("--probe-excluded", action="store_true",
+                        help="also send TCP and UDP probes from the exclusion cgroup, on purpose: they must "
+                             "leave by the uplink (proves wgkill-exclude works; never counted as a leak)")
     parser.add_argument("--probe-target", metavar="ADDR", action="append", default=[],
                         help="where probes go, once per family (default 203.0.113.1 and 2001:db8::1)")
     parser.add_argument("--probe-port", metavar="PORT", type=int, default=status.DEFAULT_PROBE_PORT)
@@ -76,7 +79,8 @@ def run(argv: Sequence[str]) -> int:
         raise UsageError("--probe-timeout must be more than 0 and at most 60 seconds")
     try:
         report = status.check_protection(args.interface, probe_targets=targets, probe_port=args.probe_port,
-                                         probe_timeout=args.probe_timeout if args.probe else None)
+                                         probe_timeout=args.probe_timeout if args.probe else None,
+                                         probe_excluded=args.probe_excluded)
     except UsageError:
         raise
     except WgkillError as exc:  # anything we cannot read is UNKNOWN, in the plugin's own format

@@ -48,6 +48,9 @@ def build_parser() -> Parser:
     more.add_argument("--allow-mark", metavar="VALUE/MASK", action="append", default=[],
                       help="packets whose mark & MASK == VALUE pass the block (repeatable; "
                            "Tailscale's own: 0x80000/0xff0000)")
+    more.add_argument("--allow-exclude", action="store_true",
+                      help="let programs started with wgkill-exclude (in its cgroup v2) leave by the "
+                           "uplink, around this full tunnel and its block; needs cgroup v2")
     dns = parser.add_argument_group("DNS")
     dns.add_argument("--dns", metavar="ADDR[:PORT]", action="append", default=[],
                      help="the tunnel's resolver (repeatable; a port, or [v6]:port, only with "
@@ -82,6 +85,7 @@ def run(argv: Sequence[str]) -> int:
         routes=args.routes,
         allow_interfaces=tuple(args.allow_iface),
         allow_marks=tuple(args.allow_mark),
+        allow_exclude=args.allow_exclude,
         backend=args.backend,
     )
     result = engage(args.interface, options)

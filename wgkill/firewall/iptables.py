@@ -70,13 +70,13 @@ class FilterSnapshot:
         ]
 
 
-def parse_save(text: str) -> FilterSnapshot:
-    """Parse ``iptables-save -t filter`` output."""
+def parse_save(text: str, table: str = "filter") -> FilterSnapshot:
+    """Parse ``iptables-save -t TABLE`` output (the filter table unless told otherwise)."""
     snap = FilterSnapshot()
     in_filter = False
     for line in text.splitlines():
         if line.startswith("*"):
-            in_filter = line == "*filter"
+            in_filter = line == f"*{table}"
         elif not in_filter or line.startswith("#"):
             continue
         elif line.startswith(":"):
@@ -160,11 +160,11 @@ class IptablesFamily:
     def name(self) -> str:
         return f"ipv{self.family}"
 
-    def snapshot(self) -> FilterSnapshot:
+    def snapshot(self, table: str = "filter") -> FilterSnapshot:
         try:
-            return parse_save(run([self.save, "-t", "filter"]))
+            return parse_save(run([self.save, "-t", table]), table)
         except CommandError as exc:
-            raise FirewallError(f"{self.name}: cannot read rules: {exc}") from exc
+            raise FirewallError(f"{self.name}: cannot read {table} rules: {exc}") from exc
 
     def apply_payload(self, specs: list[ChainSpec], snap: FilterSnapshot) -> str:
         """The restore payload that makes the live table hold exactly ``specs``, each jumped to first."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..errors import FirewallError
@@ -115,12 +115,29 @@ class NftRoute:
 
 
 @dataclass(frozen=True)
+class NftExclusion:
+    """--allow-exclude: the cgroup whose sockets get ``mark``, and the tunnel they go around."""
+
+    cgroup: str
+    mark: str
+    interface: str
+
+
+def _exclusion(policy: KillSwitchPolicy) -> NftExclusion | None:
+    found = next((fp for fp in policy.families if fp.exclude_cgroup and fp.fwmark), None)
+    if found is None or found.exclude_cgroup is None or found.fwmark is None:
+        return None
+    return NftExclusion(found.exclude_cgroup, f"0x{found.fwmark:08x}", policy.interface)
+
+
+@dataclass(frozen=True)
 class NftTable:
     table: str
     families: tuple[NftFamily, ...]
     private_names: tuple[str, ...]
     forward: bool
     route: NftRoute | None = None
+    exclude: NftExclusion | None = None
 
 
 def _route(policy: KillSwitchPolicy) -> NftRoute | None:
@@ -216,6 +233,7 @@ class NftBackend(Backend):
         ))
         context = NftTable(table, families, private, any(fp.forward_chain for fp in policy.families),
                            _route(policy))
+        context = replace(context, exclude=_exclusion(policy))
         rendered = render("nft/table.nft.j2", t=context)
         payload = "".join(line + "\n" for line in rendered.splitlines() if line.strip())
         return NftPlan(table, payload, rule_counts(payload, table),
@@ -253,16 +271,25 @@ class NftBackend(Backend):
 
     # ---- changing -------------------------------------------------------------------------
 
-    def _transaction(self, payload: str, what: str) -> None:
+    def _transaction(self, payload: str, what: str, cgroups: bool = False) -> None:
+        """One ``nft -f``; ``cgroups``: the payload names a cgroup (``socket cgroupv2``), which nft
+        resolves only under /sys/fs/cgroup/: on hybrid hosts it runs in a mount namespace of its
+        own with cgroup2 mounted there (``wgkill.cgroupns``)."""
+        argv = [self.nft, "-f", "-"]
+        if cgroups:
+            from ..cgroupns import argv_for
+            from ..cgroups import unified_root
+
+            argv = argv_for(argv, unified_root())
         try:
-            run([self.nft, "-f", "-"], stdin=payload, change=True)
+            run(argv, stdin=payload, change=True)
         except CommandError as exc:
             raise FirewallError(f"nft: {what} failed, ruleset unchanged: {exc}") from exc
 
     def apply(self, plan: Plan, state: statefile.State, previous: statefile.State | None) -> None:
         data: NftPlan = plan.data
         rules = sum(data.rules.values())
-        self._transaction(data.payload, f"table inet {data.table} ({rules} rules)")
+        self._transaction(data.payload, f"table inet {data.table} ({rules} rules)", bool(state.exclude))
 
     def _delete(self, table: str) -> None:
         payload = f"add table inet {table}\ndelete table inet {table}\n"
@@ -289,7 +316,7 @@ class NftBackend(Backend):
     def boot(self, state: statefile.State, split: PrefixList | None, *, sets: bool = True) -> None:
         if state.nft is None or state.nft.table != nft_table_name(state.interface):
             raise FirewallError(f"state for {state.interface} has no table of its own to re-apply")
-        self._transaction(state.nft.payload, f"table inet {state.nft.table} (boot)")
+        self._transaction(state.nft.payload, f"table inet {state.nft.table} (boot)", bool(state.exclude))
 
     def block_all(self, interface: str, families: tuple[int, ...]) -> None:
         from ..policy import build_policy

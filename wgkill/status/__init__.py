@@ -38,8 +38,10 @@ from .probing import (
     DEFAULT_TARGETS,
     ProbeResult,
     ProbeSpec,
+    plan_excluded_probes,
     plan_probes,
     probe,
+    probe_in_cgroup,
 )
 from .text import human
 from .verdicts import InterfaceStatus, Problem, Report, Verdict, ago, judge, judge_interface, worst
@@ -70,8 +72,10 @@ __all__ = [
     "human",
     "judge",
     "judge_interface",
+    "plan_excluded_probes",
     "plan_probes",
     "probe",
+    "probe_in_cgroup",
     "prometheus",
     "report_dict",
     "worst",
@@ -79,10 +83,23 @@ __all__ = [
 
 
 def check_protection(interface: str | None = None, *, probe_targets: dict[int, str] | None = None,
-                     probe_port: int = DEFAULT_PROBE_PORT, probe_timeout: float | None = None) -> Report:
-    """Gather, optionally probe (``probe_timeout`` set), and judge: what the CLI calls."""
+                     probe_port: int = DEFAULT_PROBE_PORT, probe_timeout: float | None = None,
+                     probe_excluded: bool = False) -> Report:
+    """Gather, optionally probe (``probe_timeout`` set; ``probe_excluded``: also from the exclusion
+    cgroup, on purpose), and judge: what the CLI calls."""
     host = gather(interface, targets=probe_targets)
-    probes = None
+    probes = excluded = None
     if probe_timeout is not None and host.uid == 0:
         probes = probe(plan_probes(host, probe_targets, probe_port), probe_timeout)
-    return judge(host, probes)
+    if probe_excluded and host.uid == 0:
+        specs = plan_excluded_probes(host, probe_targets, probe_port)
+        timeout = probe_timeout or DEFAULT_PROBE_TIMEOUT
+        cgroup = next((f.exclusion for f in host.interfaces
+                       if f.exclusion is not None and f.exclusion.present and f.exclusion.path), None)
+        if cgroup is None:
+            excluded = [ProbeResult(s.name, s.protocol, s.family, s.target, s.port, s.device, "skipped",
+                                    "no tunnel here allows exclusion (wgkill-up --allow-exclude)")
+                        for s in specs]
+        else:
+            excluded = probe_in_cgroup(f"{cgroup.path}/cgroup.procs", specs, timeout)
+    return judge(host, probes, excluded)

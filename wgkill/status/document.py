@@ -9,7 +9,8 @@ import calendar
 import time
 from typing import Any
 
-from .facts import ChainFacts, HostFacts, handshake_age
+from .facts import ChainFacts, HostFacts, InterfaceFacts, handshake_age
+from .probing import ProbeResult
 from .verdicts import InterfaceStatus, Problem, Report
 
 SCHEMA_VERSION = 1
@@ -66,8 +67,17 @@ def _interface_dict(s: InterfaceStatus, host: HostFacts) -> dict[str, Any]:
     return {
         "interface": f.interface, "verdict": s.verdict.name, "summary": s.summary,
         "recorded": state is not None, "link": link, "handshake": handshake, "killswitch": killswitch,
-        "endpoints": endpoints, "dns": dns,
+        "endpoints": endpoints, "dns": dns, "exclusion": _exclusion_dict(f),
     }
+
+
+def _exclusion_dict(f: InterfaceFacts) -> dict[str, Any] | None:
+    x = f.exclusion
+    if x is None:
+        return None
+    return {"cgroup": x.cgroup, "path": x.path, "present": x.present, "processes": len(x.members),
+            "members": [{"pid": pid, "command": command} for pid, command in x.members],
+            "rules": dict(x.rules), "error": x.error}
 
 
 def report_dict(report: Report) -> dict[str, Any]:
@@ -87,11 +97,16 @@ def report_dict(report: Report) -> dict[str, Any]:
             "uplinks": dict(host.uplinks), "routes": dict(host.routes),
             "policy_rules": list(host.policy_rules),
         },
-        "probe": None if report.probes is None else [
-            {"name": p.name, "protocol": p.protocol, "family": p.family, "target": p.target, "port": p.port,
-             "device": p.device, "outcome": p.outcome, "detail": p.detail} for p in report.probes
-        ],
+        "probe": _probes(report.probes),
+        "probe_excluded": _probes(report.excluded_probes),
     }
+
+
+def _probes(probes: list[ProbeResult] | None) -> list[dict[str, Any]] | None:
+    return None if probes is None else [
+        {"name": p.name, "protocol": p.protocol, "family": p.family, "target": p.target, "port": p.port,
+         "device": p.device, "outcome": p.outcome, "detail": p.detail} for p in probes
+    ]
 
 
 def _drifted(c: ChainFacts) -> bool | None:

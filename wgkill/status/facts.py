@@ -90,6 +90,18 @@ class Nameserver:
 
 
 @dataclass
+class ExclusionFacts:
+    """A tunnel's exclusion (``--allow-exclude``) as it is now: the cgroup, who is in it, its rules."""
+
+    cgroup: str  # the recorded name, under the cgroup v2 root
+    path: str | None = None  # where it is mounted now; None without cgroup v2
+    present: bool = False
+    members: list[tuple[int, str]] = field(default_factory=list)  # (pid, command)
+    rules: dict[str, bool] = field(default_factory=dict)  # family -> mark, restore and nat chains all there
+    error: str | None = None
+
+
+@dataclass
 class InterfaceFacts:
     interface: str
     state: statefile.State | None = None
@@ -101,6 +113,7 @@ class InterfaceFacts:
     route_gaps: list[RouteGap] = field(default_factory=list)  # --routes pieces missing now
     read_errors: list[str] = field(default_factory=list)  # rules that could not be read
     postup: str | None = None  # the PostUp wgkill-up command, from the recorded config
+    exclusion: ExclusionFacts | None = None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from ..kernel import ipv6_available
 from ..names import validate_interface
 from ..tunnel import read_tunnel
 from .chains import Snapshots
-from .facts import HostFacts, InterfaceFacts, LinkFacts, RouteGap, SetFacts, WgFacts
+from .facts import ExclusionFacts, HostFacts, InterfaceFacts, LinkFacts, RouteGap, SetFacts, WgFacts
 from .nameservers import RESOLV_CONF, read_nameservers
 from .netlink import read_netlink
 from .probing import DEFAULT_TARGETS
@@ -51,6 +51,8 @@ def _read_interface(name: str, links: dict[str, LinkFacts], ipv6: bool, snaps: S
     if facts.state is not None:
         read_rules(facts, ipv6, snaps)
         facts.postup = _read_postup(facts.state.config, name)  # for the fix lines: the hook's own options
+        if facts.state.exclude:
+            facts.exclusion = _read_exclusion(facts.state, ipv6)
     return facts
 
 
@@ -100,6 +102,27 @@ def _expected_entries(state: statefile.State, set_name: str) -> int | None:
     except WgkillError:
         return None
     return len(ipset.entries(family, listed))
+
+
+def _read_exclusion(state: statefile.State, ipv6: bool) -> ExclusionFacts:
+    """The exclusion's cgroup and members, and whether its marking rules are in place."""
+    from ..cgroups import Cgroup, unified_root
+    from ..exclude import ExclusionRecord, rules_present
+
+    try:
+        record = ExclusionRecord.from_dict(state.exclude)
+    except WgkillError as exc:
+        return ExclusionFacts("?", error=str(exc))
+    found = ExclusionFacts(record.cgroup)
+    try:
+        cgroup = Cgroup(unified_root(), record.cgroup)
+        found.path = str(cgroup.path)
+        found.present = cgroup.exists()
+        found.members = [(m.pid, m.command) for m in cgroup.members()]
+        found.rules = rules_present(state, record, ipv6)
+    except WgkillError as exc:
+        found.error = str(exc)
+    return found
 
 
 def _read_postup(config: str | None, interface: str) -> str | None:

@@ -16,13 +16,15 @@ def _label(value: str) -> str:
 def prometheus(report: Report) -> str:
     """node_exporter textfile-collector format: HELP and TYPE, then one sample per interface."""
     per_iface: dict[str, list[tuple[str, float]]] = {"protected": [], "blocking": [], "drifted": [],
-                                                     "handshake_age_seconds": []}
+                                                     "handshake_age_seconds": [], "excluded_processes": []}
     for s in report.interfaces:
         name = s.facts.interface
         codes = {p.code for p in s.problems}
         per_iface["protected"].append((name, float(s.verdict is Verdict.OK)))
         per_iface["blocking"].append((name, float(s.verdict is Verdict.WARNING)))
         per_iface["drifted"].append((name, float(bool(codes & _DRIFT))))
+        if s.facts.exclusion is not None:
+            per_iface["excluded_processes"].append((name, float(len(s.facts.exclusion.members))))
         age = handshake_age(s.facts, report.host.now)
         if age is not None:
             per_iface["handshake_age_seconds"].append((name, age))
@@ -31,6 +33,7 @@ def prometheus(report: Report) -> str:
         "blocking": "1 if the tunnel is down and the kill switch blocks (safe, offline).",
         "drifted": "1 if a kill-switch chain, jump or set is missing or differs from what was applied.",
         "handshake_age_seconds": "Seconds since the latest WireGuard handshake of any peer.",
+        "excluded_processes": "Processes in the exclusion cgroup (wgkill-exclude): they leave by the uplink.",
     }
     out = ["# HELP wgkill_status Verdict as a monitoring-plugin exit code: 0 OK, 1 WARNING, 2 CRITICAL, "
            "3 UNKNOWN.", "# TYPE wgkill_status gauge", f"wgkill_status {int(report.verdict)}"]
@@ -42,6 +45,12 @@ def prometheus(report: Report) -> str:
                 "# TYPE wgkill_probe_leaked gauge"]
         out += [f'wgkill_probe_leaked{{probe="{_label(p.name)}"}} {int(p.outcome == "left")}'
                 for p in report.probes if p.outcome != "skipped"]
+    if report.excluded_probes is not None:
+        out += ["# HELP wgkill_probe_excluded_left 1 if this probe, sent from the exclusion cgroup on "
+                "purpose, left by the uplink (the exclusion works; not a leak).",
+                "# TYPE wgkill_probe_excluded_left gauge"]
+        out += [f'wgkill_probe_excluded_left{{probe="{_label(p.name)}"}} {int(p.outcome == "left")}'
+                for p in report.excluded_probes if p.outcome != "skipped"]
     return "\n".join(out) + "\n"
 
 

@@ -50,7 +50,8 @@ class ProbeSpec:
     family: int
     target: str
     port: int
-    device: str | None
+    device: str | None  # the uplink: bound to it (``bind``) and watched
+    bind: bool = True  # False: routed as any program's packet would be (the excluded probes)
 
 
 def plan_probes(host: HostFacts, targets: dict[int, str] | None = None, port: int = DEFAULT_PROBE_PORT,
@@ -74,6 +75,50 @@ def plan_probes(host: HostFacts, targets: dict[int, str] | None = None, port: in
             ProbeSpec(f"dns{family}", "dns", family, resolver, 53, device),
         ]
     return specs
+
+
+def plan_excluded_probes(host: HostFacts, targets: dict[int, str] | None = None,
+                         port: int = DEFAULT_PROBE_PORT) -> list[ProbeSpec]:
+    """TCP and UDP per family, routed like any program's (not bound), watched on the uplink: sent
+    from the exclusion cgroup they must leave by it. No DNS: an excluded program's DNS is not excluded."""
+    targets = targets or DEFAULT_TARGETS
+    return [ProbeSpec(f"{proto}{family}-excluded", proto, family, targets[family], port,
+                      host.uplinks.get(family_name(family)), bind=False)
+            for family in (4, 6) for proto in ("tcp", "udp")]
+
+
+def probe_in_cgroup(cgroup_procs: str, specs: Sequence[ProbeSpec],
+                    timeout: float = DEFAULT_PROBE_TIMEOUT) -> list[ProbeResult]:
+    """``probe`` run by a child process moved into the cgroup first (sockets take the cgroup of
+    the process that creates them); the results come back as JSON through a pipe."""
+    import json
+    from dataclasses import asdict
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: into the cgroup, probe, report, and leave without cleanup
+        code = 0
+        try:
+            os.close(read_end)
+            fd = os.open(cgroup_procs, os.O_WRONLY)
+            os.write(fd, b"0\n")  # "0": the writing process itself
+            os.close(fd)
+            data = json.dumps([asdict(r) for r in probe(specs, timeout)]).encode()
+        except BaseException as exc:  # noqa: BLE001 - the parent gets every failure as text
+            data = json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
+            code = 1
+        with os.fdopen(write_end, "wb") as out:
+            out.write(data)
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as got:
+        raw = got.read()
+    os.waitpid(pid, 0)
+    answer = json.loads(raw or b'{"error": "the probe process said nothing"}')
+    if isinstance(answer, dict):
+        return [_result(spec, "skipped", f"cannot probe from the exclusion cgroup: {answer['error']}")
+                for spec in specs]
+    return [ProbeResult(**item) for item in answer]
 
 
 class _Capture:
@@ -161,7 +206,8 @@ def probe(specs: Sequence[ProbeSpec], timeout: float = DEFAULT_PROBE_TIMEOUT) ->
             sock = socket.socket(af, kind)
             socks.append(sock)
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, spec.device.encode())
+                if spec.bind:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, spec.device.encode())
                 sock.bind(("0.0.0.0" if spec.family == 4 else "::", 0))  # noqa: S104 - the device binds it
                 ports[spec.name] = sock.getsockname()[1]
                 sock.setblocking(False)

@@ -37,7 +37,7 @@ def human(report: Report, colour: bool = False) -> str:
                          + ", ".join(f"{r['address']} ({r['source']})" for r in host["resolvers"]))
         if host["policy_rules"]:
             lines.append("  policy     " + "; ".join(host["policy_rules"]))
-    for p in doc["probe"] or []:
+    for p in (doc["probe"] or []) + (doc["probe_excluded"] or []):
         target = f"[{p['target']}]" if ":" in p["target"] else p["target"]
         lines.append(f"probe {p['name']}: {target}:{p['port']} via {p['device'] or '-'}: "
                      f"{p['outcome']} ({p['detail']})")
@@ -87,6 +87,16 @@ def _interface_lines(item: dict) -> list[str]:
         else:
             text = "not set by wgkill (no DNS = in the config, no --dns)"
         lines.append(f"  dns          {text}")
+    x = item["exclusion"]
+    if x is not None:
+        if x["error"]:
+            text = f"{x['cgroup']}: {x['error']}"
+        else:
+            rules = ", ".join(f"{k} {'marked' if v else 'MISSING'}" for k, v in x["rules"].items())
+            where = x["path"] if x["present"] else f"{x['path']} MISSING"
+            who = "; ".join(f"{m['pid']} {m['command']}" for m in x["members"]) or "no process"
+            text = f"{where} ({rules}): {x['processes']} process(es) leave by the uplink: {who}"
+        lines.append(f"  exclusion    {text}")
     return lines
 
 

@@ -68,6 +68,7 @@ class Report:
     interfaces: list[InterfaceStatus]
     problems: list[Problem]  # every problem, host-level and per interface
     probes: list[ProbeResult] | None = None
+    excluded_probes: list[ProbeResult] | None = None  # --probe-excluded: "left" is the point
 
 
 def ago(seconds: float) -> str:
@@ -146,6 +147,24 @@ def chain_problems(facts: InterfaceFacts) -> list[Problem]:
     return out
 
 
+def _exclusion_problems(facts: InterfaceFacts) -> list[Problem]:
+    """A broken exclusion fails closed (excluded programs meet the tunnel or the block), so it is a
+    WARNING, never better: an exclusion can only add problems, never turn one into OK."""
+    x = facts.exclusion
+    if x is None:
+        return []
+    fix = _reapply_fix(facts)
+    if x.error is not None:
+        return [Problem(Verdict.WARNING, "exclusion-broken", f"exclusion: {x.error}", fix, facts.interface)]
+    missing = [family for family, ok in sorted(x.rules.items()) if not ok]
+    if not x.present or missing:
+        what = f"cgroup {x.path} is gone" if not x.present else f"{', '.join(missing)} marking rules missing"
+        return [Problem(Verdict.WARNING, "exclusion-broken",
+                        f"exclusion: {what}: excluded programs go through the tunnel (or are blocked)",
+                        fix, facts.interface)]
+    return []
+
+
 def dns_outside(facts: InterfaceFacts, resolvers: Sequence[Nameserver]) -> list[str]:
     """Configured resolvers that are neither the tunnel's nor on loopback nor on the tunnel link."""
     dns = (facts.state.dns if facts.state else None) or {}
@@ -194,6 +213,7 @@ def judge_interface(facts: InterfaceFacts, host: HostFacts) -> InterfaceStatus:
                                     f"no ipv{family} rules were recorded, and this kernel has ipv{family}: "
                                     "it can leak",
                                     _reapply_fix(facts), iface))
+    problems += _exclusion_problems(facts)
     dns = facts.state.dns or {}
     outside = dns_outside(facts, host.resolvers)
     if dns.get("servers") and not dns.get("lock") and outside:
@@ -222,29 +242,38 @@ _SHORT = {
     "route-rule-missing": "routing rule missing", "route-missing": "route missing",
     "routes-route-missing": "fallback route missing", "routes-chain-missing": "routing marks missing",
     "ipv6-uncovered": "IPv6 uncovered", "ipv4-uncovered": "IPv4 uncovered",
-    "dns-unlocked": "DNS can leak",
+    "dns-unlocked": "DNS can leak", "exclusion-broken": "exclusion broken",
     "rules-unreadable": "rules unreadable",
 }
 
 
 def _summary(verdict: Verdict, problems: list[Problem], facts: InterfaceFacts, now: float) -> str:
+    excluded = ""
+    if facts.exclusion is not None and facts.exclusion.members:
+        excluded = f", {len(facts.exclusion.members)} process(es) excluded"
     if verdict is Verdict.OK:
         age = handshake_age(facts, now)
-        return "protected" + (f" (handshake {ago(age)} ago)" if age is not None else " (no handshake yet)")
-    if verdict is Verdict.WARNING:
-        gone = any(p.code == "tunnel-gone" for p in problems)
-        return f"{'gone' if gone else 'down'}, block holding (safe, offline)"
+        return "protected" + (f" (handshake {ago(age)} ago)" if age is not None
+                              else " (no handshake yet)") + excluded
+    codes = {p.code for p in problems}
+    if verdict is Verdict.WARNING and codes & {"tunnel-gone", "tunnel-down"}:
+        gone = "tunnel-gone" in codes
+        return f"{'gone' if gone else 'down'}, block holding (safe, offline){excluded}"
     words = [_SHORT.get(p.code, p.code) for p in problems if p.verdict is verdict]
     return ", ".join(dict.fromkeys(words)) + (": can leak" if verdict is Verdict.CRITICAL else "")
 
 
-def judge(host: HostFacts, probes: list[ProbeResult] | None = None) -> Report:
-    """The overall verdict: the worst of every interface's, the host's and the probe's."""
+def judge(host: HostFacts, probes: list[ProbeResult] | None = None,
+          excluded_probes: list[ProbeResult] | None = None) -> Report:
+    """The overall verdict: the worst of every interface's, the host's and the probe's.
+
+    ``excluded_probes`` went out of the exclusion cgroup on purpose: their getting out is
+    the exclusion working, never a leak; their being stopped is a WARNING (it fails closed)."""
     if host.uid != 0:
         problem = Problem(Verdict.UNKNOWN, "not-root",
                           f"running as uid {host.uid}: the firewall and the state can only be read as root",
                           "sudo wgkill-status")
-        return Report(host, Verdict.UNKNOWN, "must be run as root", [], [problem], probes)
+        return Report(host, Verdict.UNKNOWN, "must be run as root", [], [problem], probes, excluded_probes)
     statuses = [judge_interface(f, host) for f in host.interfaces]
     problems = [Problem(Verdict.UNKNOWN, "unreadable", e) for e in host.errors]
     for s in statuses:
@@ -259,6 +288,15 @@ def judge(host: HostFacts, probes: list[ProbeResult] | None = None) -> Report:
                 "probe: " + ", ".join(f"{p.name} to {p.target} got out via {p.device} ({p.detail})"
                                       for p in left),
                 fix))
+    if excluded_probes is not None:
+        stopped = [p for p in excluded_probes if p.outcome != "left"]
+        if stopped:
+            problems.append(Problem(
+                Verdict.WARNING, "exclusion-broken",
+                "probe-excluded: " + ", ".join(f"{p.name} to {p.target} {p.outcome} ({p.detail})"
+                                               for p in stopped)
+                + ": excluded programs do not get out by the uplink",
+                "wgkill-up IFACE --allow-exclude"))
     verdict = worst(p.verdict for p in problems)
     if not statuses and not host.errors:
         verdict = worst([verdict, Verdict.UNKNOWN])
@@ -269,4 +307,7 @@ def judge(host: HostFacts, probes: list[ProbeResult] | None = None) -> Report:
             left = sum(p.outcome == "left" for p in probes)
             tried = sum(p.outcome != "skipped" for p in probes)
             summary += f"; probe: {left} of {tried} got out" if left else f"; probe: {tried} refused"
-    return Report(host, verdict, summary, statuses, problems, probes)
+        if excluded_probes is not None:
+            out = sum(p.outcome == "left" for p in excluded_probes)
+            summary += f"; excluded probe: {out} of {len(excluded_probes)} left by the uplink"
+    return Report(host, verdict, summary, statuses, problems, probes, excluded_probes)
