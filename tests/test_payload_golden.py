@@ -209,9 +209,13 @@ def test_allow_mark_refuses_what_cannot_match(bad: str) -> None:
         parse_mark(bad)
 
 
-def test_fwmark_overlaps_name_the_well_known_users() -> None:
+def test_fwmark_overlaps_name_the_well_known_users_that_are_present() -> None:
     from wgkill.policy import mark_overlaps
 
-    assert mark_overlaps(51820) == ["Kubernetes (0xc000)"]  # wg-quick's default has 0x4000 and 0x8000 set
-    assert mark_overlaps(0x80000) == ["Tailscale (0xff0000)", "Calico (0xffff0000)"]
-    assert mark_overlaps(0x1) == [] and mark_overlaps(None) == []
+    # wg-quick's default 51820 has 0x4000 and 0x8000 set: named only where Kubernetes' links exist
+    assert mark_overlaps(51820, ["lo", "eth0"]) == []
+    assert mark_overlaps(51820, ["lo", "eth0", "cni0"]) == ["Kubernetes (0xc000)"]
+    both = ["Tailscale (0xff0000)", "Calico (0xffff0000)"]
+    assert mark_overlaps(0x80000, ["tailscale0", "cali1a2b"]) == both
+    assert mark_overlaps(0x80000, ["tailscale0"]) == ["Tailscale (0xff0000)"]
+    assert mark_overlaps(0x1, ["cni0", "tailscale0"]) == [] and mark_overlaps(None, ["cni0"]) == []

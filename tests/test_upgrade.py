@@ -1,6 +1,7 @@
 """A state written by wgkill 0.1 (version 1) is read into the version-2 records and released by
 the iptables backend it names. tests/samples/state-v1.json was written by main's (0.1) state.py;
-the lab proves the release on real rules (tests/lab/test_nft_lab.py::test_upgrade_from_v1_state)."""
+the lab proves the release on real rules
+(tests/lab/test_nft_lab.py::test_upgrade_from_a_v1_state_comes_down_cleanly)."""
 
 import json
 from pathlib import Path

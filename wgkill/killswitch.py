@@ -10,6 +10,7 @@ PreDown hook imports alone.
 """
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,7 +205,7 @@ def _engage(
     if opened:
         warnings.append(f"--allow-iface {'; '.join(opened)} matches the uplink: traffic leaves there "
                         "whatever the tunnel does, the block is lifted for it")
-    overlaps = mark_overlaps(policy.fwmark)
+    overlaps = mark_overlaps(policy.fwmark, _links())
     if overlaps:
         warnings.append(f"the tunnel's fwmark {policy.fwmark:#x} shares bits with {', '.join(overlaps)}: "
                         "their rules may treat its packets as their own (set FwMark = to clear bits)")
@@ -258,6 +259,14 @@ def _engage(
     return result
 
 
+def _links() -> list[str]:
+    """This namespace's interface names (for a warning only; sysfs, no child process)."""
+    try:
+        return os.listdir("/sys/class/net")
+    except OSError:
+        return []
+
+
 def _uplinks() -> set[str]:
     """The devices of the main table's default routes, both families (for a warning only)."""
     devices = set()
@@ -272,7 +281,6 @@ def _uplinks() -> set[str]:
 
 def _exclusion_payloads(excluding: "ExclusionRecord") -> dict[str, str]:
     """--dry-run with iptables: the exclusion's mangle/nat payload per family, as it would apply now."""
-    import os
 
     from .exclude import iptables as exclude_rules
     from .firewall.iptables import FilterSnapshot, IptablesFamily

@@ -10,6 +10,7 @@ else is rejected, in IPv6 too even when the tunnel carries none.
 """
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from .names import (
     chain_name,
     forward_chain_name,
     jump_comment,
+    pattern_matches,
     set_name,
     validate_interface,
     validate_interface_pattern,
@@ -128,11 +130,21 @@ def lan_ranges(extra: tuple[str, ...] = (), defaults: bool = True) -> tuple[str,
 
 
 # Mark bits other software on the same host sets and matches: a tunnel fwmark overlapping them
-# makes its packets look like theirs (kube-proxy drops packets with 0x8000 set).
+# makes its packets look like theirs (kube-proxy drops packets with 0x8000 set). Each user is
+# recognised by the links it creates, so the warning names only software that is really there:
+# wg-quick's default fwmark 51820 (0xca6c) has Kubernetes' two bits set on every host.
+@dataclass(frozen=True)
+class MarkUser:
+    name: str
+    bits: int
+    links: tuple[str, ...]  # interface patterns, ``+`` as iptables writes it
+
+
 WELL_KNOWN_MARKS = (
-    ("Kubernetes", 0x0000C000),  # kube-proxy: 0x4000 masquerade, 0x8000 drop
-    ("Tailscale", 0x00FF0000),
-    ("Calico", 0xFFFF0000),
+    MarkUser("Kubernetes", 0x0000C000,  # kube-proxy: 0x4000 masquerade, 0x8000 drop
+             ("kube-ipvs0", "kube-bridge", "cni0", "flannel.1", "cilium_host", "weave", "cali+")),
+    MarkUser("Tailscale", 0x00FF0000, ("tailscale0",)),
+    MarkUser("Calico", 0xFFFF0000, ("cali+", "vxlan.calico")),
 )
 
 
@@ -151,11 +163,14 @@ def parse_mark(text: str) -> str:
     return f"{value:#x}/{mask:#x}"
 
 
-def mark_overlaps(fwmark: int | None) -> list[str]:
-    """The well-known mark users whose bits ``fwmark`` shares, as ``name (0xbits)``."""
+def mark_overlaps(fwmark: int | None, links: Iterable[str]) -> list[str]:
+    """The well-known mark users present (one of their ``links`` exists) whose bits ``fwmark``
+    shares, as ``name (0xbits)``."""
     if not fwmark:
         return []
-    return [f"{name} ({bits:#x})" for name, bits in WELL_KNOWN_MARKS if fwmark & bits]
+    present = tuple(links)
+    return [f"{user.name} ({user.bits:#x})" for user in WELL_KNOWN_MARKS
+            if fwmark & user.bits and any(pattern_matches(p, link) for p in user.links for link in present)]
 
 
 def _config_fwmark(config: WgQuickConfig | None) -> int | None:
