@@ -37,6 +37,10 @@ from wgkill_lab.netns import WEB4, WG_SOCKETS, Lab, LabError, Tunnel
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 DOC = ROOT / "docs" / "benchmarks.md"
+# This report's baselines are iptables rules (the article's lines, one rule per prefix) and its
+# readings are iptables-save's, so it measures the iptables backend; bench/backends.py, the second
+# half of `make bench`, compares the nft and iptables backends.
+BACKEND = "--backend iptables"
 ECHO_PORT, SINK_PORT = 5201, 5202
 PY = sys.executable
 X = "\N{MULTIPLICATION SIGN}"
@@ -280,7 +284,7 @@ def article_lines(iface: str) -> list[list[str]]:
 
 
 def wgkill_lines_argv(iface: str) -> list[list[str]]:
-    return [["bash", "-c", f"wgkill-up {iface}"], ["bash", "-c", f"wgkill-down {iface}"]]
+    return [["bash", "-c", f"wgkill-up {iface} {BACKEND}"], ["bash", "-c", f"wgkill-down {iface}"]]
 
 
 def check_hooks_work(lab: Lab, tunnel: Tunnel) -> None:
@@ -323,7 +327,7 @@ def bench_hooks(lab: Lab, tunnel: Tunnel, s: Settings, report: Report) -> dict[s
         "",
         "| step | median | peak RSS |",
         "|---|---|---|",
-        f"| `bash -c 'wgkill-up {iface}'` | {ms(step_median(res['wgkill'], 0))} "
+        f"| `bash -c 'wgkill-up {iface} {BACKEND}'` | {ms(step_median(res['wgkill'], 0))} "
         f"| {int(max(s['maxrss_kb'][0] for s in res['wgkill']))} KiB |",
         f"| `bash -c 'wgkill-down {iface}'` | {ms(step_median(res['wgkill'], 1))} "
         f"| {int(max(s['maxrss_kb'][1] for s in res['wgkill']))} KiB |",
@@ -442,7 +446,7 @@ def traffic_server(lab: Lab) -> Iterator[None]:
 
 def set_rules(lab: Lab, tunnel: Tunnel, on: bool) -> None:
     """Apply or remove wgkill's rules, and check the firewall says so."""
-    lab.client("wgkill-up" if on else "wgkill-down", tunnel.iface)
+    lab.client(*(["wgkill-up", tunnel.iface, *BACKEND.split()] if on else ["wgkill-down", tunnel.iface]))
     present = len(wgkill_lines(lab))
     if (on and present < 4) or (not on and present):
         raise LabError(f"expected wgkill rules {'present' if on else 'absent'}, found {present} lines")
@@ -1130,12 +1134,14 @@ def measure(lab: Lab, tunnel: Tunnel, s: Settings, report: Report) -> dict[str, 
         "prof": profile_hooks(lab, tunnel, max(5, s.rounds // 2) if not s.quick else 2),
         "imports": {
             "`python -c 'import wgkill.cli.up'`": importtime(lab, [PY, "-c", "import wgkill.cli.up"]),
-            f"`wgkill-up {iface}` (the real hook, on the live tunnel)": importtime(lab, ["wgkill-up", iface]),
+            f"`wgkill-up {iface}` (the real hook, on the live tunnel)": importtime(
+                lab, ["wgkill-up", iface, *BACKEND.split()]),
             f"`wgkill-down {iface}` (each time after a `wgkill-up`)": importtime(
-                lab, ["wgkill-down", iface], before=lambda: lab.client("wgkill-up", iface)),
+                lab, ["wgkill-down", iface], before=lambda: lab.client("wgkill-up", iface, *BACKEND.split())),
         },
         "execs": {
-            f"`bash -c 'wgkill-up {iface}'`": count_execs(lab, ["bash", "-c", f"wgkill-up {iface}"]),
+            f"`bash -c 'wgkill-up {iface} {BACKEND}'`": count_execs(
+                lab, ["bash", "-c", f"wgkill-up {iface} {BACKEND}"]),
             f"`bash -c 'wgkill-down {iface}'`": count_execs(lab, ["bash", "-c", f"wgkill-down {iface}"]),
             "the article's four lines": _article_execs(lab, iface),
         },
@@ -1208,7 +1214,8 @@ def report_main_sections(report: Report, got: dict[str, Any], iface: str, s: Set
     hooks, parts, prof, imports, execs, packets, status = (got[k] for k in (
         "hooks", "parts", "prof", "imports", "execs", "packets", "status"))
     report.section("1. Hook cycle", [
-        f"`bash -c 'wgkill-up {iface}'` then `bash -c 'wgkill-down {iface}'` against the article's four "
+        f"`bash -c 'wgkill-up {iface} {BACKEND}'` then `bash -c 'wgkill-down {iface}'` against the "
+        "article's four "
         "lines (`iptables`/`ip6tables -I OUTPUT ! -o IFACE -m mark ! --mark $(wg show IFACE fwmark) "
         "-m addrtype ! --dst-type LOCAL -j REJECT`, then the two `-D`), each through `bash -c` as wg-quick "
         "runs hook lines, on the same live wireguard-go tunnel, timed from inside the client namespace "

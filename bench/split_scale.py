@@ -99,7 +99,8 @@ class RouteDriver:
 
     def up(self, iface: str, path: Path) -> list[list[str]]:
         if self.record is None:
-            return [["wgkill-up", iface, "--allowed-ips-file", str(path), "--routes"]]
+            return [["wgkill-up", iface, "--backend", "iptables", "--allowed-ips-file", str(path),
+                     "--routes"]]
         return [[PY, "-I", "-m", "wgkill_lab.routes_driver", "up", iface, "--file", str(path)]]
 
     def down(self, iface: str) -> list[list[str]]:
@@ -309,8 +310,8 @@ def measure_apply(lab: Lab, tunnel: Tunnel, spec: ListSpec, path: Path, linear: 
     """Kill switch, routes, one rule per prefix: alternating rounds, each checked."""
     iface = tunnel.iface
     variants = {
-        "wgkill": [["wgkill-up", iface, "--allowed-ips-file", str(path)], refused(spec.family),
-                   ["wgkill-down", iface]],
+        "wgkill": [["wgkill-up", iface, "--backend", "iptables", "--allowed-ips-file", str(path)],
+                   refused(spec.family), ["wgkill-down", iface]],
         "routes": [*driver.up(iface, path), through(spec.family), *driver.down(iface)],
         "linear": [linear_apply(spec, linear), refused(spec.family), *linear_remove(spec.family)],
     }
@@ -372,7 +373,8 @@ def measure_packets(lab: Lab, tunnel: Tunnel, spec: ListSpec, path: Path, linear
     variants: dict[str, tuple[list[list[str]], list[list[str]], str | None]] = {
         # name: (set up, tear down, what the listed web address must answer: None = refused)
         "none": ([], [], CLIENT4),
-        "set": ([["wgkill-up", iface, "--allowed-ips-file", str(path)]], [["wgkill-down", iface]], None),
+        "set": ([["wgkill-up", iface, "--backend", "iptables", "--allowed-ips-file", str(path)]],
+                [["wgkill-down", iface]], None),
         "set + routes": (driver.up(iface, path), driver.down(iface), VPN4),
         "linear": ([linear_apply(spec, linear)], linear_remove(spec.family), None),
     }
