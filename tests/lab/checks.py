@@ -108,6 +108,20 @@ def wait_reachable(lab: Lab, server: str, timeout: float = 15) -> None:
     pytest.fail(f"{server} did not answer through the tunnel within {timeout}s")
 
 
+def gateway_nat(lab: Lab, tunnel: Tunnel) -> None:
+    """The gateway's own NAT into the tunnel (the user's part in gateway mode), then a handshake."""
+    for tool in ("iptables", "ip6tables"):
+        lab.client(tool, "-t", "nat", "-A", "POSTROUTING", "-o", tunnel.iface, "-j", "MASQUERADE")
+    lab.wait_handshake(tunnel)
+
+
+def routed(lab: Lab, ns: str, target: str) -> str | None:
+    """The address the web server at ``target`` saw, fetched from namespace ``ns``; None if refused."""
+    url = f"http://[{target}]/" if ":" in target else f"http://{target}/"
+    done = lab.run(ns, "curl", "-s", "--max-time", "3", url, check=False, timeout=10)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
 def backend_args(lab: Lab) -> tuple[str, ...]:
     """``--backend X`` for a lab that fixes the backend (``any_lab``, ``iptables_lab``); none otherwise."""
     return ("--backend", lab.backend) if lab.backend else ()

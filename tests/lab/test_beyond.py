@@ -15,8 +15,10 @@ from .checks import (
     assert_open_uplink,
     assert_through_tunnel,
     backend_args,
+    gateway_nat,
     hooked,
     hooks,
+    routed,
     state,
     wgkill_lines,
 )
@@ -103,25 +105,18 @@ def test_gateway_mode_holds_routed_clients_to_the_tunnel(any_lab: Lab) -> None:
     lan = lab.add_lan_host()
     tunnel = lab.add_tunnel(hooks=hooks("--gateway", *backend_args(lab)))
     lab.wg_quick("up", tunnel)
-    for tool in ("iptables", "ip6tables"):  # the gateway's own NAT into the tunnel (the user's part)
-        lab.client(tool, "-t", "nat", "-A", "POSTROUTING", "-o", tunnel.iface, "-j", "MASQUERADE")
-    lab.wait_handshake(tunnel)
+    gateway_nat(lab, tunnel)
 
-    def routed(target: str) -> str | None:
-        url = f"http://[{target}]/" if ":" in target else f"http://{target}/"
-        done = lab.run(lan, "curl", "-s", "--max-time", "3", url, check=False, timeout=10)
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    assert routed(WEB4) == VPN4 and routed("2001:db8:80::80") == VPN6
+    assert routed(lab, lan, WEB4) == VPN4 and routed(lab, lan, "2001:db8:80::80") == VPN6
     lab.kill_daemon(tunnel)
     lab.reset_counters()
     hits = len(lab.web_hits())
-    assert routed(WEB4) is None and routed("2001:db8:80::80") is None
+    assert routed(lab, lan, WEB4) is None and routed(lab, lan, "2001:db8:80::80") is None
     assert lab.leaks() == {"ipv4": 0, "ipv6": 0}  # nothing from the LAN host reached the isp either
     assert len(lab.web_hits()) == hits
     lab.client("wgkill-down", tunnel.iface)
     assert wgkill_lines(lab) == []
-    assert routed(WEB4) == "192.0.2.34"  # released: routed over the uplink again
+    assert routed(lab, lan, WEB4) == "192.0.2.34"  # released: routed over the uplink again
 
 
 def test_allow_lan_reaches_the_lan_but_not_its_resolver(lab: Lab) -> None:

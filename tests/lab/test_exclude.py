@@ -248,10 +248,8 @@ def test_split_tunnel_and_table_off_are_refused(xlab: Lab) -> None:
     assert not _cgroup_dir(lab).exists()
 
 
-def test_status_shows_the_exclusion_and_wg_quick_down_leaves_nothing(any_xlab: Lab) -> None:
-    lab = any_xlab
-    before = _all_rules(lab)
-    tunnel = _up(lab)
+def _excluded_sleeper(lab: Lab) -> int:
+    """Start `wgkill-exclude -- sleep 60` (the lab reaps it) and return its pid once it is in the cgroup."""
     sleeper = subprocess.Popen(lab.argv(lab.client_ns, "wgkill-exclude", "--", "sleep", "60"),
                                env=lab.env(), stderr=subprocess.PIPE, text=True)
     lab.adopt(sleeper)
@@ -259,6 +257,14 @@ def test_status_shows_the_exclusion_and_wg_quick_down_leaves_nothing(any_xlab: L
     while not (_cgroup_dir(lab) / "cgroup.procs").read_text().split() and time.monotonic() < deadline:
         time.sleep(0.05)
     [pid] = map(int, (_cgroup_dir(lab) / "cgroup.procs").read_text().split())
+    return pid
+
+
+def test_status_shows_the_exclusion_and_wg_quick_down_leaves_nothing(any_xlab: Lab) -> None:
+    lab = any_xlab
+    before = _all_rules(lab)
+    tunnel = _up(lab)
+    pid = _excluded_sleeper(lab)
 
     text = lab.client("wgkill-status", tunnel.iface)
     assert text.stdout.startswith(f"WGKILL OK - {tunnel.iface} protected")
@@ -307,13 +313,7 @@ def test_processes_kept_excluded_only_while_a_tunnel_allows_it(xlab: Lab) -> Non
     full = _up(lab)
     split = lab.add_tunnel(allowed_ips="203.0.113.80/32, 2001:db8:80::80/128")
     lab.wg_quick("up", split)
-    sleeper = subprocess.Popen(lab.argv(lab.client_ns, "wgkill-exclude", "--", "sleep", "60"),
-                               env=lab.env(), stderr=subprocess.PIPE, text=True)
-    lab.adopt(sleeper)
-    deadline = time.monotonic() + 10
-    while not (_cgroup_dir(lab) / "cgroup.procs").read_text().split() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    [pid] = map(int, (_cgroup_dir(lab) / "cgroup.procs").read_text().split())
+    pid = _excluded_sleeper(lab)
     down = lab.wg_quick("down", full)
     assert "moved back to the root cgroup" in down.stderr
     assert cgroup_of(pid) == "/"

@@ -22,7 +22,9 @@ from .checks import (
     assert_blocked,
     assert_open_uplink,
     assert_through_tunnel,
+    gateway_nat,
     hooks,
+    routed,
     rules,
     state,
     wgkill_lines,
@@ -77,22 +79,15 @@ def test_gateway_foreign_forward_accept_lets_no_routed_packet_out(lab: Lab) -> N
     lan = lab.add_lan_host()
     tunnel = lab.add_tunnel(hooks=hooks("--gateway"))
     lab.wg_quick("up", tunnel)
-    for tool in ("iptables", "ip6tables"):
-        lab.client(tool, "-t", "nat", "-A", "POSTROUTING", "-o", tunnel.iface, "-j", "MASQUERADE")
-    lab.wait_handshake(tunnel)
+    gateway_nat(lab, tunnel)
 
-    def routed(target: str) -> str | None:
-        url = f"http://[{target}]/" if ":" in target else f"http://{target}/"
-        done = lab.run(lan, "curl", "-s", "--max-time", "3", url, check=False, timeout=10)
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    assert routed(WEB4) == VPN4 and routed("2001:db8:80::80") == VPN6
+    assert routed(lab, lan, WEB4) == VPN4 and routed(lab, lan, "2001:db8:80::80") == VPN6
     lab.kill_daemon(tunnel)
     for tool in ("iptables", "ip6tables"):  # what Docker does
         lab.client(tool, "-I", "FORWARD", "1", "-j", "ACCEPT")
     lab.reset_counters()
     hits = len(lab.web_hits())
-    assert routed(WEB4) is None and routed("2001:db8:80::80") is None
+    assert routed(lab, lan, WEB4) is None and routed(lab, lan, "2001:db8:80::80") is None
     assert lab.leaks() == {"ipv4": 0, "ipv6": 0}
     assert len(lab.web_hits()) == hits
     lab.client("wgkill-down", tunnel.iface)
