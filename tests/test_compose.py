@@ -39,7 +39,8 @@ def test_peers_carry_the_other_tunnels_recorded_endpoints_and_fwmark(tmp_path: P
     monkeypatch.setenv("WGKILL_STATE_DIR", str(tmp_path))
     sample = (Path(__file__).parent / "samples" / "state-v1.json").read_text()
     (tmp_path / "wg5.json").write_text(sample.replace('"wg0"', '"wg5"'))
-    (tmp_path / "wg6.json").write_text(sample.replace('"wg0"', '"wg6"').replace('"198.51.100.2"', '"x; accept"'))
+    tampered = sample.replace('"wg0"', '"wg6"').replace('"198.51.100.2"', '"x; accept"')
+    (tmp_path / "wg6.json").write_text(tampered)
     found = compose.peers("wg1")
     assert found.interfaces == ("wg5", "wg6")
     assert found.endpoints == (PeerEndpoint("198.51.100.2", 51820, 51820),)  # wg6's: no address, name only
