@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 WHEELS := build/wheels
 
 .PHONY: all deps deb-deps venv wheels demo test lint unit lab bench clean clean-lab \
-        deb install uninstall install-unit uninstall-unit
+        deb install uninstall install-unit uninstall-unit alert-series
 
 all: test
 
@@ -78,6 +78,12 @@ lab: venv deb-deps wheels
 bench: venv
 	unshare --net -- $(BIN)/python bench/run.py
 	unshare --net -- $(BIN)/python bench/backends.py
+
+# The alert rules' test series (contrib/prometheus), captured anew from the lab: after a change to
+# wgkill-status's metrics, when tests/lab/test_alert_series_lab.py says the lab prints other series.
+alert-series: venv
+	unshare --net -- $(BIN)/python -m wgkill_lab.alerting capture tests/golden/prometheus
+	$(BIN)/python -m wgkill_lab.alerting tests tests/golden/prometheus >contrib/prometheus/wgkill.rules.test.yml
 
 # ---- installing for real (issue 14) ----------------------------------------------
 
