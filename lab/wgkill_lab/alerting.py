@@ -117,7 +117,8 @@ def _transition(first: str, then: str | None, minutes: int, *, fresh: bool = Tru
     if fresh:
         series.append((mtime, f"0+60x{HEALTHY_MINUTES + minutes}"))
     else:
-        series.append((mtime, f"0+60x{HEALTHY_MINUTES - 1} " + (f"{stop}x{minutes}" if then else f"_x{minutes}")))
+        frozen = f"{stop}x{minutes}" if then is not None else f"_x{minutes}"
+        series.append((mtime, f"0+60x{HEALTHY_MINUTES - 1} {frozen}"))
     return series
 
 
@@ -194,7 +195,8 @@ def _stale_checks() -> list[dict[str, object]]:
 
 
 def _left(captured: dict[str, str]) -> str:
-    return str(sum(s.value == "1" for s in samples(captured["probe-leak"]) if s.name == "wgkill_probe_leaked"))
+    leaked = [s for s in samples(captured["probe-leak"]) if s.name == "wgkill_probe_leaked"]
+    return str(sum(s.value == "1" for s in leaked))
 
 
 def rule_tests(captured: dict[str, str], rules: str = "wgkill.rules.yml") -> str:
@@ -210,7 +212,7 @@ def rule_tests(captured: dict[str, str], rules: str = "wgkill.rules.yml") -> str
 
 
 def _yaml(value: object, indent: int, first: str = "") -> list[str]:
-    """A block-style YAML rendering of dicts, lists and strings (strings single-quoted, or JSON-quoted: valid YAML)."""
+    """Block-style YAML of dicts, lists and strings (single-quoted, or JSON-quoted: valid YAML)."""
     if isinstance(value, dict):
         out: list[str] = []
         col = indent + len(first)
@@ -237,7 +239,7 @@ def _scalar(value: object) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wgkill_lab.alerting")
     sub = parser.add_subparsers(dest="command", required=True)
-    cap = sub.add_parser("capture", help="run the lab states, write STATE.prom into DIR (root, unshare --net)")
+    cap = sub.add_parser("capture", help="run the lab states, write STATE.prom into DIR (unshare --net)")
     cap.add_argument("directory", type=Path)
     gen = sub.add_parser("tests", help="print the promtool test file built from DIR's captures")
     gen.add_argument("directory", type=Path)
