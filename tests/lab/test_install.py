@@ -26,7 +26,12 @@ ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # root's, and wg-quick@.service's, without /usr/local
 STATE_DIR = Path("/var/lib/wgkill")
 NAMES = sorted(c.name for c in manpage.commands())
-UNITS = sorted(p.name for p in (ROOT / "hooks").glob("*.service"))
+UNITS = sorted(p.name for p in (ROOT / "hooks").glob("*.service")) + sorted(
+    p.name for p in (ROOT / "hooks").glob("*.timer"))
+# Enabled at install: the boot and guard units. The textfile timer ships disabled (opt-in).
+ENABLED = sorted(p.name for p in (ROOT / "hooks").glob("*.service")
+                 if "WantedBy=sysinit.target" in p.read_text())
+TIMERS = sorted(p.name for p in (ROOT / "hooks").glob("*.timer"))
 APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "--no-install-recommends"]
 # Where the package puts things, and where a sloppy one might: compared before and after.
 HELPER_STATE = "/var/lib/systemd/deb-systemd-helper-enabled"  # deb-systemd-helper's record of enabling
@@ -108,15 +113,6 @@ def _verify_units(paths: list[Path], env: dict[str, str] | None = None) -> None:
 # ---- the Debian package ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def deb() -> Path:
-    """`make deb`, once per session: dist/wgkill_VERSION_all.deb."""
-    _ok(["make", "-C", str(ROOT), "deb"], env={"MAKEFLAGS": ""})
-    built = sorted((ROOT / "dist").glob("wgkill_*_all.deb"))
-    assert len(built) == 1, built
-    return built[0]
-
-
 @pytest.fixture
 def system_lab() -> Iterator[Lab]:
     """A lab whose PATH starts with /usr/sbin, no virtualenv on it (what wg-quick@.service sees),
@@ -133,8 +129,9 @@ def system_lab() -> Iterator[Lab]:
 
 
 @pytest.fixture
-def package(deb: Path) -> Iterator[Path]:
-    """Nothing of wgkill's on the machine before; purged again afterwards, even on failure."""
+def package(deb: Path, package_lock: None) -> Iterator[Path]:
+    """Nothing of wgkill's on the machine before; purged again afterwards, even on failure (the
+    ``deb`` and ``package_lock`` fixtures: tests/lab/conftest.py)."""
     if _installed():
         pytest.fail("the wgkill package is installed on this machine already: refusing to replace it")
     try:
@@ -187,7 +184,7 @@ def test_every_packaged_unit_passes_systemd_analyze_verify(deb: Path, tmp_path: 
     ExecStart binary, its Documentation= man page)."""
     _ok(["dpkg-deb", "-x", str(deb), str(tmp_path)])
     units = sorted((tmp_path / "lib/systemd/system").glob("*"))
-    assert [u.name for u in units] == UNITS
+    assert sorted(u.name for u in units) == sorted(UNITS)
     env = {"MANPATH": str(tmp_path / "usr/share/man")}
     for unit in units:
         done = _ok(["systemd-analyze", "verify", f"--root={tmp_path}", str(unit)], env=env)
@@ -209,9 +206,13 @@ def test_installed_package_holds_the_block_and_goes_without_lifting_it(
     assert _ok(["man", "-w", "wgkill-up"]).stdout.strip() == "/usr/share/man/man8/wgkill-up.8.gz"
     page = _ok(["man", "-P", "cat", "wgkill-up"], env={"MANWIDTH": "200"}).stdout
     assert page.startswith("WGKILL-UP(8)") and "--dns-backend" in page
-    for unit in UNITS:
+    assert ENABLED == ["wgkill-boot.service", "wgkill-guard.service"] and TIMERS
+    for unit in ENABLED:
         wants = Path("/etc/systemd/system/sysinit.target.wants") / unit
         assert wants.is_symlink() and os.readlink(wants) == f"/lib/systemd/system/{unit}"
+    for timer in TIMERS:  # shipped, not enabled
+        assert (Path("/lib/systemd/system") / timer).is_file()
+        assert not (Path("/etc/systemd/system/timers.target.wants") / timer).exists()
     assert "ExecStart=/usr/sbin/wgkill-boot" in Path("/lib/systemd/system/wgkill-boot.service").read_text()
     _verify_units([Path("/lib/systemd/system") / u for u in UNITS])
 
@@ -235,7 +236,7 @@ def test_installed_package_holds_the_block_and_goes_without_lifting_it(
     assert not Path("/usr/lib/python3/dist-packages/wgkill").exists()  # byte-code included
     left = _snapshot() - before  # Debian keeps a removed package's enablement until purge
     assert {p for p in left if not p.startswith(f"{HELPER_STATE}/")} == {
-        f"/etc/systemd/system/sysinit.target.wants/{u}" for u in UNITS}
+        f"/etc/systemd/system/sysinit.target.wants/{u}" for u in ENABLED}
     assert before - _snapshot() == set()
     assert_blocked(lab)
     assert (STATE_DIR / f"{tunnel.iface}.json").exists()
@@ -299,8 +300,12 @@ def test_make_install_holds_the_block_and_uninstall_removes_exactly_it(
     assert base.strip() == "/usr"  # a virtualenv on the system's Python
     units = Path(make_install["UNITDIR"])
     assert f"ExecStart={sbin}/wgkill-boot" in (units / "wgkill-boot.service").read_text()
-    for unit in UNITS:
+    for unit in ENABLED:
         assert os.readlink(units / "sysinit.target.wants" / unit) == str(units / unit)
+    for timer in TIMERS:  # installed, not enabled
+        assert (units / timer).is_file() and not (units / "timers.target.wants").exists()
+    textfile = (units / "wgkill-textfile.service").read_text()
+    assert f"ExecStart={sbin}/wgkill-status --prometheus-file" in textfile
     manpath = {"MANPATH": make_install["MANDIR"]}
     assert _ok(["man", "-w", "wgkill-up"], env=manpath).stdout.strip().endswith("/wgkill-up.8")
     _verify_units([units / u for u in UNITS], env=manpath)
