@@ -28,6 +28,7 @@ pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ROOT / "contrib" / "ansible" / "roles"
 WHEELS = ROOT / "build" / "ansible-wheels"
+BAD_KEY = "c2VjcmV0LWtleS10aGF0LW11c3QtbmV2ZXItYmUtc2hvd24="
 
 
 def _readme_playbook() -> str:
@@ -81,19 +82,34 @@ def test_role_installs_hooks_the_config_idempotently_and_the_tunnel_holds(
     try:
         with Lab(bin_dir="/usr/sbin") as lab:
             tunnel = lab.add_tunnel(hooks="")  # a plain wg-quick config: the role adds the hooks
+            tunnels = [{"name": tunnel.iface, "options": "--allow-lan"}]
             extra = {"wgkill_deb_src": "", "wgkill_deb": str(deb), "wgkill_textfile_dir": "",
-                     "wgkill_tunnels": [{"name": tunnel.iface, "options": "--allow-lan"}]}
+                     "wgkill_tunnels": tunnels}
             first = _play(lab, ansible_playbook, tmp_path, extra)
             assert _recap(first)["changed"] >= 2, first.stdout  # the package, the config
             assert installed()
             config = tunnel.config.read_text()
             assert "PostUp = wgkill-up %i --allow-lan\n" in config and "PreDown = wgkill-down %i\n" in config
             assert tunnel.client_key not in first.stdout + first.stderr  # never in Ansible's output
+            assert "wgkill-render:" not in first.stdout  # nor what wgkill-render says (it may quote it)
             assert "not systemd" in first.stdout and "were not touched" in first.stdout  # no systemd here
 
             second = _play(lab, ansible_playbook, tmp_path, extra)
             assert _recap(second)["changed"] == 0, second.stdout
             assert tunnel.config.read_text() == config
+
+            # a config wgkill-render refuses (a malformed key line): the play stops and names it,
+            # and shows nothing of what wgkill-render said about it
+            bad = tunnel.config.with_name("wkbad0.conf")
+            bad.write_text(f"[Interface]\nPrivateKey = {BAD_KEY} extra\n")
+            bad.chmod(0o600)
+            refused = _play(lab, ansible_playbook, tmp_path,
+                            {**extra, "wgkill_tunnels": [*tunnels, {"name": "wkbad0"}]})
+            assert refused.returncode != 0
+            said = refused.stdout
+            assert "wgkill-render refused /etc/wireguard/wkbad0.conf" in said, said[-3000:]
+            assert BAD_KEY not in refused.stdout + refused.stderr
+            assert bad.read_text() == f"[Interface]\nPrivateKey = {BAD_KEY} extra\n"
 
             assert lab.client("sh", "-c", "command -v wgkill-up").stdout.strip() == "/usr/sbin/wgkill-up"
             up = lab.wg_quick("up", tunnel)
