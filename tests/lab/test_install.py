@@ -19,6 +19,7 @@ from wgkill.cli import manpage
 from wgkill_lab.netns import Lab, Tunnel
 
 from .checks import assert_blocked, assert_open_uplink, assert_through_tunnel, state
+from .packaging import APT, HELPER_STATE, installed, snapshot
 
 pytestmark = pytest.mark.lab
 
@@ -32,14 +33,6 @@ UNITS = sorted(p.name for p in (ROOT / "hooks").glob("*.service")) + sorted(
 ENABLED = sorted(p.name for p in (ROOT / "hooks").glob("*.service")
                  if "WantedBy=sysinit.target" in p.read_text())
 TIMERS = sorted(p.name for p in (ROOT / "hooks").glob("*.timer"))
-APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "--no-install-recommends"]
-# Where the package puts things, and where a sloppy one might: compared before and after.
-HELPER_STATE = "/var/lib/systemd/deb-systemd-helper-enabled"  # deb-systemd-helper's record of enabling
-WATCHED = (Path("/usr/sbin"), Path("/usr/bin"), Path("/lib/systemd/system"), Path("/usr/share/man/man8"),
-           Path("/etc/systemd/system"), Path(HELPER_STATE))
-SHALLOW = (Path("/usr/share/doc"), Path("/usr/lib/python3/dist-packages"))
-
-
 def _run(argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 600,
          cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     base = {"PATH": SYSTEM_PATH, "LC_ALL": "C.UTF-8", "HOME": "/root", "DEBIAN_FRONTEND": "noninteractive"}
@@ -52,22 +45,6 @@ def _ok(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     assert done.returncode == 0, (f"{' '.join(argv)} -> {done.returncode}\n"
                                   f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done
-
-
-def _snapshot() -> set[str]:
-    """Every path under WATCHED, and the names directly in SHALLOW."""
-    seen: set[str] = set()
-    for top in WATCHED:
-        for dirpath, dirnames, filenames in os.walk(top):
-            seen.update(os.path.join(dirpath, n) for n in dirnames + filenames)
-    for top in SHALLOW:
-        seen.update(str(p) for p in top.iterdir())
-    return seen
-
-
-def _installed(package: str = "wgkill") -> bool:
-    done = _run(["dpkg-query", "-W", "-f=${Status}", package])
-    return done.returncode == 0 and done.stdout.endswith(" installed")
 
 
 def _hooks(sbin: str) -> str:
@@ -132,14 +109,14 @@ def system_lab() -> Iterator[Lab]:
 def package(deb: Path, package_lock: None) -> Iterator[Path]:
     """Nothing of wgkill's on the machine before; purged again afterwards, even on failure (the
     ``deb`` and ``package_lock`` fixtures: tests/lab/conftest.py)."""
-    if _installed():
+    if installed():
         pytest.fail("the wgkill package is installed on this machine already: refusing to replace it")
     try:
         yield deb
     finally:
         if _run(["dpkg-query", "-W", "wgkill"]).returncode == 0:
             _run([*APT, "purge", "wgkill"])
-        assert not _installed()
+        assert not installed()
 
 
 def test_package_metadata(deb: Path) -> None:
@@ -163,6 +140,8 @@ def test_package_metadata(deb: Path) -> None:
     assert {p for p in files if p.startswith("/usr/share/man/")} == {
         f"/usr/share/man/man8/{n}.8.gz" for n in NAMES}
     assert {"/usr/share/doc/wgkill/README.md.gz", "/usr/share/doc/wgkill/copyright"} <= files
+    assert {"/usr/share/doc/wgkill/examples/wgkill.rules.yml",  # the alert rules, beside their tests
+            "/usr/share/doc/wgkill/examples/wgkill.rules.test.yml"} <= files
     python = {p for p in files if p.startswith("/usr/lib/python3/")}
     assert python and all(p.startswith(("/usr/lib/python3/dist-packages/wgkill/",
                                         "/usr/lib/python3/dist-packages/wgkill-")) for p in python), python
@@ -194,9 +173,9 @@ def test_every_packaged_unit_passes_systemd_analyze_verify(deb: Path, tmp_path: 
 def test_installed_package_holds_the_block_and_goes_without_lifting_it(
         package: Path, system_lab: Lab) -> None:
     lab = system_lab
-    before = _snapshot()
+    before = snapshot()
     _ok([*APT, "install", f"./{package.relative_to(ROOT)}"])
-    assert _installed()
+    assert installed()
 
     # what the package put in place: system Python, /usr/sbin, man pages, the unit enabled
     for name in NAMES:
@@ -225,7 +204,7 @@ def test_installed_package_holds_the_block_and_goes_without_lifting_it(
     said = removed.stdout + removed.stderr
     assert f"a kill switch is still engaged for: {tunnel.iface}" in said
     assert "wgkill-release IFACE" in said
-    assert not _installed()
+    assert not installed()
     for path in owned[1:]:  # the first line is "/."
         if os.path.islink(path) and os.path.isdir(path):
             continue  # /lib -> usr/lib on a merged-/usr system: the system's, not ours
@@ -234,10 +213,10 @@ def test_installed_package_holds_the_block_and_goes_without_lifting_it(
         else:
             assert not os.path.lexists(path), f"{path} left behind"
     assert not Path("/usr/lib/python3/dist-packages/wgkill").exists()  # byte-code included
-    left = _snapshot() - before  # Debian keeps a removed package's enablement until purge
+    left = snapshot() - before  # Debian keeps a removed package's enablement until purge
     assert {p for p in left if not p.startswith(f"{HELPER_STATE}/")} == {
         f"/etc/systemd/system/sysinit.target.wants/{u}" for u in ENABLED}
-    assert before - _snapshot() == set()
+    assert before - snapshot() == set()
     assert_blocked(lab)
     assert (STATE_DIR / f"{tunnel.iface}.json").exists()
 
@@ -246,7 +225,7 @@ def test_installed_package_holds_the_block_and_goes_without_lifting_it(
     said = purged.stdout + purged.stderr  # apt passes the maintainer scripts' stderr on its stdout
     assert f"{STATE_DIR} kept: a kill switch is still engaged for: {tunnel.iface}" in said
     assert (STATE_DIR / f"{tunnel.iface}.json").exists()
-    assert _snapshot() == before  # the unit's enablement went with the purge
+    assert snapshot() == before  # the unit's enablement went with the purge
     assert_blocked(lab)
 
     # the way out the message names: install again, wgkill-release; then purge removes the state
@@ -257,8 +236,8 @@ def test_installed_package_holds_the_block_and_goes_without_lifting_it(
     purged = _ok([*APT, "purge", "wgkill"])
     assert "wgkill:" not in purged.stdout + purged.stderr  # nothing engaged, nothing to say
     assert not STATE_DIR.exists()
-    assert _snapshot() == before
-    assert not _installed()
+    assert snapshot() == before
+    assert not installed()
 
 
 # ---- make install ------------------------------------------------------------------------
