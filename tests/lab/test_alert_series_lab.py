@@ -29,3 +29,32 @@ def test_captured_series_match_the_lab_and_the_rules_fire_on_them(lab: Lab, tmp_
     done = subprocess.run([str(bundle_root("prometheus") / "usr" / "bin" / "promtool"), "test", "rules",
                            str(tests)], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
+
+
+def _timer_command(textfile: Path) -> list[str]:
+    """wgkill-textfile.service's ExecStart with ${WGKILL_TEXTFILE} set (as /etc/default/wgkill-textfile
+    does), its program found on the lab's PATH (this checkout's, not /usr/sbin's)."""
+    unit = (ROOT / "hooks" / "wgkill-textfile.service").read_text()
+    start = next(ln.removeprefix("ExecStart=") for ln in unit.splitlines() if ln.startswith("ExecStart="))
+    return [Path(word).name if i == 0 else word.replace("${WGKILL_TEXTFILE}", str(textfile))
+            for i, word in enumerate(start.split())]
+
+
+def test_the_timers_command_writes_the_textfile_the_rules_read(lab: Lab) -> None:
+    """Healthy: exit 0; blocking: exit 1, one of the unit's SuccessExitStatus (a verdict, not a failure of
+    the unit); each time the file holds what `wgkill-status --prometheus` prints then."""
+    unit = (ROOT / "hooks" / "wgkill-textfile.service").read_text()
+    ok_codes = {0, *(int(c) for ln in unit.splitlines() if ln.startswith("SuccessExitStatus=")
+                     for c in ln.split("=", 1)[1].split())}
+    textfile = lab.tmp / "textfile" / "wgkill.prom"
+    textfile.parent.mkdir()
+    tunnel = lab.add_tunnel()
+    lab.wg_quick("up", tunnel)
+    lab.wait_handshake(tunnel)
+    for state in ("healthy", "blocking"):
+        if state == "blocking":
+            lab.kill_daemon(tunnel)
+        done = lab.client(*_timer_command(textfile), check=False, timeout=60)
+        assert done.returncode == alerting.EXIT_CODES[state] and done.returncode in ok_codes, done.stdout
+        written = alerting.normalise(textfile.read_text(), tunnel.iface)
+        assert alerting.comparable(written) == alerting.comparable(alerting.load(GOLDEN)[state]), state
