@@ -52,7 +52,8 @@ def ansible_playbook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
         shutil.rmtree(venv.parent, ignore_errors=True)
 
 
-def _play(lab: Lab, playbook: Path, work: Path, extra: dict[str, object]) -> subprocess.CompletedProcess[str]:
+def _play(lab: Lab, playbook: Path, work: Path, extra: dict[str, object],
+          *options: str) -> subprocess.CompletedProcess[str]:
     (work / "inventory.ini").write_text(
         "[wireguard_gateways]\n"
         "localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n")
@@ -63,7 +64,7 @@ def _play(lab: Lab, playbook: Path, work: Path, extra: dict[str, object]) -> sub
            "ANSIBLE_REMOTE_TMP": str(work / "tmp"), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_RETRY_FILES_ENABLED": "0"}
     argv = lab.argv(lab.client_ns, "env", *(f"{k}={v}" for k, v in env.items()), str(playbook),
-                    "-i", str(work / "inventory.ini"), "-e", f"@{work / 'vars.json'}", "-v",
+                    "-i", str(work / "inventory.ini"), "-e", f"@{work / 'vars.json'}", "-v", *options,
                     str(work / "site.yml"))
     return subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False, env=env)
 
@@ -97,6 +98,7 @@ def test_role_installs_hooks_the_config_idempotently_and_the_tunnel_holds(
             second = _play(lab, ansible_playbook, tmp_path, extra)
             assert _recap(second)["changed"] == 0, second.stdout
             assert tunnel.config.read_text() == config
+            assert _recap(_play(lab, ansible_playbook, tmp_path, extra, "--check"))["changed"] == 0
 
             # a config wgkill-render refuses (a malformed key line): the play stops and names it,
             # and shows nothing of what wgkill-render said about it
