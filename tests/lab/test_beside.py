@@ -2,12 +2,16 @@
 
 The far side's testimony is the isp's raw-table counters; for the second tunnel's
 own UDP a counter of its own (``second``, its server port) is put first in them,
-so "0 of its packets via the uplink" is read, not inferred.
+so "0 of its packets via the uplink" is read, not inferred. Each test first shows
+that counter counting that UDP, and the client counts what it sent that way
+(before its block): a test waits until some was sent, never a fixed time.
 """
 
-import time
+import re
+import sys
+from collections.abc import Callable
 
-from wgkill_lab.netns import ETC_NETNS, VPN4, WEB4, Lab, Tunnel, _run
+from wgkill_lab.netns import ETC_NETNS, VPN4, WEB4, Lab, Tunnel, _run, wait_until
 
 from .checks import assert_through_tunnel, backend_args, block_text, hooks, names_peer, state, wgkill_lines
 
@@ -22,13 +26,9 @@ def _ping(lab: Lab, address: str, ns: str | None = None, count: int = 1) -> bool
     return done.returncode == 0
 
 
-def _reachable(lab: Lab, address: str, within: float = 10) -> bool:
+def _wait_reachable(lab: Lab, address: str, what: str, within: float = 10) -> None:
     """Answered within ``within`` seconds (a tunnel just up, or roaming, needs a handshake first)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if _ping(lab, address):
-            return True
-    return False
+    wait_until(lambda: _ping(lab, address), within, what)
 
 
 def _count_second(lab: Lab, tunnel: Tunnel) -> None:
@@ -41,25 +41,52 @@ def _second_seen(lab: Lab) -> int:
     return lab.counters()["ipv4"].get("second", 0)
 
 
+def _sent_by_uplink(lab: Lab, port: int) -> Callable[[], int]:
+    """The client's own count of its UDP to the server's ``port`` routed out the uplink, taken at
+    the first output hook, before any block can drop it: what the far side would see without one."""
+    table = f"wgklab-sent-{port}"
+    lab.client("nft", "-f", "-", stdin=f"table inet {table} {{\n\tchain out {{\n"
+               "\t\ttype filter hook output priority -400; policy accept;\n"
+               f'\t\toifname "uplink0" ip daddr {VPN4} udp dport {port} counter\n\t}}\n}}\n')
+
+    def count() -> int:
+        listed = lab.client("nft", "list", "chain", "inet", table, "out").stdout
+        return int(re.findall(r"counter packets (\d+)", listed)[0])
+    return count
+
+
+def _tries(sent: Callable[[], int], more: int, what: str) -> None:
+    """Until ``more`` further datagrams of ``what`` headed out the uplink (and met the block)."""
+    wanted = sent() + more
+    wait_until(lambda: sent() >= wanted, 10, f"{more} datagrams of {what} heading for the uplink")
+
+
 def test_two_tunnels_compose_and_the_second_stays_held_when_the_first_drops(any_lab: Lab) -> None:
     lab = any_lab
     full = lab.add_tunnel()
     split = lab.add_tunnel(allowed_ips="192.0.2.145/32")  # the second server's own address
     _count_second(lab, split)
+    sent = _sent_by_uplink(lab, split.port)
+    lab.client(sys.executable, "-I", "-c", "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+               f".sendto(b'x', ('{VPN4}', {split.port}))")  # no block yet: one datagram, and both
+    assert _second_seen(lab) == 1 and sent() == 1, lab.counters()  # witnesses count it
     lab.wg_quick("up", full)
     lab.wait_handshake(full)
     lab.wg_quick("up", split)
     # the full tunnel's block now names the second tunnel: wg-quick up of wg1 re-applied it
     assert names_peer(lab, full, split)
     assert state(lab, full)["policies"][0]["peer_interfaces"] == [split.iface]  # type: ignore[index]
-    assert _reachable(lab, split.server4), "the second tunnel's peer must be reachable beside a full tunnel"
+    _wait_reachable(lab, split.server4, "the second tunnel's peer beside a full tunnel")
     assert_through_tunnel(lab)  # and the full tunnel still carries everything else
 
-    lab.client("ip", "link", "set", full.iface, "down")  # the full tunnel drops
-    time.sleep(1.5)  # the second tunnel's keepalives (every second) now head for the uplink
     lab.reset_counters()
+    lab.client("ip", "link", "set", full.iface, "down")  # the full tunnel drops
+    # wireguard-go keeps sending from the address it last heard on (the full tunnel's, now down)
+    # and fails; the kernel's WireGuard drops a source whose route changed and takes the uplink. As it:
+    peer = lab.client("wg", "show", split.iface, "peers").stdout.strip()
+    lab.client("wg", "set", split.iface, "peer", peer, "endpoint", f"{VPN4}:{split.port}")
     assert not _ping(lab, split.server4, count=2)
-    time.sleep(2)
+    _tries(sent, 2, "the second tunnel")  # its pings and keepalives now head for the uplink
     assert _second_seen(lab) == 0, lab.counters()  # none of its UDP left by the uplink
     assert lab.leaks() == {"ipv4": 0, "ipv6": 0}
 
@@ -107,9 +134,7 @@ def _container(lab: Lab) -> str:
     ):
         _run(["ip", "-n", where, *args])
     lab.client("sysctl", "-qw", "net.ipv4.ip_forward=1")
-    deadline = time.monotonic() + 10
-    while not _ping(lab, CONTAINER4) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _wait_reachable(lab, CONTAINER4, "the container behind br0")
     return ns
 
 
@@ -160,23 +185,23 @@ def _tailscale(lab: Lab) -> Tunnel:
 def test_tailscale_connects_during_a_drop_only_with_allow_mark(lab: Lab) -> None:
     full = lab.add_tunnel()
     ts = _tailscale(lab)
+    sent = _sent_by_uplink(lab, ts.port)
+    # allowed first: that the far side's counter counts its underlay is shown before it must read 0
     for options, connects in ((("--allow-iface", ts.iface, "--allow-mark", "0x80000/0xff0000"), True),
                               (("--allow-iface", ts.iface), False)):
         lab.write_client_config(full, hooks=hooks(*options), allowed_ips="0.0.0.0/0, ::/0",
                                 endpoint=f"{VPN4}:{full.port}")
         lab.wg_quick("up", full)
         lab.wait_handshake(full)
-        lab.client("ip", "link", "set", full.iface, "down")
-        time.sleep(1.5)
         lab.reset_counters()
-        reached = _reachable(lab, ts.server4, within=6)
-        time.sleep(2)
-        seen = _second_seen(lab)
-        assert reached is connects, (options, lab.counters())
+        lab.client("ip", "link", "set", full.iface, "down")
         if connects:
-            assert seen > 0  # its underlay packets went out the uplink, as the user allowed
+            _wait_reachable(lab, ts.server4, f"{ts.iface}'s peer with {options}", within=6)
+            assert _second_seen(lab) > 0  # its underlay packets went out the uplink, as the user allowed
         else:
-            assert seen == 0, lab.counters()  # not one of them at the far side
+            assert not _ping(lab, ts.server4, count=2), (options, lab.counters())
+            _tries(sent, 2, f"{ts.iface}'s underlay")
+            assert _second_seen(lab) == 0, lab.counters()  # not one of them at the far side
         assert lab.leaks() == {"ipv4": 0, "ipv6": 0}
         lab.client("ip", "link", "set", full.iface, "up")
         lab.wg_quick("down", full)
