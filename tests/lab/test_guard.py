@@ -11,7 +11,6 @@ nft, iptables-nft (whose rules nft monitor sees too) and iptables-legacy
 """
 
 import re
-import time
 
 import pytest
 
@@ -71,7 +70,6 @@ def test_guard_puts_the_block_back(any_lab: Lab, action: str) -> None:
     before = _ours(lab)
     lab.reset_counters()
     with stream(lab, 1.5) as sent:
-        time.sleep(0.3)
         act(lab, ACTIONS[action] or _delete_ours(lab, tunnel))
         if _touches(lab, action):
             lines = guard.wait_repairs(1)
@@ -105,7 +103,6 @@ def test_guard_refills_an_emptied_split_set(lab: Lab, backend: str) -> None:
              else ["ipset", "flush", f"wgkill-{tunnel.iface}-4"])  # ipset: no event, found by the poll
     lab.reset_counters()
     with stream(lab, 1.5) as sent:
-        time.sleep(0.3)
         lab.client(*empty)
         guard.wait_repairs(1)
         guard.wait_checks()  # its own re-application woke it (nft) or the poll came: it looked again
