@@ -8,6 +8,8 @@ import pytest
 
 from wgkill_lab.netns import Lab, LabError, in_initial_netns, reap_stale
 
+pytest.register_assert_rewrite("goldenfiles")  # a helper module: its assertions show a diff too
+
 LAB_BINARIES = ("ip", "wg", "wg-quick", "wireguard-go", "iptables-restore", "ip6tables-restore",
                 "iptables-legacy", "nft", "curl", "unshare", "ipset", "sysctl", "dig", "dnsmasq", "chattr",
                 "busybox")

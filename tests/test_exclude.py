@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import goldenfiles
 import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
@@ -18,17 +19,10 @@ from wgkill.policy import build_policy
 from wgkill.tunnel import LivePeer, TunnelFacts
 from wgkill.wgconf import Endpoint
 
-GOLDEN = Path(__file__).parent / "golden" / "payloads"
 BIN = Path(sys.executable).parent
 RECORD = ExclusionRecord("wg0", "wgkill-exclude", 51820, [4, 6])
 EMPTY = {"mangle": FilterSnapshot(), "nat": FilterSnapshot()}
-
-
-def _check(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("WGKILL_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert text == path.read_text(), f"{name} differs from its golden file"
+_check = goldenfiles.checker("payloads")
 
 
 def test_record_round_trip_and_refusals() -> None:

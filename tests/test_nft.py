@@ -4,11 +4,10 @@ Regenerate after an intended change with WGKILL_UPDATE_GOLDEN=1 and review the d
 That each payload loads into a kernel is proven in the lab (tests/lab/test_nft_lab.py).
 """
 
-import os
-from pathlib import Path
 
+import goldenfiles
 import pytest
-from test_payload_golden import CASES, FEATURES, _facts
+from payload_cases import CASES, FEATURES, facts
 
 from wgkill.firewall import nft
 from wgkill.names import nft_table_interface, nft_table_name
@@ -16,14 +15,7 @@ from wgkill.policy import build_policy, decide_split, dns_qname_hex
 from wgkill.prefixes import parse_allowed_ips
 from wgkill.wgconf import Endpoint, parse_config
 
-GOLDEN = Path(__file__).parent / "golden" / "nft"
-
-
-def _check(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("WGKILL_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert text == path.read_text(), f"{name} differs from its golden file"
+_check = goldenfiles.checker("nft")
 
 
 def _payload(policy, split=None) -> str:  # type: ignore[no-untyped-def]
@@ -52,7 +44,7 @@ def test_split_table_holds_the_set_and_rejects_only_it() -> None:
 def test_hostname_endpoint_table() -> None:
     config = parse_config("[Interface]\nPrivateKey = k\n[Peer]\nPublicKey = key0\n"
                           "Endpoint = vpn.lab.test:51820\n")
-    policy = build_policy("wg0", _facts(51820, Endpoint("198.51.100.2", 51820)), config)
+    policy = build_policy("wg0", facts(51820, Endpoint("198.51.100.2", 51820)), config)
     _check("hostname-endpoint.nft", _payload(policy))
 
 

@@ -4,46 +4,19 @@ Regenerate after an intended change with WGKILL_UPDATE_GOLDEN=1 and review the d
 """
 
 import json
-import os
-from pathlib import Path
 
+import goldenfiles
 import pytest
+from payload_cases import CASES, FEATURES, facts
 
 from wgkill.errors import ConfigError
 from wgkill.firewall.iptables import FilterSnapshot, IptablesFamily, chain_specs, parse_save, render_body
-from wgkill.policy import PeerEndpoint, build_policy, decide_split, dns_qname_hex
+from wgkill.policy import build_policy, decide_split, dns_qname_hex
 from wgkill.templating import render
-from wgkill.tunnel import LivePeer, TunnelFacts
+from wgkill.tunnel import TunnelFacts
 from wgkill.wgconf import Endpoint, parse_config
 
-GOLDEN = Path(__file__).parent / "golden" / "payloads"
-
-
-def _facts(fwmark: int | None, *endpoints: Endpoint | None) -> TunnelFacts:
-    peers = tuple(LivePeer(f"key{i}", ep, ("0.0.0.0/0",)) for i, ep in enumerate(endpoints))
-    return TunnelFacts("wg0", fwmark, 51820, peers)
-
-
-CASES = {
-    "full-tunnel": _facts(51820, Endpoint("198.51.100.2", 51820)),
-    "fwmark-off": _facts(None, Endpoint("198.51.100.2", 51820)),
-    "multiple-peers": _facts(
-        51820,
-        Endpoint("198.51.100.2", 51820),
-        Endpoint("203.0.113.9", 443),
-        Endpoint("2001:db8:d::2", 51821),
-        Endpoint("198.51.100.2", 51820),  # duplicate: one rule
-        None,  # a peer without an endpoint adds nothing
-    ),
-    "ipv6-endpoint": _facts(0x1234, Endpoint("2001:db8:d::2", 51820)),
-}
-
-
-def _check(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("WGKILL_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert text == path.read_text(), f"{name} differs from its golden file"
+_check = goldenfiles.checker("payloads")
 
 
 @pytest.fixture
@@ -114,7 +87,7 @@ def test_config_only_policy_uses_literal_endpoints_and_fwmark() -> None:
 
 def test_hostname_endpoint_is_named_in_the_record() -> None:
     config = parse_config("[Peer]\nPublicKey = key0\nEndpoint = vpn.example.com:51820\n")
-    policy = build_policy("wg0", _facts(None, Endpoint("198.51.100.2", 51820)), config)
+    policy = build_policy("wg0", facts(None, Endpoint("198.51.100.2", 51820)), config)
     assert policy.endpoints[0].name == "vpn.example.com"
 
 
@@ -123,8 +96,8 @@ def test_hostname_endpoint_allows_only_its_own_lookup() -> None:
         "[Peer]\nPublicKey = key0\nEndpoint = VPN.Example.com.:51820\n"
         "[Peer]\nPublicKey = key1\nEndpoint = vpn.example.com:51821\n"
     )
-    facts = _facts(51820, Endpoint("198.51.100.2", 51820), Endpoint("198.51.100.2", 51821))
-    policy = build_policy("wg0", facts, config)
+    live = facts(51820, Endpoint("198.51.100.2", 51820), Endpoint("198.51.100.2", 51821))
+    policy = build_policy("wg0", live, config)
     for fp in policy.families:
         _check(f"hostname-endpoint.ipv{fp.family}.rules", render_body(fp))
     assert dns_qname_hex("vpn.example.com") == "0376706e076578616d706c6503636f6d00"
@@ -135,27 +108,6 @@ def test_hostname_endpoint_allows_only_its_own_lookup() -> None:
 def test_invalid_endpoint_names(name: str) -> None:
     with pytest.raises(ConfigError):
         dns_qname_hex(name)
-
-
-def _dns(**kw: object):  # type: ignore[no-untyped-def]
-    from wgkill import dns
-
-    return dns.plan(None, **kw)  # type: ignore[arg-type]
-
-
-FEATURES = {
-    "dns-lock": {"dns": _dns(dns=["192.0.2.129", "2001:db8:7::1"])},
-    "dns-stub": {"dns": _dns(dns=["127.0.0.1"])},
-    "split-dns": {"dns": _dns(dns=["192.0.2.129"], domains=["company.internal"])},
-    "allow-lan": {"lan": ("10.0.0.0/8", "fe80::/10")},
-    "allow-lan-no-lock": {"lan": ("192.168.0.0/16",), "dns": _dns(dns=["192.0.2.129"], no_lock=True)},
-    "gateway": {"gateway": True, "dns": _dns(dns=["192.0.2.129"])},
-    "routes": {"route_mark": "0x100/0xf00", "dns": _dns(dns=["192.0.2.129"])},
-    "beside": {"allow_interfaces": ("docker0", "br-+", "docker0"), "allow_marks": ("0x80000/0xff0000",),
-               "peer_interfaces": ("wg1", "wg0", "wg2"), "gateway": True, "dns": _dns(dns=["192.0.2.129"]),
-               "peer_endpoints": (PeerEndpoint("192.0.2.77", 51821),
-                                  PeerEndpoint("2001:db8:5::7", 51822, 0xca6d))},
-}
 
 
 @pytest.mark.parametrize("case", sorted(FEATURES))

@@ -4,18 +4,18 @@ Regenerate the golden files after an intended change with WGKILL_UPDATE_GOLDEN=1
 and review the diff. Keys here are throwaway test keys made with `wg genkey`.
 """
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+import goldenfiles
 import pytest
 
 from wgkill import render, wgconf
 from wgkill.errors import ConfigError, UsageError
 from wgkill.render import Request
 
-GOLDEN = Path(__file__).parent / "golden" / "render"
+GOLDEN = goldenfiles.ROOT / "render"
 BIN = Path(sys.executable).parent
 CLIENT_KEY = "mIwk85HypEYTXOiBzqbQhRNOEyWNG0wEMN6IjljB9nk="
 CLIENT_PUB = "pI2UKjQaC31CTaTD8lJE3fdTEFglmRof/ZX14y88piA="
@@ -25,12 +25,7 @@ WG_SETCONF_KEYS = {"privatekey", "listenport", "fwmark", "publickey", "preshared
                    "allowedips", "persistentkeepalive"}
 
 
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("WGKILL_UPDATE_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode())
-    assert text == path.read_bytes().decode(), f"{name} differs from its golden file"
+check_golden = goldenfiles.checker("render")
 
 
 def wg_quick_strip(tmp_path: Path, text: str, iface: str = "wgr0") -> str:

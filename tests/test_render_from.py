@@ -6,10 +6,10 @@ must equal the output exactly; the output is also a golden file, is stable
 when upgraded again, and gives `wg-quick strip` exactly what the original did.
 """
 
-import os
 import subprocess
 from pathlib import Path
 
+import goldenfiles
 import pytest
 
 from wgkill import confedit, render
@@ -17,7 +17,6 @@ from wgkill.errors import ConfigError, UsageError
 from wgkill.render import HookOptions, Request
 
 SAMPLES = Path(__file__).parent / "samples"
-GOLDEN = Path(__file__).parent / "golden" / "render"
 
 # sample -> (1-based line numbers that must go, number of original lines kept before the block)
 EXPECTED = {
@@ -41,12 +40,7 @@ def test_every_sample_has_an_expectation() -> None:
     assert sorted(p.name for p in SAMPLES.glob("*.conf")) == sorted(EXPECTED)
 
 
-def _check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("WGKILL_UPDATE_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode())
-    assert text == path.read_bytes().decode(), f"{name} differs from its golden file"
+_check_golden = goldenfiles.checker("render")
 
 
 def _expected(sample: str, block: str) -> str:

@@ -154,11 +154,17 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
                           timeout=30, env={"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
 
 
-def test_cli_in_place_on_a_real_directory(tmp_path: Path) -> None:
+def _config(tmp_path: Path, sample: str, mode: int) -> tuple[Path, bytes]:
+    """``sample`` as tmp_path/wg0.conf with ``mode``: its path and the original bytes."""
     conf = tmp_path / "wg0.conf"
-    original = (SAMPLES / "article.conf").read_bytes()
+    original = (SAMPLES / sample).read_bytes()
     conf.write_bytes(original)
-    conf.chmod(0o600)
+    conf.chmod(mode)
+    return conf, original
+
+
+def test_cli_in_place_on_a_real_directory(tmp_path: Path) -> None:
+    conf, original = _config(tmp_path, "article.conf", 0o600)
     done = _cli("--from", str(conf), "--in-place")
     assert done.returncode == 0 and done.stdout == ""
     assert done.stderr.splitlines()[0] == f"wgkill-render: wrote {conf} (previous version in {conf}.bak)"
@@ -173,9 +179,7 @@ def test_cli_in_place_on_a_real_directory(tmp_path: Path) -> None:
 
 
 def test_cli_in_place_keeps_group_owner(tmp_path: Path) -> None:
-    conf = tmp_path / "wg0.conf"
-    conf.write_bytes((SAMPLES / "proton.conf").read_bytes())
-    conf.chmod(0o640)
+    conf, _ = _config(tmp_path, "proton.conf", 0o640)
     os.chown(conf, os.geteuid(), 4321)
     done = _cli("--from", str(conf), "--in-place")
     assert done.returncode == 0, done.stderr
@@ -185,10 +189,7 @@ def test_cli_in_place_keeps_group_owner(tmp_path: Path) -> None:
 
 
 def test_cli_in_place_refuses_world_readable_key(tmp_path: Path) -> None:
-    conf = tmp_path / "wg0.conf"
-    original = (SAMPLES / "proton.conf").read_bytes()
-    conf.write_bytes(original)
-    conf.chmod(0o644)
+    conf, original = _config(tmp_path, "proton.conf", 0o644)
     done = _cli("--from", str(conf), "--in-place")
     assert done.returncode == 3 and done.stdout == ""
     assert done.stderr == (f"wgkill-render: error: refusing to write {conf}: it holds a PrivateKey and is "

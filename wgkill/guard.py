@@ -106,27 +106,36 @@ def repair(interface: str, seen: float | None = None,
 
         if not replayable(recorded):
             return None
-        problems = damage(recorded)
-        found = [p.message for p in problems]
-        if not problems:
-            stuck.pop(interface, None)
-            return None
-        if stuck.get(interface) == frozenset(found):
-            return None  # tried already, and nothing changed since
-        todo = problems
-        for _ in range(REPAIR_ATTEMPTS):
-            try:
-                _reapply(recorded, {p.code for p in todo})
-            except WgkillError as exc:
-                stuck[interface] = frozenset(found)
-                return Repair(interface, found, time.monotonic() - started, failed=str(exc))
-            took = time.monotonic() - started
-            after = damage(recorded)
-            left = [p.message for p in after]
-            if not left or set(left) <= {p.message for p in todo}:
-                break  # whole, or what was just repaired did not hold: stuck
-            todo = after  # damage that came while repairing (another tool still at work): again
-            found += [m for m in left if m not in found]
+        return attempt(interface, lambda: damage(recorded), lambda codes: _reapply(recorded, codes),
+                       started, stuck)
+
+
+def attempt(interface: str, check: Callable[[], list[Any]], fix: Callable[[set[str]], None],
+            started: float, stuck: dict[str, frozenset[str]]) -> Repair | None:
+    """``repair``'s decisions, its I/O passed in: ``check`` returns the problems (wgkill-status's),
+    ``fix`` re-applies for their codes. What a repair did not clear is remembered in ``stuck`` and
+    not tried again while it stays the same; intact forgets it."""
+    problems = check()
+    found = [p.message for p in problems]
+    if not problems:
+        stuck.pop(interface, None)
+        return None
+    if stuck.get(interface) == frozenset(found):
+        return None  # tried already, and nothing changed since
+    todo = problems
+    for _ in range(REPAIR_ATTEMPTS):
+        try:
+            fix({p.code for p in todo})
+        except WgkillError as exc:
+            stuck[interface] = frozenset(found)
+            return Repair(interface, found, time.monotonic() - started, failed=str(exc))
+        took = time.monotonic() - started
+        after = check()
+        left = [p.message for p in after]
+        if not left or set(left) <= {p.message for p in todo}:
+            break  # whole, or what was just repaired did not hold: stuck
+        todo = after  # damage that came while repairing (another tool still at work): again
+        found += [m for m in left if m not in found]
     if left:
         stuck[interface] = frozenset(left)
         return Repair(interface, found, took, failed=f"still: {'; '.join(left)}")
@@ -292,8 +301,10 @@ def _warm() -> None:
 
 
 def run(log: Callable[[str], None], interval: float = DEFAULT_INTERVAL,
-        stop: Callable[[], bool] = lambda: False) -> None:
-    """Watch and repair until ``stop()`` is true (checked after each wake-up) or a signal ends it."""
+        stop: Callable[[], bool] = lambda: False, verbose: bool = False) -> None:
+    """Watch and repair until ``stop()`` is true (checked after each wake-up) or a signal ends it.
+    ``verbose``: also one line per check of every block (their count, what woke it): that the
+    guard is alive and hears events, and what a test waits for before trusting "nothing came back"."""
     require_root()
     if not 0 < interval <= 3600:
         raise UsageError("--interval must be more than 0 and at most 3600 seconds")
@@ -304,9 +315,14 @@ def run(log: Callable[[str], None], interval: float = DEFAULT_INTERVAL,
             f"(events: netlink{', nft monitor' if watch.monitor else ''}; poll every {interval:g} s)")
         seen = None
         stuck: dict[str, frozenset[str]] = {}
+        checks = 0
         while not stop():
             for done in check_all(seen, stuck):
                 log(done.line())
+            checks += 1
+            if verbose:
+                woken = "start" if checks == 1 else "event" if seen is not None else "poll"
+                log(f"check {checks} done ({woken})")
             seen = watch.wait(interval)
     finally:
         watch.close()

@@ -8,20 +8,22 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .netns import WEB4, Lab, LabError
+from .netns import WEB4, Lab, LabError, wait_until
 
 REPAIRED = re.compile(r"repaired in (\d+) ms")
+CHECKED = re.compile(r": check \d+ done \(")
 
 
 class Guard:
-    """``wgkill-guard`` running in the client namespace; its log lines collected as they come."""
+    """``wgkill-guard --verbose`` running in the client namespace; its log lines collected as they
+    come: one per repair, and one per check of every block (what "nothing came back" waits for)."""
 
     def __init__(self, lab: Lab, interval: float = 0.2) -> None:
-        argv = ["ip", "netns", "exec", lab.client_ns, "wgkill-guard", "--interval", str(interval)]
+        argv = ["ip", "netns", "exec", lab.client_ns, "wgkill-guard", "--interval", str(interval),
+                "--verbose"]
         self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                      env=lab.env())
         lab.adopt(self.proc)
@@ -43,11 +45,20 @@ class Guard:
         return [line for line in self.lines if ": repaired in " in line or "repair failed" in line]
 
     def wait_repairs(self, count: int, timeout: float = 10) -> list[str]:
-        """The repair lines once there are ``count`` of them (or all there are after ``timeout``)."""
-        deadline = time.monotonic() + timeout
-        while len(self.repairs()) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.repairs()
+        """The repair lines once there are ``count`` of them (TimedOut after ``timeout``)."""
+        return wait_until(lambda: len(self.repairs()) >= count and self.repairs(), timeout,
+                          f"{count} repair line(s) from wgkill-guard", interval=0.01)
+
+    def checks(self) -> int:
+        """How many times it has checked every recorded block so far."""
+        return sum(1 for line in list(self.lines) if CHECKED.search(line))
+
+    def wait_checks(self, more: int = 2, timeout: float = 10) -> None:
+        """Until it has checked every block ``more`` more times. Two: a whole check began after this
+        call (the one running now may have read the kernel before what the caller just did)."""
+        wanted = self.checks() + more
+        wait_until(lambda: self.checks() >= wanted, timeout, f"{more} more checks by wgkill-guard",
+                   interval=0.01)
 
     def stop(self) -> int:
         self.proc.terminate()

@@ -29,9 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+T = TypeVar("T")
 INIT_NETNS_INODE = 0xEFFFFFF9  # PROC_NET_INIT_INO: the kernel's initial network namespace
 NETNS_DIR = Path("/run/netns")
 ETC_NETNS = Path("/etc/netns")
@@ -48,6 +51,24 @@ WEB_PORT, UDP_PORT = 80, 9999
 
 class LabError(RuntimeError):
     pass
+
+
+class TimedOut(LabError):
+    """What a test waited for did not happen in time."""
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Ask ``predicate`` until it returns something true, and return that; after ``timeout``
+    seconds raise TimedOut naming ``what``. The one way the lab waits for an event (the last
+    question is asked at the deadline, so a slow ``predicate`` still gets its chance)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got:
+            return got
+        if time.monotonic() >= deadline:
+            raise TimedOut(f"{what}: not within {timeout:g} s")
+        time.sleep(interval)
 
 
 def in_initial_netns() -> bool:
@@ -431,11 +452,8 @@ class Lab:
                 continue
             if cmdline[:1] and cmdline[0].endswith(b"wireguard-go") and tunnel.iface.encode() in cmdline:
                 os.kill(int(pid), signal.SIGKILL)
-        for _ in range(100):
-            if self.client("ip", "link", "show", tunnel.iface, check=False).returncode != 0:
-                return
-            time.sleep(0.05)
-        raise LabError(f"{tunnel.iface} still exists after killing its daemon")
+        wait_until(lambda: self.client("ip", "link", "show", tunnel.iface, check=False).returncode != 0, 5,
+                   f"{tunnel.iface} gone after killing its daemon")
 
     # ---- observing -------------------------------------------------------
     def counters(self) -> dict[str, dict[str, int]]:
@@ -476,12 +494,8 @@ class Lab:
 
     def wait_handshake(self, tunnel: Tunnel, timeout: float = 15) -> None:
         """Drive traffic until the web server answers through the tunnel."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.whoami(4, timeout=2) == VPN4:
-                return
-            time.sleep(0.2)
-        raise LabError(f"{tunnel.iface}: no traffic through the tunnel within {timeout}s")
+        wait_until(lambda: self.whoami(4, timeout=2) == VPN4, timeout,
+                   f"{tunnel.iface}: traffic through the tunnel", interval=0.2)
 
     def ruleset(self) -> str:
         """The client's nftables ruleset (iptables-nft's tables included), without counters and

@@ -16,13 +16,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bundles import bundle_root, checked, multiarch_libs
-from .netns import ETC_NETNS, WG_SOCKETS, Lab, LabError, Tunnel
+from .netns import ETC_NETNS, WG_SOCKETS, Lab, LabError, TimedOut, Tunnel, wait_until
 from .resolvers import ISP_DNS4, stop_process
 
 RESOLVED_CONF = """[Resolve]
@@ -151,17 +150,17 @@ def start_resolved(lab: Lab, *, uplink_dns: Sequence[str] = (ISP_DNS4,), cache: 
 def _wait_anchor(anchor: subprocess.Popen[str]) -> None:
     """Until ``sleep`` runs: then the private mount namespace exists and is anchor's."""
     own = os.stat("/proc/self/ns/mnt").st_ino
-    for _ in range(200):
+
+    def up() -> bool:
         if anchor.poll() is not None:
             raise LabError(f"unshare --mount exited {anchor.returncode}")
         try:
             cmd = Path(f"/proc/{anchor.pid}/cmdline").read_bytes().split(b"\0")[0]
-            if cmd.endswith(b"sleep") and os.stat(f"/proc/{anchor.pid}/ns/mnt").st_ino != own:
-                return
+            return cmd.endswith(b"sleep") and os.stat(f"/proc/{anchor.pid}/ns/mnt").st_ino != own
         except OSError:
-            pass
-        time.sleep(0.025)
-    raise LabError("the private mount namespace did not come up")
+            return False
+
+    wait_until(up, 5, "the private mount namespace", interval=0.025)
 
 
 def _private_mounts(handle: ResolvedHandle) -> None:
@@ -245,11 +244,13 @@ def _start_bus(handle: ResolvedHandle, timeout: float) -> None:
     """The machine's own system bus config, on the private /run/dbus/system_bus_socket."""
     proc = _spawn(handle, "dbus", "dbus-daemon", "--system", "--nofork", "--nopidfile")
     socket_path = handle.path("/run/dbus/system_bus_socket")
-    deadline = time.monotonic() + timeout
-    while not socket_path.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise LabError(f"dbus-daemon did not start: {(handle.work / 'dbus.log').read_text()[-400:]}")
-        time.sleep(0.025)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise LabError(f"dbus-daemon exited: {(handle.work / 'dbus.log').read_text()[-400:]}")
+        return socket_path.exists()
+
+    wait_until(up, timeout, "dbus-daemon's socket", interval=0.025)
 
 
 def _start_daemon(handle: ResolvedHandle, log_level: str, timeout: float) -> None:
@@ -257,14 +258,15 @@ def _start_daemon(handle: ResolvedHandle, log_level: str, timeout: float) -> Non
     env["SYSTEMD_LOG_LEVEL"] = log_level
     env["SYSTEMD_LOG_TARGET"] = "console"
     proc = _spawn(handle, "resolved", str(handle.root / "lib" / "systemd" / "systemd-resolved"), env=env)
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ready() -> bool:
         if proc.poll() is not None:
             raise LabError(f"systemd-resolved exited {proc.returncode}: {handle.log()[-400:]}")
-        ready = handle.run("resolvectl", "status", check=False, timeout=10).returncode == 0
-        if ready and handle.path("/run/systemd/resolve/stub-resolv.conf").exists():
-            return
-        if time.monotonic() > deadline:
-            raise LabError(f"systemd-resolved not ready within {timeout}s: {handle.log()[-400:]}")
-        time.sleep(0.05)
+        return (handle.run("resolvectl", "status", check=False, timeout=10).returncode == 0
+                and handle.path("/run/systemd/resolve/stub-resolv.conf").exists())
+
+    try:
+        wait_until(ready, timeout, "systemd-resolved ready")
+    except TimedOut as exc:
+        raise TimedOut(f"{exc}: {handle.log()[-400:]}") from None
 

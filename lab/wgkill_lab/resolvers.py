@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .bundles import bundle_root, checked, multiarch_libs
-from .netns import Lab, LabError, Tunnel
+from .netns import Lab, LabError, TimedOut, Tunnel, wait_until
 
 ISP_DNS4, ISP_DNS6 = "203.0.113.53", "2001:db8:53::53"
 LAN_DNS4, LAN_DNS6 = "192.0.2.1", "2001:db8:c::1"
@@ -214,20 +214,22 @@ def start_resolver(lab: Lab, ns: str, listen: str | Sequence[str], log_path: Pat
 def _wait_listening(lab: Lab, resolver: LoggingResolver, proc: subprocess.Popen[str], timeout: float) -> None:
     """Until every address is bound: a test's first query must not race the start."""
     protocol = "-tln" if resolver.kind == "unbound" else "-uln"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    wanted = [str(ipaddress.ip_address(a)) for a in resolver.listen]  # as ss spells them
+
+    def listening() -> bool:
         if proc.poll() is not None:
             err = proc.stderr.read() if proc.stderr else ""
             log = resolver.log_path.read_text() if resolver.log_path.exists() else ""
             raise LabError(f"{resolver.name} ({resolver.kind}) exited {proc.returncode}: "
                            f"{(err + log).strip()[-400:]}")
         bound = lab.run(resolver.ns, "ss", "-H", protocol, check=False).stdout
-        wanted = [str(ipaddress.ip_address(a)) for a in resolver.listen]  # as ss spells them
-        if all(re.search(rf"[\s\[]{re.escape(a)}(%\S+)?\]?:{resolver.port}\s", bound) for a in wanted):
-            return
-        time.sleep(0.05)
-    stop_process(proc)
-    raise LabError(f"{resolver.name} did not listen on {', '.join(resolver.listen)} within {timeout}s")
+        return all(re.search(rf"[\s\[]{re.escape(a)}(%\S+)?\]?:{resolver.port}\s", bound) for a in wanted)
+
+    try:
+        wait_until(listening, timeout, f"{resolver.name} listening on {', '.join(resolver.listen)}")
+    except TimedOut:
+        stop_process(proc)
+        raise
 
 
 def _add_address(lab: Lab, ns: str, dev: str, address: str) -> None:

@@ -2,12 +2,11 @@
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
 
-from wgkill_lab.netns import CLIENT4, CLIENT6, VPN4, VPN6, Lab, LabError, Tunnel
+from wgkill_lab.netns import CLIENT4, CLIENT6, VPN4, VPN6, Lab, LabError, Tunnel, wait_until
 
 
 def assert_blocked(lab: Lab) -> dict[str, dict[str, int]]:
@@ -101,11 +100,8 @@ def wait_reachable(lab: Lab, server: str, timeout: float = 15) -> None:
     """Until ``server`` answers (a split tunnel has no web traffic to drive the handshake)."""
     from wgkill_lab.resolvers import dig
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if dig(lab, server, "handshake.example", timeout=1):
-            return
-    pytest.fail(f"{server} did not answer through the tunnel within {timeout}s")
+    wait_until(lambda: dig(lab, server, "handshake.example", timeout=1), timeout,
+               f"{server} answering through the tunnel")
 
 
 def gateway_nat(lab: Lab, tunnel: Tunnel) -> None:

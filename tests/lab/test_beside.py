@@ -2,13 +2,16 @@
 
 The far side's testimony is the isp's raw-table counters; for the second tunnel's
 own UDP a counter of its own (``second``, its server port) is put first in them,
-so "0 of its packets via the uplink" is read, not inferred.
+so what of its packets left by the uplink is read, not inferred. Each test first shows
+that counter counting that UDP, and the client counts what it sent that way
+(before its block): a test waits until some was sent, never a fixed time.
 """
 
+import re
 import sys
-import time
+from collections.abc import Callable
 
-from wgkill_lab.netns import ETC_NETNS, ISP4, VPN4, WEB4, Lab, Tunnel, _run
+from wgkill_lab.netns import ETC_NETNS, ISP4, VPN4, WEB4, Lab, Tunnel, _run, wait_until
 
 from .checks import assert_through_tunnel, backend_args, block_text, hooks, names_peer, state, wgkill_lines
 
@@ -23,13 +26,9 @@ def _ping(lab: Lab, address: str, ns: str | None = None, count: int = 1) -> bool
     return done.returncode == 0
 
 
-def _reachable(lab: Lab, address: str, within: float = 10) -> bool:
+def _wait_reachable(lab: Lab, address: str, what: str, within: float = 10) -> None:
     """Answered within ``within`` seconds (a tunnel just up, or roaming, needs a handshake first)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if _ping(lab, address):
-            return True
-    return False
+    wait_until(lambda: _ping(lab, address), within, what)
 
 
 def _count_second(lab: Lab, tunnel: Tunnel) -> None:
@@ -42,6 +41,26 @@ def _second_seen(lab: Lab) -> int:
     return lab.counters()["ipv4"].get("second", 0)
 
 
+def _sent_by_uplink(lab: Lab, port: int) -> Callable[[], int]:
+    """The client's own count of its UDP to the server's ``port`` routed out the uplink, taken at
+    the first output hook, before any block can drop it: what the far side would see without one."""
+    table = f"wgklab-sent-{port}"
+    lab.client("nft", "-f", "-", stdin=f"table inet {table} {{\n\tchain out {{\n"
+               "\t\ttype filter hook output priority -400; policy accept;\n"
+               f'\t\toifname "uplink0" ip daddr {VPN4} udp dport {port} counter\n\t}}\n}}\n')
+
+    def count() -> int:
+        listed = lab.client("nft", "list", "chain", "inet", table, "out").stdout
+        return int(re.findall(r"counter packets (\d+)", listed)[0])
+    return count
+
+
+def _tries(sent: Callable[[], int], more: int, what: str) -> None:
+    """Until ``more`` further datagrams of ``what`` headed out the uplink (and met the block)."""
+    wanted = sent() + more
+    wait_until(lambda: sent() >= wanted, 10, f"{more} datagrams of {what} heading for the uplink")
+
+
 def _send_plaintext(lab: Lab, tunnel: Tunnel, *as_user: str, count: int = 5) -> None:
     """A program's UDP to ``tunnel``'s endpoint (root's, or ``setpriv`` arguments for another)."""
     code = ("import socket, sys\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
@@ -51,12 +70,29 @@ def _send_plaintext(lab: Lab, tunnel: Tunnel, *as_user: str, count: int = 5) -> 
     lab.client(*as_user, sys.executable, "-I", "-c", code, VPN4, str(tunnel.port), str(count))
 
 
+NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+
+
 def _count_plaintext(lab: Lab, tunnel: Tunnel) -> None:
     """A far-side counter for that plaintext alone, ahead of every other (WireGuard's own differ)."""
     lab.isp("iptables", "-t", "raw", "-I", "WGKLAB", "1", "-d", VPN4, "-p", "udp",
             "--dport", str(tunnel.port), "-m", "string", "--string", "plaintext", "--algo", "bm",
-            "-m", "comment", "--comment", "plain",
-            "-j", "RETURN")
+            "-m", "comment", "--comment", "plain", "-j", "RETURN")
+
+
+def _only_its_own_endpoint_traffic(lab: Lab, tunnel: Tunnel) -> None:
+    """Root's UDP to ``tunnel``'s endpoint passes (as that tunnel's own block lets it): the far
+    side counts it; an unprivileged program's is held: it counts none of that."""
+    _count_plaintext(lab, tunnel)
+    lab.reset_counters()
+    _send_plaintext(lab, tunnel)
+    assert lab.counters()["ipv4"].get("plain", 0) == 5  # the witness counts it
+    lab.reset_counters()
+    _send_plaintext(lab, tunnel, *NOBODY)
+    assert lab.whoami(4, timeout=2) is None
+    seen = lab.counters()
+    assert seen["ipv4"].get("plain", 0) == 0, seen
+    assert seen["ipv4"].get("leak", 0) == 0 and seen["ipv6"].get("leak", 0) == 0, seen
 
 
 def test_two_tunnels_compose_and_the_second_keeps_only_its_endpoint_when_the_first_drops(
@@ -65,28 +101,32 @@ def test_two_tunnels_compose_and_the_second_keeps_only_its_endpoint_when_the_fir
     full = lab.add_tunnel()
     split = lab.add_tunnel(allowed_ips="192.0.2.145/32")  # the second server's own address
     _count_second(lab, split)
+    sent = _sent_by_uplink(lab, split.port)
+    lab.client(sys.executable, "-I", "-c", "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+               f".sendto(b'x', ('{VPN4}', {split.port}))")  # no block yet: one datagram, and both
+    assert _second_seen(lab) == 1 and sent() == 1, lab.counters()  # witnesses count it
     lab.wg_quick("up", full)
     lab.wait_handshake(full)
     lab.wg_quick("up", split)
-    # the full tunnel's block now names the second tunnel: wg-quick up of wg1 re-applied it
+    # the full tunnel's block now names the second tunnel and its endpoint: wg-quick up of wg1 re-applied it
     assert names_peer(lab, full, split)
     recorded = state(lab, full)["policies"][0]  # type: ignore[index]
     assert recorded["peer_interfaces"] == [split.iface]
     assert recorded["peer_endpoints"] == [{"address": VPN4, "port": split.port, "fwmark": None}]
-    assert _reachable(lab, split.server4), "the second tunnel's peer must be reachable beside a full tunnel"
+    _wait_reachable(lab, split.server4, "the second tunnel's peer beside a full tunnel")
     assert_through_tunnel(lab)  # and the full tunnel still carries everything else
 
+    lab.reset_counters()
     lab.client("ip", "link", "set", full.iface, "down")  # the full tunnel drops
-    lab.reset_counters()
-    _count_plaintext(lab, split)  # wg1's own UDP to its endpoint leaves by the uplink, as wg1's block lets it
-    _send_plaintext(lab, split)  # root's: wg1's own block lets root's sockets reach its endpoint
-    assert lab.counters()["ipv4"].get("plain", 0) == 5  # the witness counts it
-    lab.reset_counters()
-    _send_plaintext(lab, split, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
-    assert lab.whoami(4, timeout=2) is None
-    seen = lab.counters()
-    assert seen["ipv4"].get("plain", 0) == 0, seen  # an unprivileged program's: held
-    assert seen["ipv4"].get("leak", 0) == 0 and seen["ipv6"].get("leak", 0) == 0, seen
+    # wireguard-go keeps sending from the address it last heard on (the full tunnel's, now down)
+    # and fails; the kernel's WireGuard drops a source whose route changed and takes the uplink. As it:
+    peer = lab.client("wg", "show", split.iface, "peers").stdout.strip()
+    lab.client("wg", "set", split.iface, "peer", peer, "endpoint", f"{VPN4}:{split.port}")
+    # its own UDP now leaves by the uplink, as its own block lets it: the second tunnel goes on
+    _wait_reachable(lab, split.server4, "the second tunnel's peer by the uplink", within=3)
+    assert _second_seen(lab) > 0, lab.counters()
+    _only_its_own_endpoint_traffic(lab, split)
+
     lab.client("ip", "link", "set", full.iface, "up")
     lab.wg_quick("down", split)  # the other block stops naming it
     assert split.iface not in block_text(lab, full)
@@ -97,7 +137,7 @@ def test_two_tunnels_compose_and_the_second_keeps_only_its_endpoint_when_the_fir
 
 def test_second_tunnel_with_an_on_link_endpoint_beside_a_full_tunnel(any_lab: Lab) -> None:
     """wg1's endpoint reached outside wg0 (an explicit route: a box on the LAN): wg0's block lets
-    wg1's own UDP out as wg1's block does, at once on a reconnect."""
+    wg1's own UDP out as wg1's block does, at once on a reconnect, and after wg0 drops."""
     lab = any_lab
     full = lab.add_tunnel()
     split = lab.add_tunnel(allowed_ips="192.0.2.145/32")
@@ -106,26 +146,17 @@ def test_second_tunnel_with_an_on_link_endpoint_beside_a_full_tunnel(any_lab: La
     lab.wait_handshake(full)
     lab.client("ip", "route", "add", f"{VPN4}/32", "via", ISP4)  # on-link: not through wg0
     lab.wg_quick("up", split)
-    assert _reachable(lab, split.server4, within=10)
+    _wait_reachable(lab, split.server4, "the second tunnel's peer, first bring-up")
     lab.kill_daemon(split)  # a reconnect: wg0's block already names wg1's endpoint
     lab.wg_quick("up", split)
-    assert _reachable(lab, split.server4, within=3)
+    _wait_reachable(lab, split.server4, "the second tunnel's peer after a reconnect", within=3)
     lab.reset_counters()
-    assert _reachable(lab, split.server4)
+    assert _ping(lab, split.server4)
     assert _second_seen(lab) > 0  # by the uplink, as the route says
     assert_through_tunnel(lab)  # everything else still through wg0
     lab.client("ip", "link", "set", full.iface, "down")  # wg0 drops: wg1 goes on, nothing else
-    assert _reachable(lab, split.server4, within=3)
-    _count_plaintext(lab, split)
-    lab.reset_counters()
-    _send_plaintext(lab, split)  # root's passes (as wg1's own block lets it): the witness counts it
-    assert lab.counters()["ipv4"].get("plain", 0) == 5
-    lab.reset_counters()
-    _send_plaintext(lab, split, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
-    assert lab.whoami(4, timeout=2) is None
-    seen = lab.counters()
-    assert seen["ipv4"].get("plain", 0) == 0, seen  # an unprivileged program: held
-    assert seen["ipv4"].get("leak", 0) == 0 and seen["ipv6"].get("leak", 0) == 0, seen
+    _wait_reachable(lab, split.server4, "the second tunnel's peer after the first dropped", within=3)
+    _only_its_own_endpoint_traffic(lab, split)
     lab.client("ip", "link", "set", full.iface, "up")
     lab.wg_quick("down", split)
     lab.wg_quick("down", full)
@@ -168,9 +199,7 @@ def _container(lab: Lab) -> str:
     ):
         _run(["ip", "-n", where, *args])
     lab.client("sysctl", "-qw", "net.ipv4.ip_forward=1")
-    deadline = time.monotonic() + 10
-    while not _ping(lab, CONTAINER4) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _wait_reachable(lab, CONTAINER4, "the container behind br0")
     return ns
 
 
@@ -221,23 +250,23 @@ def _tailscale(lab: Lab) -> Tunnel:
 def test_tailscale_connects_during_a_drop_only_with_allow_mark(lab: Lab) -> None:
     full = lab.add_tunnel()
     ts = _tailscale(lab)
+    sent = _sent_by_uplink(lab, ts.port)
+    # allowed first: that the far side's counter counts its underlay is shown before it must read 0
     for options, connects in ((("--allow-iface", ts.iface, "--allow-mark", "0x80000/0xff0000"), True),
                               (("--allow-iface", ts.iface), False)):
         lab.write_client_config(full, hooks=hooks(*options), allowed_ips="0.0.0.0/0, ::/0",
                                 endpoint=f"{VPN4}:{full.port}")
         lab.wg_quick("up", full)
         lab.wait_handshake(full)
-        lab.client("ip", "link", "set", full.iface, "down")
-        time.sleep(1.5)
         lab.reset_counters()
-        reached = _reachable(lab, ts.server4, within=6)
-        time.sleep(2)
-        seen = _second_seen(lab)
-        assert reached is connects, (options, lab.counters())
+        lab.client("ip", "link", "set", full.iface, "down")
         if connects:
-            assert seen > 0  # its underlay packets went out the uplink, as the user allowed
+            _wait_reachable(lab, ts.server4, f"{ts.iface}'s peer with {options}", within=6)
+            assert _second_seen(lab) > 0  # its underlay packets went out the uplink, as the user allowed
         else:
-            assert seen == 0, lab.counters()  # not one of them at the far side
+            assert not _ping(lab, ts.server4, count=2), (options, lab.counters())
+            _tries(sent, 2, f"{ts.iface}'s underlay")
+            assert _second_seen(lab) == 0, lab.counters()  # not one of them at the far side
         assert lab.leaks() == {"ipv4": 0, "ipv6": 0}
         lab.client("ip", "link", "set", full.iface, "up")
         lab.wg_quick("down", full)

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from wgkill_lab.netns import CLIENT4, VPN4, VPN6, WEB4, Lab
+from wgkill_lab.netns import CLIENT4, VPN4, VPN6, WEB4, Lab, wait_until
 from wgkill_lab.resolvers import LAN_DNS4, dig, start_lan_resolver
 
 from .checks import (
@@ -148,9 +148,7 @@ def test_neighbour_discovery_keeps_working_during_a_drop(lab: Lab) -> None:
             "s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 51820); "  # as WireGuard marks its own
             f"s.sendto(b'x', ('2001:db8:d::2', {tunnel.port}))")
     lab.client(sys.executable, "-I", "-c", send)  # allowed (the endpoint), so the router must be resolved
-    deadline = time.monotonic() + 5
-    while lab.counters()["ipv6"]["carrier"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: lab.counters()["ipv6"]["carrier"], 5, "the endpoint's datagram at the far side")
     neigh = lab.client("ip", "-6", "neigh", "show", "dev", "uplink0").stdout
     assert "2001:db8:c::1 lladdr" in neigh  # a neighbour solicitation went out and was answered
     assert lab.counters()["ipv6"]["carrier"] >= 1 and lab.leaks()["ipv6"] == 0
@@ -175,19 +173,12 @@ def _dhcp(lab: Lab) -> tuple[Path, "subprocess.Popen[str]"]:
         ["ip", "netns", "exec", lab.client_ns, "busybox", "udhcpc", "-f", "-i", "uplink0", "-s", str(script),
          "-t", "10", "-T", "1"], env=lab.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lab.adopt(client)
-    _wait_for(lambda: _acks(log) >= 1, 30, "no DHCP lease")
+    wait_until(lambda: _acks(log) >= 1, 30, "a DHCP lease")
     return log, client
 
 
 def _acks(log: Path) -> int:
     return log.read_text().count("DHCPACK(cust0)") if log.exists() else 0
-
-
-def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 def test_dhcp_lease_renewal_passes_the_block(lab: Lab) -> None:
@@ -197,6 +188,6 @@ def test_dhcp_lease_renewal_passes_the_block(lab: Lab) -> None:
     lab.client("ip", "link", "set", tunnel.iface, "down")
     before = _acks(log)
     client.send_signal(signal.SIGUSR1)  # renew now: a unicast DHCPREQUEST from port 68 to 67
-    _wait_for(lambda: _acks(log) > before, 15, "the lease was not renewed during the drop")
+    wait_until(lambda: _acks(log) > before, 15, "the lease renewed during the drop")
     assert_blocked(lab)  # the server acknowledged the renewal while everything else is refused
     lab.wg_quick("down", tunnel)

@@ -5,14 +5,13 @@ with it first on PATH, as on a machine that has the package.
 """
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from wgkill_lab import resolvconf_harness
-from wgkill_lab.netns import Lab, Tunnel
+from wgkill_lab.netns import Lab, Tunnel, wait_until
 from wgkill_lab.resolvconf_harness import OpenResolv
 from wgkill_lab.resolvers import (
     ISP_ANSWER4,
@@ -180,12 +179,13 @@ def split_forwarder(lab: Lab) -> Iterator[Path]:
     proc = subprocess.Popen(["ip", "netns", "exec", lab.client_ns, *argv], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, env=lab.env())
     lab.adopt(proc)
-    deadline = time.monotonic() + 10
-    while "127.0.0.1:53 " not in lab.client("ss", "-H", "-uln").stdout:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            said = log.read_text()[-300:] if log.exists() else ""
-            pytest.fail(f"the split forwarder did not start: {said}")
-        time.sleep(0.05)
+
+    def listening() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"the split forwarder exited: {log.read_text()[-300:] if log.exists() else ''}")
+        return "127.0.0.1:53 " in lab.client("ss", "-H", "-uln").stdout
+
+    wait_until(listening, 10, "the split forwarder on 127.0.0.1:53")
     (Path("/etc/netns") / lab.client_ns / "resolv.conf").write_text("nameserver 127.0.0.1\n")
     yield log
 

@@ -11,14 +11,13 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from wgkill.cgroups import cgroup_of, unified_root
-from wgkill_lab.netns import CLIENT4, CLIENT6, VPN4, VPN6, WEB4, WEB6, Lab, Tunnel
+from wgkill_lab.netns import CLIENT4, CLIENT6, VPN4, VPN6, WEB4, WEB6, Lab, Tunnel, wait_until
 
 from .checks import backend_args, hooks, rules, state
 
@@ -276,10 +275,9 @@ def _excluded_sleeper(lab: Lab) -> int:
     sleeper = subprocess.Popen(lab.argv(lab.client_ns, "wgkill-exclude", "--", "sleep", "60"),
                                env=lab.env(), stderr=subprocess.PIPE, text=True)
     lab.adopt(sleeper)
-    deadline = time.monotonic() + 10
-    while not (_cgroup_dir(lab) / "cgroup.procs").read_text().split() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    [pid] = map(int, (_cgroup_dir(lab) / "cgroup.procs").read_text().split())
+    procs = wait_until(lambda: (_cgroup_dir(lab) / "cgroup.procs").read_text().split(), 10,
+                       "the excluded sleeper in the cgroup")
+    [pid] = map(int, procs)
     return pid
 
 

@@ -11,7 +11,6 @@ nft, iptables-nft (whose rules nft monitor sees too) and iptables-legacy
 """
 
 import re
-import time
 
 import pytest
 
@@ -71,9 +70,12 @@ def test_guard_puts_the_block_back(any_lab: Lab, action: str) -> None:
     before = _ours(lab)
     lab.reset_counters()
     with stream(lab, 1.5) as sent:
-        time.sleep(0.3)
         act(lab, ACTIONS[action] or _delete_ours(lab, tunnel))
-        lines = guard.wait_repairs(1, timeout=10 if _touches(lab, action) else 1)
+        if _touches(lab, action):
+            lines = guard.wait_repairs(1)
+        else:
+            guard.wait_checks()  # it has looked since, every block: nothing to repair
+            lines = guard.repairs()
     leaked = lab.leaks()
     if _touches(lab, action):
         line = lines[0]
@@ -84,6 +86,7 @@ def test_guard_puts_the_block_back(any_lab: Lab, action: str) -> None:
         assert lines == [] and leaked == {"ipv4": 0, "ipv6": 0}  # untouched: nothing to repair
     assert _ours(lab) == before  # exactly as recorded, byte for byte
     assert_blocked(lab)
+    guard.wait_checks()
     assert len(guard.repairs()) <= 1  # its own re-application woke it again and found the block whole
     assert guard.stop() == 0
 
@@ -100,10 +103,9 @@ def test_guard_refills_an_emptied_split_set(lab: Lab, backend: str) -> None:
              else ["ipset", "flush", f"wgkill-{tunnel.iface}-4"])  # ipset: no event, found by the poll
     lab.reset_counters()
     with stream(lab, 1.5) as sent:
-        time.sleep(0.3)
         lab.client(*empty)
         guard.wait_repairs(1)
-        time.sleep(0.3)
+        guard.wait_checks()  # its own re-application woke it (nft) or the poll came: it looked again
     line, *more = guard.repairs()
     assert more == [], guard.repairs()  # its own re-application found the block whole
     print(f"\n{' '.join(empty[:3])} ({backend}): {line.split(': ', 1)[1][:70]}; "
@@ -146,9 +148,13 @@ def test_wgkill_down_with_the_guard_running_brings_nothing_back(any_lab: Lab) ->
     lab.wg_quick("up", tunnel)
     lab.wait_handshake(tunnel)
     guard = Guard(lab)
+    act(lab, _delete_ours(lab, tunnel))  # the witness: this guard repairs this block...
+    guard.wait_repairs(1)
+    guard.wait_checks()  # ...and has looked again since (its own re-application woke it)
+    repaired = guard.repairs()
     lab.wg_quick("down", tunnel)
-    time.sleep(1.0)  # five polls and every event of the down
+    guard.wait_checks()  # every event of the down seen, and a whole check after it
     assert wgkill_lines(lab) == [] and state(lab, tunnel) is None
-    assert guard.repairs() == []
+    assert guard.repairs() == repaired  # nothing after the down
     assert lab.whoami(4) == CLIENT4
     assert guard.stop() == 0

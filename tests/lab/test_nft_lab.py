@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from wgkill_lab.netns import VPN4, VPN6, WEB4, Lab, Tunnel
+from wgkill_lab.netns import VPN4, VPN6, WEB4, Lab, Tunnel, wait_until
 
 from .checks import (
     assert_blocked,
@@ -168,13 +168,11 @@ def _send_udp(lab: Lab, target: str, port: int, *, user: str | None = None, mark
 
 
 def _wait_handshake_seen(lab: Lab, tunnel: Tunnel, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def seen() -> bool:
         shown = lab.client("wg", "show", tunnel.iface, "latest-handshakes").stdout.split()
-        if len(shown) >= 2 and shown[1] != "0":
-            return
-        time.sleep(0.2)
-    pytest.fail(f"{tunnel.iface}: no handshake within {timeout}s with the block held")
+        return len(shown) >= 2 and shown[1] != "0"
+
+    wait_until(seen, timeout, f"{tunnel.iface}: a handshake with the block held", interval=0.2)
 
 
 @pytest.mark.parametrize("fwmark", [True, False], ids=["fwmark", "no-fwmark"])

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from wgkill_lab.netns import CLIENT4, CLIENT6, VPN4, VPN6, Lab, Tunnel
+from wgkill_lab.netns import CLIENT4, CLIENT6, VPN4, VPN6, Lab, Tunnel, wait_until
 from wgkill_lab.routes_driver import generate
 
 OUTSIDE4, OUTSIDE6 = "203.0.113.81", "2001:db8:80::81"  # on the isp's lo too, never listed
@@ -31,15 +31,13 @@ REAL = [
 def _settle(lab: Lab, interfaces: tuple[str, ...] = ("uplink0",)) -> None:
     """Wait until the client's IPv6 link-local addresses finished DAD: their `local fe80::`
     routes appear a second or two after a link comes up and would show up in the diff."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def settled() -> bool:
         tentative = lab.client("ip", "-6", "addr", "show", "tentative").stdout.strip()
         linklocal = [lab.client("ip", "-6", "addr", "show", "dev", name, "scope", "link").stdout
                      for name in interfaces]
-        if not tentative and all("inet6 fe80::" in text for text in linklocal):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"IPv6 addresses still tentative after 10 s: {tentative}")
+        return not tentative and all("inet6 fe80::" in text for text in linklocal)
+
+    wait_until(settled, 10, "the client's IPv6 addresses past DAD", interval=0.1)
 
 
 def _start(lab: Lab) -> Tunnel:

@@ -110,6 +110,17 @@ def test_daemon_killed_is_warning(lab: Lab) -> None:
     assert _status(lab).stdout.startswith(f"WGKILL WARNING - {tunnel.iface} gone, block holding")
 
 
+def _critical_until_fixed(lab: Lab, tunnel: Tunnel, argv: list[str], code: str, fix: str) -> None:
+    """After ``argv`` status is CRITICAL for ``code`` and names ``fix``; running that fix restores OK."""
+    lab.client(*argv)
+    doc = _json(lab)
+    assert doc["verdict"] == "CRITICAL" and code in _codes(doc), (argv, doc["problems"])
+    assert _fix(doc, code) == fix
+    assert _status(lab).stdout.startswith(f"WGKILL CRITICAL - {tunnel.iface} ")
+    lab.client(*fix.split())
+    assert _json(lab)["verdict"] == "OK"
+
+
 def test_flushed_chain_or_output_is_critical_and_the_fix_restores_ok(lab: Lab) -> None:
     tunnel = _up(lab)
     table = f"wgkill-{tunnel.iface}"
@@ -120,14 +131,7 @@ def test_flushed_chain_or_output_is_critical_and_the_fix_restores_ok(lab: Lab) -
         (["nft", "delete", "table", "inet", table], "chain-missing"),  # the whole table
         (["nft", "flush", "ruleset"], "chain-missing"),
     ):
-        lab.client(*argv)
-        doc = _json(lab)
-        assert doc["verdict"] == "CRITICAL" and code in _codes(doc), (argv, doc["problems"])
-        fix = _fix(doc, code)
-        assert fix == f"wgkill-up {tunnel.iface}"
-        assert _status(lab).stdout.startswith(f"WGKILL CRITICAL - {tunnel.iface} ")
-        lab.client(*fix.split())
-        assert _json(lab)["verdict"] == "OK"
+        _critical_until_fixed(lab, tunnel, argv, code, f"wgkill-up {tunnel.iface}")
 
 
 def test_iptables_flushed_chain_or_output_is_critical_and_the_fix_restores_ok(iptables_lab: Lab) -> None:
@@ -140,14 +144,7 @@ def test_iptables_flushed_chain_or_output_is_critical_and_the_fix_restores_ok(ip
         (["iptables", "-F", "OUTPUT"], "jump-missing"),
         (["iptables", "-F"], "drifted"),  # everything in filter: the chain and the jump
     ):
-        lab.client(*argv)
-        doc = _json(lab)
-        assert doc["verdict"] == "CRITICAL" and code in _codes(doc), (argv, doc["problems"])
-        fix = _fix(doc, code)
-        assert fix == f"wgkill-up {tunnel.iface} --backend iptables"
-        assert _status(lab).stdout.startswith(f"WGKILL CRITICAL - {tunnel.iface} ")
-        lab.client(*fix.split())
-        assert _json(lab)["verdict"] == "OK"
+        _critical_until_fixed(lab, tunnel, argv, code, f"wgkill-up {tunnel.iface} --backend iptables")
 
 
 def _handle(lab: Lab, table: str, chain: str, rule: str) -> str:
