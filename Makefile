@@ -62,8 +62,13 @@ wheels: venv
 demo: venv
 	unshare --net -- $(BIN)/python -m wgkill_lab.demo
 
+# Style, then types (mypy --strict, pyproject.toml), the layers' import contracts (import-linter,
+# pyproject.toml) and dead code (vulture; lint/vulture_whitelist.py names what only templates use).
 lint: venv
-	$(BIN)/ruff check wgkill templates tests bench lab
+	$(BIN)/ruff check wgkill templates tests bench lab lint
+	$(BIN)/mypy
+	cd $(CURDIR) && $(BIN)/lint-imports
+	$(BIN)/vulture wgkill lint/vulture_whitelist.py
 
 test: lint deb-deps wheels
 	unshare --net -- $(BIN)/pytest $(PYTEST_ARGS)

@@ -12,9 +12,9 @@ from wgkill.errors import CommandNotFoundError, ExecError, StateError, UsageErro
 from wgkill.exclude import ExclusionRecord, check_tunnel
 from wgkill.exclude.iptables import apply_payload
 from wgkill.exclude.launch import Account, environment, find_command
-from wgkill.firewall.iptables import FilterSnapshot, parse_save, render_body
+from wgkill.firewall.iptables import FilterSnapshot, chain_specs, parse_save
 from wgkill.names import exclude_chain_names
-from wgkill.policy import build_policy
+from wgkill.policy import FamilyPolicy, build_policy
 from wgkill.tunnel import LivePeer, TunnelFacts
 from wgkill.wgconf import Endpoint
 
@@ -22,6 +22,11 @@ GOLDEN = Path(__file__).parent / "golden" / "payloads"
 BIN = Path(sys.executable).parent
 RECORD = ExclusionRecord("wg0", "wgkill-exclude", 51820, [4, 6])
 EMPTY = {"mangle": FilterSnapshot(), "nat": FilterSnapshot()}
+
+
+def render_body(policy: FamilyPolicy) -> str:
+    """All of one family's rule text, as the chains carry it."""
+    return "".join(spec.body for spec in chain_specs(policy))
 
 
 def _check(name: str, text: str) -> None:

@@ -10,13 +10,18 @@ from pathlib import Path
 import pytest
 
 from wgkill.errors import ConfigError
-from wgkill.firewall.iptables import FilterSnapshot, IptablesFamily, chain_specs, parse_save, render_body
-from wgkill.policy import build_policy, decide_split, dns_qname_hex
+from wgkill.firewall.iptables import FilterSnapshot, IptablesFamily, chain_specs, parse_save
+from wgkill.policy import FamilyPolicy, build_policy, decide_split, dns_qname_hex
 from wgkill.templating import render
 from wgkill.tunnel import LivePeer, TunnelFacts
 from wgkill.wgconf import Endpoint, parse_config
 
 GOLDEN = Path(__file__).parent / "golden" / "payloads"
+
+
+def render_body(policy: FamilyPolicy) -> str:
+    """All of one family's rule text, as the chains carry it."""
+    return "".join(spec.body for spec in chain_specs(policy))
 
 
 def _facts(fwmark: int | None, *endpoints: Endpoint | None) -> TunnelFacts:
@@ -177,7 +182,6 @@ def test_split_tunnel_body_rejects_only_the_set() -> None:
 
 def test_recorded_policy_round_trips_and_tampering_is_refused() -> None:
     from wgkill.errors import StateError, UsageError
-    from wgkill.policy import FamilyPolicy
 
     policy = build_policy("wg0", CASES["multiple-peers"], None, **FEATURES["beside"])  # type: ignore[arg-type]
     for fp in policy.families:

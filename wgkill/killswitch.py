@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import compose, dns, hostpins, prefixes
 from . import state as statefile
@@ -49,7 +49,6 @@ class Engaged:
     policy: KillSwitchPolicy
     payloads: dict[str, str]
     warnings: list[str] = field(default_factory=list)
-    state_path: Path | None = None
 
 
 def _load_config(interface: str, config_path: str | None) -> WgQuickConfig | None:
@@ -86,7 +85,7 @@ class UpOptions:
 
 def _state_record(
     interface: str, policy: KillSwitchPolicy, config: WgQuickConfig | None, options: UpOptions,
-    dns_backend: str,
+    dns_backend: str, dns_record: dict[str, Any] | None,
 ) -> statefile.State:
     plan = policy.dns
     return statefile.State(
@@ -101,7 +100,7 @@ def _state_record(
             "domains": list(plan.domains),
             "lock": plan.lock,
             "backend": dns_backend if plan.active else "none",
-            "record": None,
+            "record": dns_record,  # the resolver's undo, replaced once this run's change is done
         },
         lockdown=options.lockdown,
         allowed_ips_file=options.allowed_ips_file,
@@ -219,12 +218,11 @@ def _engage(
         return result
 
     had_record = statefile.path_for(interface).exists()
-    record = _state_record(interface, policy, config, options, dns_backend)
+    record = _state_record(interface, policy, config, options, dns_backend, previous_dns)
     firewall.record(plan, record)
-    record.dns["record"] = previous_dns  # until this run's resolver change is done
     if excluding is not None:
         record.exclude = excluding.to_dict()
-    result.state_path = statefile.save(record)  # intent first: a crash mid-way stays removable
+    statefile.save(record)  # intent first: a crash mid-way stays removable
     made_cgroup = excluding is not None and exclude.cgroup_of_record(excluding).create()  # before rules
     try:
         firewall.apply(plan, record, previous)
@@ -252,7 +250,7 @@ def _engage(
         routes.teardown(previous_routes)  # routed differently (or not at all) last time
     if previous is not None and previous.backend != firewall.name:
         _switch_backend(previous)  # the new block holds: remove the old one, exactly as recorded
-    record.dns["record"] = dns.apply(dns_plan, dns_backend, interface, previous_dns)
+    record.dns = {**(record.dns or {}), "record": dns.apply(dns_plan, dns_backend, interface, previous_dns)}
     statefile.save(record)
     hostpins.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
     result.warnings += compose.recompose(interface)  # the other blocks now let this tunnel out

@@ -78,7 +78,7 @@ class FamilyPolicy:
     def from_dict(cls, data: dict[str, Any]) -> "FamilyPolicy":
         """The policy as ``to_dict`` wrote it; anything else is a StateError (never a guess)."""
         try:
-            fields = {
+            fields: dict[str, Any] = {
                 name: tuple(value) if isinstance(value, list) else value for name, value in data.items()
             }
             fields["endpoints"] = tuple(EndpointRule(**e) for e in data["endpoints"])
@@ -184,17 +184,17 @@ def _config_fwmark(config: WgQuickConfig | None) -> int | None:
 
 
 def _endpoints(facts: TunnelFacts | None, config: WgQuickConfig | None) -> list[EndpointRule]:
-    names = {}
+    names: dict[str, str] = {}
     if config is not None:
         for peer in config.peers:
             if peer.public_key and peer.endpoint and not peer.endpoint.is_address:
                 names[peer.public_key] = peer.endpoint.host
     found: list[EndpointRule] = []
     if facts is not None:
-        for peer in facts.peers:
-            if peer.endpoint is not None:
+        for live in facts.peers:
+            if live.endpoint is not None:
                 found.append(
-                    EndpointRule(peer.endpoint.host, peer.endpoint.port, names.get(peer.public_key))
+                    EndpointRule(live.endpoint.host, live.endpoint.port, names.get(live.public_key))
                 )
     elif config is not None:
         for peer in config.peers:

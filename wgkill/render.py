@@ -222,7 +222,7 @@ def validate_flag(flag: str, value: str, validator: Callable[[str], T], secret: 
 
 def _items(flag: str, values: Sequence[str], validator: Callable[[str], str]) -> tuple[str, ...]:
     """Repeatable flags also take comma-separated lists, as wg-quick's list keys do."""
-    found = []
+    found: list[str] = []
     for value in values:
         parts = [p.strip() for p in value.split(",")]
         if not all(parts):

@@ -586,16 +586,6 @@ def missing(record: RouteRecord) -> list[tuple[str, str, str]]:
     return missing
 
 
-def record_from_json(text: str) -> RouteRecord:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StateError(f"corrupt route record: {exc}") from exc
-    if not isinstance(data, dict):
-        raise StateError("corrupt route record: not a JSON object")
-    return RouteRecord.from_dict(data)
-
-
 def sysctl_key(interface: str) -> str:
     """The rp_filter key for ``interface`` in sysctl's slash form (names may contain dots)."""
     return f"net/ipv4/conf/{validate_interface(interface)}/rp_filter"

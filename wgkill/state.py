@@ -31,6 +31,7 @@ READABLE_VERSIONS = (1, 2)
 BACKENDS = ("iptables", "nft")
 DEFAULT_DIR = "/var/lib/wgkill"
 LOCK_NAME = ".lock"
+RETIRED = frozenset({"payload_sha256"})  # written by earlier versions, read by none: skipped at load
 
 
 def state_dir() -> Path:
@@ -45,7 +46,6 @@ class FamilyRecord:
     table: str
     chains: list[str]
     jumps: list[dict[str, str]]
-    payload_sha256: str
     rules: int
     saved_sha256: str | None = None  # the chain as iptables-save prints it, read back after applying
     sets: list[str] = field(default_factory=list)
@@ -61,7 +61,6 @@ class NftRecord:
 
     table: str  # the inet table's name (wgkill.names.nft_table_name)
     payload: str  # the whole ``nft -f`` transaction, re-applied as is at boot
-    payload_sha256: str
     rules: dict[str, int] = field(default_factory=dict)  # chain -> rule count as applied
     sets: dict[int, str] = field(default_factory=dict)  # family -> set of the tunnel's destinations
     set_entries: dict[int, int] = field(default_factory=dict)  # family -> elements rendered into its set
@@ -182,6 +181,7 @@ def load(interface: str, directory: Path | None = None) -> State | None:
         family = _family_key(name, version)
         if family is None or not isinstance(record, dict):
             raise StateError(f"corrupt state file {path}: bad family {name!r}")
+        record = {k: v for k, v in record.items() if k not in RETIRED}
         if version == 1:
             record = {**record, "variant": _require(data, "iptables_variant", str, path)}
         try:
@@ -249,7 +249,7 @@ def _nft_record(data: Any, path: Path) -> NftRecord:
     if not isinstance(data, dict):
         raise StateError(f"corrupt state file {path}: backend nft without its table record")
     try:
-        record = NftRecord(**data)
+        record = NftRecord(**{k: v for k, v in data.items() if k not in RETIRED})
         record.sets = {int(k): v for k, v in dict(record.sets).items()}
         record.set_entries = {int(k): int(v) for k, v in dict(record.set_entries).items()}
     except (TypeError, ValueError) as exc:

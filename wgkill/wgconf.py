@@ -103,10 +103,6 @@ class Line:
         return self.text.lstrip(BLANKS).startswith("#")
 
     @property
-    def is_blank(self) -> bool:
-        return not self.text.strip(BLANKS)
-
-    @property
     def key_text(self) -> str:
         """The key as written (``PostUp``, ``postup``...), for messages."""
         return self.text.split("#", 1)[0].split("=", 1)[0].strip(BLANKS)
@@ -276,7 +272,8 @@ def parse_config(text: str, path: str = "<config>") -> WgQuickConfig:
         target = iface if line.section == INTERFACE else peers[-1]
         target.setdefault(line.key, []).append(line.value)
 
-    dns_servers, dns_search = [], []
+    dns_servers: list[str] = []
+    dns_search: list[str] = []
     for value in iface.get("dns", []):
         for item in split_list(value):
             (dns_servers if _DNS_ADDRESS.match(item) else dns_search).append(item)

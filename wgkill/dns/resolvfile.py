@@ -105,7 +105,7 @@ def apply(
 
 def _ours(path: Path, record: dict[str, Any]) -> bool:
     try:
-        return _sha(path.read_bytes()) == record["written_sha256"]
+        return bool(_sha(path.read_bytes()) == record["written_sha256"])
     except OSError:
         return False
 

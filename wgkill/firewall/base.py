@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from .. import state as statefile
     from ..policy import KillSwitchPolicy
     from ..prefixes import PrefixList
-    from ..status.facts import ChainFacts, SetFacts
     from . import Removed
+    from .facts import ChainFacts, SetFacts
 
 
 Inspected = tuple[list["ChainFacts"], list["SetFacts"], list[str]]  # chains, sets, read errors

@@ -12,20 +12,28 @@ import hashlib
 import os
 import shutil
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ApplyFailed, FirewallError, PrerequisiteError, StateError, WgkillError
-from ..names import chain_name, forward_chain_name, jump_comment, jump_spec, owns_set, set_name
+from ..names import (
+    chain_interface,
+    chain_name,
+    forward_chain_name,
+    jump_comment,
+    jump_spec,
+    owns_set,
+    set_name,
+)
 from ..runner import CommandError, run
 from ..templating import render
 from . import Removed
 from .base import Backend, Inspected, Plan
+from .facts import ChainFacts, SetFacts
 
 if TYPE_CHECKING:
     from .. import state as statefile
     from ..policy import FamilyPolicy, KillSwitchPolicy
     from ..prefixes import PrefixList
-    from ..status.facts import ChainFacts, SetFacts
 
 _TOOL = {4: "iptables", 6: "ip6tables"}
 VARIANTS = ("nf_tables", "legacy")
@@ -115,21 +123,12 @@ def chain_specs(policy: FamilyPolicy) -> list[ChainSpec]:
     return specs
 
 
-def render_body(policy: FamilyPolicy) -> str:
-    """All of one family's rule text; its hash is what the state records."""
-    return "".join(spec.body for spec in chain_specs(policy))
-
-
 def removal_payload(specs: list[ChainSpec]) -> str:
     """What removes ``specs`` as applied (each jumped to once): recorded so that release
     can replay it without reading the table or loading the template engine."""
     chains = [{"chain": spec.chain, "hook": spec.hook, "delete_jumps": [spec.jump], "present": True}
               for spec in specs]
     return render("restore-remove.j2", chains=chains)
-
-
-def body_hash(body: str) -> str:
-    return hashlib.sha256(body.encode()).hexdigest()
 
 
 class IptablesFamily:
@@ -204,7 +203,7 @@ class IptablesFamily:
     def remove(self, owned: list[tuple[str, str]]) -> Removed:
         """Remove each (hook, chain): every jump to it from its hook, then the chain; nothing else."""
         snap = self.snapshot()
-        chains = []
+        chains: list[dict[str, Any]] = []  # restore-remove.j2's rows
         for hook, chain in owned:
             jumps = [spec for _, spec in snap.jumps_to(chain, hook)]
             if jumps or chain in snap.chains:
@@ -303,9 +302,8 @@ class IptablesBackend(Backend):
                 table="filter",
                 chains=[spec.chain for spec in chains],
                 jumps=[{"chain": spec.hook, "target": spec.chain, "spec": spec.jump} for spec in chains],
-                payload_sha256=body_hash(text),
                 rules=text.count("\n"),
-                sets=[data.sets[family]] if data.sets.get(family) else [],
+                sets=[name] if (name := data.sets.get(family)) else [],
                 bodies={spec.chain: spec.body for spec in chains},
                 remove_payload=data.removals[family],
                 variant=self.family(family).variant,
@@ -408,8 +406,6 @@ class IptablesBackend(Backend):
 
     def inspect(self, state: statefile.State, ipv6: bool) -> Inspected:
         from .. import ipset
-        from ..status.chains import chain_facts
-        from ..status.facts import SetFacts
 
         chains: list[ChainFacts] = []
         sets: list[SetFacts] = []
@@ -429,6 +425,42 @@ class IptablesBackend(Backend):
                 except WgkillError as exc:
                     errors.append(f"cannot read ipset {name}: {exc}")
         return chains, sets, errors
+
+
+def chain_facts(interface: str, family_name: str, record: statefile.FamilyRecord,
+                snap: FilterSnapshot) -> list[ChainFacts]:
+    """The recorded chains and their jumps as ``snap`` (iptables-save of the recorded variant) shows them."""
+    own = record.chains[0] if record.chains else chain_name(interface)
+    # A record without jumps still promised the OUTPUT jump: check that one rather than nothing.
+    default = {"chain": "OUTPUT", "target": own, "spec": jump_spec(own, jump_comment(interface))}
+    out = []
+    for jump in record.jumps or [default]:
+        chain = jump.get("target", own)
+        hook = jump.get("chain", "OUTPUT")
+        facts = ChainFacts(family_name, chain, hook, jump.get("spec", ""), present=chain in snap.chains)
+        if facts.present:
+            facts.rules = len(snap.rules.get(chain, []))
+            facts.live_sha256 = snap.chain_sha256(chain)
+        jumps = snap.jumps_to(chain, hook)
+        facts.jump_positions = [i for i, _ in jumps]
+        facts.jump_specs = [s for _, s in jumps]
+        if jumps:
+            facts.above = [r for r in snap.rules.get(hook, [])[: jumps[0][0]] if not is_wgkill_jump(r)]
+        if hook == "OUTPUT" and chain == own:
+            facts.saved_sha256 = record.saved_sha256
+            if record.saved_sha256 is None and len(record.jumps) == 1:
+                facts.recorded_rules = record.rules
+        out.append(facts)
+    return out
+
+
+def is_wgkill_jump(spec: str) -> bool:
+    """Another tunnel's jump: every chain must pass a packet, so its order does not matter."""
+    words = spec.split()
+    if words[-2:-1] != ["-j"]:
+        return False
+    interface = chain_interface(words[-1])
+    return interface is not None and f'"{jump_comment(interface)}"' in spec
 
 
 def owned_chains(state: statefile.State) -> dict[int, list[tuple[str, str]]]:

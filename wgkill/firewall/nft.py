@@ -21,7 +21,6 @@ length byte or the terminating zero and is refused.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -265,7 +264,6 @@ class NftBackend(Backend):
         state.families = {}
         state.nft = statefile.NftRecord(
             table=data.table, payload=data.payload,
-            payload_sha256=hashlib.sha256(data.payload.encode()).hexdigest(),
             rules=dict(data.rules), sets=dict(data.sets), set_entries=dict(data.entries),
         )
 
@@ -356,7 +354,7 @@ class NftBackend(Backend):
         return len([e for e in body.split(",") if e.strip()])
 
     def inspect(self, state: statefile.State, ipv6: bool) -> Inspected:
-        from ..status.facts import ChainFacts, SetFacts
+        from .facts import ChainFacts, SetFacts
 
         record = state.nft
         if record is None:

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from .. import state as statefile
 from ..errors import StateError, WgkillError
+from ..firewall.facts import SetFacts
 from ..kernel import ipv6_available
 from ..names import validate_interface
 from ..tunnel import read_tunnel
 from .chains import Snapshots
-from .facts import ExclusionFacts, HostFacts, InterfaceFacts, LinkFacts, RouteGap, SetFacts, WgFacts
+from .facts import ExclusionFacts, HostFacts, InterfaceFacts, LinkFacts, RouteGap, WgFacts
 from .nameservers import RESOLV_CONF, read_nameservers
 from .netlink import read_netlink
 from .probing import DEFAULT_TARGETS
@@ -141,7 +142,7 @@ def gather(interface: str | None = None, *, resolv_conf: Path = RESOLV_CONF,
     With ``interface``, only that one; otherwise every interface with a state
     file and every WireGuard interface in this network namespace.
     """
-    host = HostFacts(uid=os.geteuid(), now=time.time(), ipv6=ipv6_available(), named=interface)
+    host = HostFacts(uid=os.geteuid(), now=time.time(), ipv6=ipv6_available())
     if interface is not None:
         validate_interface(interface)
     if host.uid != 0:

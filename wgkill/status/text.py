@@ -44,7 +44,7 @@ def human(report: Report, colour: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _interface_lines(item: dict) -> list[str]:
+def _interface_lines(item: dict[str, Any]) -> list[str]:
     head = f"{item['interface']}: {item['verdict']}"
     link = item["link"]
     if link is None:
@@ -104,7 +104,7 @@ def _backend_words(ks: dict[str, Any]) -> str:
     """``nft``, or ``iptables nf_tables`` (``ipv4 legacy, ipv6 nf_tables`` when the families differ)."""
     variants = ks.get("iptables_variant") or {}
     if ks["backend"] != "iptables" or not variants:
-        return ks["backend"]
+        return str(ks["backend"])
     if len(set(variants.values())) == 1:
         return f"iptables {next(iter(variants.values()))}"
     return "iptables " + ", ".join(f"{f} {v}" for f, v in sorted(variants.items()))

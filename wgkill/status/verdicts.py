@@ -304,9 +304,9 @@ def judge(host: HostFacts, probes: list[ProbeResult] | None = None,
     else:
         summary = "; ".join(f"{s.facts.interface} {s.summary}" for s in statuses) or "cannot read"
         if probes is not None:
-            left = sum(p.outcome == "left" for p in probes)
+            got_out = sum(p.outcome == "left" for p in probes)
             tried = sum(p.outcome != "skipped" for p in probes)
-            summary += f"; probe: {left} of {tried} got out" if left else f"; probe: {tried} refused"
+            summary += f"; probe: {got_out} of {tried} got out" if got_out else f"; probe: {tried} refused"
         if excluded_probes is not None:
             out = sum(p.outcome == "left" for p in excluded_probes)
             summary += f"; excluded probe: {out} of {len(excluded_probes)} left by the uplink"
