@@ -27,7 +27,7 @@ from .names import (
 )
 from .prefixes import PrefixList, merge
 from .tunnel import TunnelFacts
-from .wgconf import WgQuickConfig
+from .wgconf import WgQuickConfig, parse_fwmark
 
 
 @dataclass(frozen=True)
@@ -174,10 +174,10 @@ def mark_overlaps(fwmark: int | None, links: Iterable[str]) -> list[str]:
 
 
 def _config_fwmark(config: WgQuickConfig | None) -> int | None:
-    if config is None or config.fwmark is None or config.fwmark.lower() == "off":
+    if config is None or config.fwmark is None:
         return None
     try:
-        mark = int(config.fwmark, 0)
+        mark = parse_fwmark(config.fwmark)
     except ValueError as exc:
         raise ConfigError(f"{config.path}: invalid FwMark {config.fwmark!r}") from exc
     return mark or None

@@ -172,17 +172,11 @@ def listen_port(value: str) -> int:
 
 
 def fwmark(value: str) -> int:
-    """``FwMark``: ``off``, or 0-0xffffffff in decimal or 0x hex, as wg's parse_fwmark reads it."""
-    if value.lower() == "off":
-        return 0
-    digits, base = (value[2:], 16) if len(value) > 2 and value.startswith("0x") else (value, 10)
-    allowed = "0123456789abcdefABCDEF" if base == 16 else "0123456789"
-    if value[:1] not in "0123456789" or not digits or any(c not in allowed for c in digits):
-        raise Invalid("expected off or 0-0xffffffff")
-    mark = int(digits, base)
-    if mark > 0xFFFFFFFF:
-        raise Invalid("expected off or 0-0xffffffff")
-    return mark
+    """``FwMark``, read as ``wg`` reads it (``wgconf.parse_fwmark``, shared with the config reader)."""
+    try:
+        return wgconf.parse_fwmark(value)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def save_config(value: str) -> str:

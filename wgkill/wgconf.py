@@ -260,6 +260,22 @@ class WgQuickConfig:
         return (self.table or "").lower() == "off"
 
 
+def parse_fwmark(value: str) -> int:
+    """``FwMark``: ``off`` (0), or 0-0xffffffff in decimal or 0x hex, as wg's parse_fwmark reads it
+    (a digit first, then strtoul in base 16 after ``0x`` else 10, all of it): no ``0b``, ``0o``
+    or ``_`` as Python's ``int(x, 0)`` would take. ValueError otherwise."""
+    if value.lower() == "off":
+        return 0
+    digits, base = (value[2:], 16) if len(value) > 2 and value.startswith("0x") else (value, 10)
+    allowed = "0123456789abcdefABCDEF" if base == 16 else "0123456789"
+    if value[:1] not in "0123456789" or not digits or any(c not in allowed for c in digits):
+        raise ValueError("expected off or 0-0xffffffff")
+    mark = int(digits, base)
+    if mark > 0xFFFFFFFF:
+        raise ValueError("expected off or 0-0xffffffff")
+    return mark
+
+
 def parse_config(text: str, path: str = "<config>") -> WgQuickConfig:
     """Parse the text of a wg-quick config; ConfigError on a line wg-quick or wg would refuse."""
     iface: dict[str, list[str]] = {}
