@@ -10,9 +10,9 @@ from pyfakefs.fake_filesystem import FakeFilesystem
 
 from wgkill.errors import CommandNotFoundError, ExecError, StateError, UsageError
 from wgkill.exclude import ExclusionRecord, check_tunnel
-from wgkill.exclude.iptables import apply_payload
 from wgkill.exclude.launch import Account, environment, find_command
 from wgkill.firewall.iptables import FilterSnapshot, chain_specs, parse_save
+from wgkill.firewall.iptables_exclude import apply_payload
 from wgkill.names import exclude_chain_names
 from wgkill.policy import FamilyPolicy, build_policy
 from wgkill.tunnel import LivePeer, TunnelFacts

@@ -38,11 +38,11 @@ def test_a_repair_that_does_not_hold_is_not_tried_again_until_something_changes(
     """Its own repair wakes the guard: what it cannot fix must not become a loop."""
     from types import SimpleNamespace
 
-    from wgkill import killswitch, state
+    from wgkill import replay, state
 
     monkeypatch.setenv("WGKILL_STATE_DIR", str(tmp_path))
     monkeypatch.setattr(state, "load", lambda name: SimpleNamespace(interface=name))
-    monkeypatch.setattr(killswitch, "replayable", lambda recorded: True)
+    monkeypatch.setattr(replay, "replayable", lambda recorded: True)
     seen = [[SimpleNamespace(code="chain-missing", message="chain gone")]]
     monkeypatch.setattr(guard, "damage", lambda recorded: seen[-1])
     applied = []

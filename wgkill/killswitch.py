@@ -31,6 +31,7 @@ from .policy import (
     lan_ranges,
     mark_overlaps,
 )
+from .replay import replay, replayable
 from .runner import run, which
 from .tunnel import read_tunnel
 from .wgconf import WgQuickConfig, load_config
@@ -153,8 +154,8 @@ def _engage(
     listed = prefixes.load_file(options.allowed_ips_file) if options.allowed_ips_file else None
     allowed = prefixes.parse_allowed_ips([ip for peer in facts.peers for ip in peer.allowed_ips])
     split = decide_split(allowed, listed, options.block_all)
-    if split is not None and firewall.name == "iptables":
-        which("ipset")
+    if split is not None:
+        firewall.check_split_tools()
     route_families = tuple(f for f in families if split is not None and split.family(f))
     if options.routes and not route_families:
         raise UsageError("--routes needs a split tunnel: Table = off with --allowed-ips-file, "
@@ -213,8 +214,8 @@ def _engage(
     result = Engaged(interface, policy, {}, warnings)
     if options.dry_run:
         result.payloads = dict(plan.payloads)
-        if excluding is not None and firewall.name == "iptables":
-            result.payloads.update(_exclusion_payloads(excluding))
+        if excluding is not None:
+            result.payloads.update(firewall.exclusion_payloads(excluding))
         return result
 
     had_record = statefile.path_for(interface).exists()
@@ -237,7 +238,7 @@ def _engage(
             excluding is None or previous.backend != firewall.name):
         _drop_exclusion(interface, previous, keep_cgroup=excluding is not None)
     if excluding is not None:
-        exclude.apply_rules(excluding, record)  # the kill switch lets them out: now mark them
+        firewall.apply_exclusion(excluding, record)  # the kill switch lets them out: now mark them
     if planned is not None:
         record.routes = planned.to_dict()
         statefile.save(record)  # intent before any route moves
@@ -275,21 +276,6 @@ def _uplinks() -> set[str]:
             continue
         devices |= {r["dev"] for r in routes if isinstance(r, dict) and isinstance(r.get("dev"), str)}
     return devices
-
-
-def _exclusion_payloads(excluding: "ExclusionRecord") -> dict[str, str]:
-    """--dry-run with iptables: the exclusion's mangle/nat payload per family, as it would apply now."""
-
-    from .exclude import iptables as exclude_rules
-    from .firewall.iptables import FilterSnapshot, IptablesFamily
-
-    payloads = {}
-    for family in excluding.families:
-        snaps = (exclude_rules.snapshots(IptablesFamily(family)) if os.geteuid() == 0
-                 else {"mangle": FilterSnapshot(), "nat": FilterSnapshot()})
-        tool = "iptables" if family == 4 else "ip6tables"
-        payloads[f"{tool}-restore -w -n (exclusion)"] = exclude_rules.apply_payload(excluding, snaps)
-    return payloads
 
 
 def _drop_exclusion(interface: str, previous: statefile.State, keep_cgroup: bool) -> None:
@@ -363,28 +349,8 @@ def _boot_one(interface: str, recorded: statefile.State | None) -> str:
     if why:  # by the recorded backend, so that wgkill-down removes it as recorded
         make_backend(recorded.backend).block_all(interface, families)
         return f"{why}: full block applied"
-    reapply(recorded, excluding=excluding)
+    replay(recorded, excluding=excluding)
     return "recorded block re-applied" + (" (lockdown)" if recorded.lockdown else "")
-
-
-def reapply(recorded: statefile.State, *, sets: bool = True,
-            excluding: "ExclusionRecord | None" = None) -> None:
-    """Put back exactly what ``recorded`` says was applied, through the backend it records: the
-    boot unit's path, and the guard's. ``sets``: refill the split sets too (iptables: ipset,
-    from the recorded list; nft holds them in its one payload); ``excluding``: the exclusion's
-    own rules outside the kill switch too (its cgroup made first, ``_boot_exclusion``).
-    May be called any number of times.
-    """
-    split = None
-    if sets and recorded.backend == "iptables" and any(rec.sets for rec in recorded.families.values()):
-        listed = prefixes.load_file(recorded.allowed_ips_file) if recorded.allowed_ips_file else None
-        split = decide_split(prefixes.parse_allowed_ips(recorded.allowed_ips), listed)
-    firewall: Backend = make_backend(recorded.backend)
-    firewall.boot(recorded, split, sets=sets)
-    if excluding is not None:
-        from . import exclude
-
-        exclude.apply_rules(excluding, recorded)
 
 
 def _boot_exclusion(recorded: statefile.State | None) -> "tuple[ExclusionRecord | None, str | None]":
@@ -400,10 +366,3 @@ def _boot_exclusion(recorded: statefile.State | None) -> "tuple[ExclusionRecord 
     except WgkillError as exc:
         return None, f"exclusion cannot be restored ({exc})"
     return excluding, None
-
-
-def replayable(recorded: statefile.State) -> bool:
-    """Whether the state holds the rule text to re-apply (the nft payload, or every chain's body)."""
-    if recorded.backend == "nft":
-        return recorded.nft is not None and bool(recorded.nft.payload)
-    return bool(recorded.families) and all(rec.bodies for rec in recorded.families.values())

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from . import hostpins
 from . import state as statefile
 from .errors import FirewallError, PrerequisiteError, StateError, WgkillError
-from .firewall import Removed, backend
+from .firewall import Removed, backend, check_recorded, installed
 from .kernel import require_root
 from .names import validate_interface
 
@@ -47,10 +47,8 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
             return Released(interface, recorded=False)
         if recorded is not None and recorded.lockdown and not (lift_lockdown or force):
             return Released(interface, recorded=True, kept_for_lockdown=True)
-        if recorded is not None and recorded.backend == "iptables":
-            from .firewall.iptables import owned_chains
-
-            owned_chains(recorded)  # a state naming chains or sets not ours is refused before any change
+        if recorded is not None:
+            check_recorded(recorded)  # a state naming chains or sets not ours is refused before any change
         result = Released(interface, recorded=recorded is not None)
         if recorded is not None and recorded.dns and recorded.dns.get("record"):
             from . import dns
@@ -122,12 +120,5 @@ def _release_cgroup(interface: str, recorded: statefile.State | None) -> list[st
 
 
 def _remove_by_name(interface: str) -> list[Removed]:
-    """The state is lost: our table (nft) and our chains and sets (iptables), found by name."""
-    import shutil
-
-    removed: list[Removed] = []
-    if shutil.which("nft"):
-        removed += backend("nft").remove_by_name(interface)
-    if shutil.which("iptables-restore"):
-        removed += backend("iptables").remove_by_name(interface)
-    return removed
+    """The state is lost: what our names say is ours, in every backend installed."""
+    return [removed for name in installed() for removed in backend(name).remove_by_name(interface)]

@@ -96,6 +96,12 @@ class State:
             return {4, 6}
         return set(self.families)
 
+    def split_sets(self) -> list[str]:
+        """The split tunnel's sets as applied, whichever backend holds them."""
+        if self.nft is not None:
+            return sorted(self.nft.sets.values())
+        return [name for record in self.families.values() for name in record.sets]
+
     def variant(self, family: int) -> str | None:
         """The iptables variant ``family`` was applied with (None: not iptables)."""
         record = self.families.get(family)

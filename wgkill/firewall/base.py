@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .. import state as statefile
+    from ..exclusion import ExclusionRecord
     from ..policy import KillSwitchPolicy
     from ..prefixes import PrefixList
     from . import Removed
@@ -43,6 +44,11 @@ class Plan:
 
 class Backend(ABC):
     name: str
+    sets_in_payload: bool  # the split sets' elements are part of the one payload (nft), not apart
+
+    @abstractmethod
+    def check_split_tools(self) -> None:
+        """Before any change: PrerequisiteError if a split tunnel's sets cannot be made here."""
 
     @abstractmethod
     def plan(self, policy: KillSwitchPolicy, split: PrefixList | None, *, cache: bool = True) -> Plan:
@@ -76,3 +82,23 @@ class Backend(ABC):
     @abstractmethod
     def inspect(self, state: statefile.State, ipv6: bool) -> Inspected:
         """The recorded chains and sets as they are now, and what could not be read."""
+
+    # ---- per-app exclusion: the rules that mark the excluded cgroup's packets ------------------
+
+    @abstractmethod
+    def exclusion_payloads(self, record: ExclusionRecord) -> dict[str, str]:
+        """--dry-run: the exclusion's payloads apart from ``plan``'s, by label (none if in the plan)."""
+
+    @abstractmethod
+    def apply_exclusion(self, record: ExclusionRecord, state: statefile.State) -> None:
+        """Put the exclusion's own rules in place after the block (its cgroup made already)."""
+
+    @abstractmethod
+    def remove_exclusion(self, interface: str, state: statefile.State | None) -> list[str]:
+        """Remove the exclusion's own rules (before the block); by name when the state is lost.
+        Returns the families done (ipv4, ipv6)."""
+
+    @abstractmethod
+    def exclusion_present(self, state: statefile.State, record: ExclusionRecord,
+                          ipv6: bool) -> dict[str, bool]:
+        """Per family (ipv4, ipv6): are the marking rules in place (status)."""

@@ -24,7 +24,7 @@ from ..names import (
     owns_set,
     set_name,
 )
-from ..runner import CommandError, run
+from ..runner import CommandError, run, which
 from ..templating import render
 from . import Removed
 from .base import Backend, Inspected, Plan
@@ -32,6 +32,7 @@ from .facts import ChainFacts, SetFacts
 
 if TYPE_CHECKING:
     from .. import state as statefile
+    from ..exclusion import ExclusionRecord
     from ..policy import FamilyPolicy, KillSwitchPolicy
     from ..prefixes import PrefixList
 
@@ -243,6 +244,7 @@ class IptablesBackend(Backend):
     split-tunnel destinations in ipset sets (``wgkill.ipset``)."""
 
     name = "iptables"
+    sets_in_payload = False  # ipset sets, filled apart (wgkill.ipset)
 
     def __init__(self, variants: dict[int, str] | None = None) -> None:
         from ..kernel import ipv6_available
@@ -251,6 +253,9 @@ class IptablesBackend(Backend):
         self._families: dict[tuple[int, str | None], IptablesFamily] = {}
         for family in (4, 6) if ipv6_available() else (4,):
             self.family(family)  # binaries resolved before any change
+
+    def check_split_tools(self) -> None:
+        which("ipset")
 
     def family(self, family: int, variant: str | None = None) -> IptablesFamily:
         """The binaries of one family and variant (detected when not given), resolved once."""
@@ -425,6 +430,48 @@ class IptablesBackend(Backend):
                 except WgkillError as exc:
                     errors.append(f"cannot read ipset {name}: {exc}")
         return chains, sets, errors
+
+    def exclusion_payloads(self, record: ExclusionRecord) -> dict[str, str]:
+        from . import iptables_exclude
+
+        payloads = {}
+        for family in record.families:
+            snaps = (iptables_exclude.snapshots(self.family(family)) if os.geteuid() == 0
+                     else {"mangle": FilterSnapshot(), "nat": FilterSnapshot()})  # as a user: read none
+            label = f"{_TOOL[family]}-restore -w -n (exclusion)"
+            payloads[label] = iptables_exclude.apply_payload(record, snaps)
+        return payloads
+
+    def apply_exclusion(self, record: ExclusionRecord, state: statefile.State) -> None:
+        from . import iptables_exclude
+
+        for family in record.families:
+            if family in state.families:
+                iptables_exclude.apply(record, self.family(family, state.variant(family)))
+
+    def remove_exclusion(self, interface: str, state: statefile.State | None) -> list[str]:
+        """Our mangle/nat chains, found by name, in the variant each family was applied with (the
+        state lost: the variant on PATH)."""
+        from ..kernel import ipv6_available
+        from . import iptables_exclude
+
+        done = []
+        for family in (4, 6) if ipv6_available() else (4,):
+            variant = state.variant(family) if state is not None else None
+            if state is not None and variant is None:
+                continue
+            if iptables_exclude.remove(interface, self.family(family, variant)):
+                done.append(f"ipv{family}")
+        return done
+
+    def exclusion_present(self, state: statefile.State, record: ExclusionRecord,
+                          ipv6: bool) -> dict[str, bool]:
+        from . import iptables_exclude
+
+        families = [f for f in record.families if f == 4 or ipv6]
+        return {f"ipv{f}": all(iptables_exclude.present(state.interface,
+                                                        self.family(f, state.variant(f))).values())
+                for f in families}
 
 
 def chain_facts(interface: str, family_name: str, record: statefile.FamilyRecord,

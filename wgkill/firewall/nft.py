@@ -33,8 +33,11 @@ from .base import Backend, Inspected, Plan
 
 if TYPE_CHECKING:
     from .. import state as statefile
+    from ..exclusion import ExclusionRecord
     from ..policy import FamilyPolicy, KillSwitchPolicy
     from ..prefixes import PrefixList
+
+EXCLUSION_CHAINS = ("exclude_mark", "exclude_restore", "exclude_nat")  # templates/nft/table.nft.j2
 
 
 QUESTION_OFFSET = 20  # bytes from the UDP header to the question's name
@@ -215,6 +218,10 @@ def rule_counts(payload: str, table: str) -> dict[str, int]:
 
 class NftBackend(Backend):
     name = "nft"
+    sets_in_payload = True  # the set elements are in the table's one transaction
+
+    def check_split_tools(self) -> None:
+        return None  # nft holds the sets itself
 
     def __init__(self) -> None:
         self.nft = which("nft")
@@ -388,3 +395,20 @@ class NftBackend(Backend):
         sets = [SetFacts(f"{record.table} {name}", None if live is None else size(record.table, name))
                 for name in sorted(record.sets.values())]
         return chains, sets, []
+
+    # ---- per-app exclusion: chains of the tunnel's own table, in the plan's one transaction ------
+
+    def exclusion_payloads(self, record: ExclusionRecord) -> dict[str, str]:
+        return {}
+
+    def apply_exclusion(self, record: ExclusionRecord, state: statefile.State) -> None:
+        return None
+
+    def remove_exclusion(self, interface: str, state: statefile.State | None) -> list[str]:
+        return []  # the table goes whole
+
+    def exclusion_present(self, state: statefile.State, record: ExclusionRecord,
+                          ipv6: bool) -> dict[str, bool]:
+        live = self.listing(nft_table_name(state.interface)) or {}
+        return {f"ipv{f}": all(chain in live for chain in EXCLUSION_CHAINS)
+                for f in record.families if f == 4 or ipv6}
