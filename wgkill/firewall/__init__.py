@@ -73,14 +73,19 @@ def installed() -> list[str]:
     return [name for name, tool in tools.items() if shutil.which(tool)]
 
 
-def backend(name: str) -> Backend:
-    """The backend called ``name``, its binaries resolved (PrerequisiteError if missing)."""
+def backend_class(name: str) -> type[Backend]:
+    """The class of the backend called ``name``: its static methods need no binary."""
     if name == "nft":
         from .nft import NftBackend
 
-        return NftBackend()
+        return NftBackend
     if name == "iptables":
         from .iptables import IptablesBackend
 
-        return IptablesBackend()
+        return IptablesBackend
     raise UsageError(f"unknown firewall backend {name!r}")
+
+
+def backend(name: str) -> Backend:
+    """The backend called ``name``, its binaries resolved (PrerequisiteError if missing)."""
+    return backend_class(name)()

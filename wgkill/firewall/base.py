@@ -18,6 +18,7 @@ before any change, so an interrupted run stays removable), then applies it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,35 @@ class Backend(ABC):
     @abstractmethod
     def inspect(self, state: statefile.State, ipv6: bool) -> Inspected:
         """The recorded chains and sets as they are now, and what could not be read."""
+
+    # ---- --routes: the marks that route a split tunnel's set into it (wgkill.routes) ---------
+
+    @staticmethod
+    @abstractmethod
+    def route_variant() -> str:
+        """What a route record keeps as its iptables variant ("" where there is none)."""
+
+    @staticmethod
+    @abstractmethod
+    def route_parts(interface: str, family: int,
+                    version: int) -> tuple[str, dict[str, str], list[dict[str, str]]]:
+        """For one family's route record: the set the marks match, our chains by key (mangle, nat,
+        guard) and their jumps ({"table", "chain", "spec"}); none where the block's table holds them."""
+
+    @abstractmethod
+    def apply_route_marks(self, interface: str, family: int, variant: str, mark: int, mask: int,
+                          endpoints: Sequence[tuple[str, int]], wg_fwmark: int | None) -> None:
+        """Put the marks, the source NAT and the postrouting guard of one family in place (nft: they
+        are chains of the block's table, applied with it)."""
+
+    @abstractmethod
+    def remove_route_marks(self, interface: str, family: int, variant: str,
+                           chains: dict[str, str]) -> list[str]:
+        """Remove the recorded route chains of one family and every jump to them; what went."""
+
+    @abstractmethod
+    def missing_route_marks(self, family: int, variant: str, chains: dict[str, str]) -> list[str]:
+        """The recorded route chains of one family that are gone or not jumped to."""
 
     # ---- per-app exclusion: the rules that mark the excluded cgroup's packets ------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from ..names import (
     jump_comment,
     jump_spec,
     owns_set,
+    route_chain_names,
     set_name,
 )
 from ..runner import CommandError, run, which
@@ -430,6 +432,42 @@ class IptablesBackend(Backend):
                 except WgkillError as exc:
                     errors.append(f"cannot read ipset {name}: {exc}")
         return chains, sets, errors
+
+    @staticmethod
+    def route_variant() -> str:
+        return detect_variant(4)
+
+    @staticmethod
+    def route_parts(interface: str, family: int,
+                    version: int) -> tuple[str, dict[str, str], list[dict[str, str]]]:
+        from . import iptables_routes
+
+        chains = route_chain_names(interface, guard=version >= 2)
+        return set_name(interface, family), chains, iptables_routes.jumps(interface, chains)
+
+    def apply_route_marks(self, interface: str, family: int, variant: str, mark: int, mask: int,
+                          endpoints: Sequence[tuple[str, int]], wg_fwmark: int | None) -> None:
+        from . import iptables_routes
+
+        fam = self.family(family, variant)
+        bodies = iptables_routes.chain_bodies(interface, family, mark, mask, endpoints, wg_fwmark)
+        payload = iptables_routes.apply_payload(interface, bodies, iptables_routes.snapshots(fam))
+        iptables_routes.restore(fam, payload, f"routing marks for {interface}")
+
+    def remove_route_marks(self, interface: str, family: int, variant: str,
+                           chains: dict[str, str]) -> list[str]:
+        from . import iptables_routes
+
+        fam = self.family(family, variant)
+        payload, done = iptables_routes.remove_payload(chains, iptables_routes.snapshots(fam))
+        if payload:
+            iptables_routes.restore(fam, payload, f"remove routing marks for {interface}")
+        return [f"ipv{family} {what}" for what in done]
+
+    def missing_route_marks(self, family: int, variant: str, chains: dict[str, str]) -> list[str]:
+        from . import iptables_routes
+
+        return iptables_routes.missing(chains, iptables_routes.snapshots(self.family(family, variant)))
 
     def exclusion_payloads(self, record: ExclusionRecord) -> dict[str, str]:
         from . import iptables_exclude

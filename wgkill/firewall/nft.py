@@ -22,6 +22,7 @@ length byte or the terminating zero and is refused.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -395,6 +396,28 @@ class NftBackend(Backend):
         sets = [SetFacts(f"{record.table} {name}", None if live is None else size(record.table, name))
                 for name in sorted(record.sets.values())]
         return chains, sets, []
+
+    # ---- --routes: chains ``route`` and ``route_nat`` of the tunnel's own table, in the plan -----
+
+    @staticmethod
+    def route_variant() -> str:
+        return ""
+
+    @staticmethod
+    def route_parts(interface: str, family: int,
+                    version: int) -> tuple[str, dict[str, str], list[dict[str, str]]]:
+        return f"dst{family}", {}, []
+
+    def apply_route_marks(self, interface: str, family: int, variant: str, mark: int, mask: int,
+                          endpoints: Sequence[tuple[str, int]], wg_fwmark: int | None) -> None:
+        return None
+
+    def remove_route_marks(self, interface: str, family: int, variant: str,
+                           chains: dict[str, str]) -> list[str]:
+        return []  # removed with the table
+
+    def missing_route_marks(self, family: int, variant: str, chains: dict[str, str]) -> list[str]:
+        return []  # status reads the table on its own
 
     # ---- per-app exclusion: chains of the tunnel's own table, in the plan's one transaction ------
 
