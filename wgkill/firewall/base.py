@@ -46,6 +46,7 @@ class Plan:
 class Backend(ABC):
     name: str
     sets_in_payload: bool  # the split sets' elements are part of the one payload (nft), not apart
+    set_word: str  # what status calls one of its sets
 
     @abstractmethod
     def check_split_tools(self) -> None:

@@ -247,6 +247,7 @@ class IptablesBackend(Backend):
 
     name = "iptables"
     sets_in_payload = False  # ipset sets, filled apart (wgkill.ipset)
+    set_word = "ipset"
 
     def __init__(self, variants: dict[int, str] | None = None) -> None:
         from ..kernel import ipv6_available

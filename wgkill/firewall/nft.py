@@ -220,6 +220,7 @@ def rule_counts(payload: str, table: str) -> dict[str, int]:
 class NftBackend(Backend):
     name = "nft"
     sets_in_payload = True  # the set elements are in the table's one transaction
+    set_word = "set"
 
     def check_split_tools(self) -> None:
         return None  # nft holds the sets itself

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..firewall import backend_class
 from .document import report_dict
 from .verdicts import Report, Verdict, ago
 
@@ -71,7 +72,7 @@ def _interface_lines(item: dict[str, Any]) -> list[str]:
                      + f"; {chains or 'no chains'}"
                      + ("" if ks["ipv6_covered"] else "; IPv6 NOT covered"))
         for s in ks["sets"]:
-            lines.append(f"  {'set' if ks['backend'] == 'nft' else 'ipset':<12} {s['name']}: "
+            lines.append(f"  {backend_class(ks['backend']).set_word:<12} {s['name']}: "
                          + ("missing" if s["entries"] is None else f"{s['entries']} entries"))
     if item["endpoints"]:
         lines.append("  endpoints    " + ", ".join(
@@ -103,8 +104,9 @@ def _interface_lines(item: dict[str, Any]) -> list[str]:
 def _backend_words(ks: dict[str, Any]) -> str:
     """``nft``, or ``iptables nf_tables`` (``ipv4 legacy, ipv6 nf_tables`` when the families differ)."""
     variants = ks.get("iptables_variant") or {}
-    if ks["backend"] != "iptables" or not variants:
-        return str(ks["backend"])
+    backend = str(ks["backend"])
+    if not variants:
+        return backend
     if len(set(variants.values())) == 1:
-        return f"iptables {next(iter(variants.values()))}"
-    return "iptables " + ", ".join(f"{f} {v}" for f, v in sorted(variants.items()))
+        return f"{backend} {next(iter(variants.values()))}"
+    return f"{backend} " + ", ".join(f"{f} {v}" for f, v in sorted(variants.items()))
