@@ -179,7 +179,7 @@ def test_nft_table_holds_the_exclusion_in_the_same_transaction() -> None:
     peer = LivePeer("k", Endpoint("198.51.100.2", 51820), ("0.0.0.0/0",))
     policy = build_policy("wg0", TunnelFacts("wg0", 51820, 51820, (peer,)), None,
                           exclude_cgroup="wgkill-exclude")
-    text = nft.NftBackend.render(object.__new__(nft.NftBackend), policy, None).payload
+    text = nft.NftBackend.render(policy, None).payload
     _check("../nft/full-tunnel-exclude.nft", text)
     accept = 'socket cgroupv2 level 1 "wgkill-exclude" meta mark 0x0000ca6c accept'
     assert text.count(accept) == 2  # one per family

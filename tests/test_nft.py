@@ -27,7 +27,7 @@ def _check(name: str, text: str) -> None:
 
 
 def _payload(policy, split=None) -> str:  # type: ignore[no-untyped-def]
-    return nft.NftBackend.render(object.__new__(nft.NftBackend), policy, split).payload
+    return nft.NftBackend.render(policy, split).payload
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -51,13 +51,6 @@ def _check(name: str, text: str) -> None:
     assert text == path.read_text(), f"{name} differs from its golden file"
 
 
-@pytest.fixture
-def backend(monkeypatch: pytest.MonkeyPatch) -> IptablesFamily:
-    """A backend object for rendering only: no binary is looked up or run."""
-    monkeypatch.setattr(IptablesFamily, "_binary", lambda self, verb: f"/nonexistent/{verb}")
-    return IptablesFamily(4, "nf_tables")
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bodies(case: str) -> None:
     policy = build_policy("wg0", CASES[case], None)
@@ -65,31 +58,31 @@ def test_bodies(case: str) -> None:
         _check(f"{case}.ipv{fp.family}.rules", render_body(fp))
 
 
-def test_fresh_apply_inserts_one_jump_first(backend: IptablesFamily) -> None:
+def test_fresh_apply_inserts_one_jump_first() -> None:
     (fp,) = build_policy("wg0", CASES["full-tunnel"], None, families=(4,)).families
-    _check("apply-fresh.ipv4", backend.apply_payload(chain_specs(fp), FilterSnapshot()))
+    _check("apply-fresh.ipv4", IptablesFamily.apply_payload(chain_specs(fp), FilterSnapshot()))
 
 
-def test_reapply_in_place_only_replaces_the_body(backend: IptablesFamily) -> None:
+def test_reapply_in_place_only_replaces_the_body() -> None:
     (fp,) = build_policy("wg0", CASES["full-tunnel"], None, families=(4,)).families
     snap = parse_save(
         "*filter\n:OUTPUT ACCEPT [0:0]\n:wgkill-wg0 - [0:0]\n"
         '-A OUTPUT -m comment --comment "wgkill:wg0" -j wgkill-wg0\n'
         "-A OUTPUT -j ufw-before-output\nCOMMIT\n"
     )
-    payload = backend.apply_payload(chain_specs(fp), snap)
+    payload = IptablesFamily.apply_payload(chain_specs(fp), snap)
     assert "OUTPUT" not in payload
     _check("apply-in-place.ipv4", payload)
 
 
-def test_reapply_moves_a_displaced_jump_back_to_the_top(backend: IptablesFamily) -> None:
+def test_reapply_moves_a_displaced_jump_back_to_the_top() -> None:
     (fp,) = build_policy("wg0", CASES["full-tunnel"], None, families=(4,)).families
     snap = parse_save(
         "*filter\n:OUTPUT ACCEPT [0:0]\n:wgkill-wg0 - [0:0]\n-A OUTPUT -j ACCEPT\n"
         '-A OUTPUT -m comment --comment "wgkill:wg0" -j wgkill-wg0\n'
         '-A OUTPUT -m comment --comment "wgkill:wg0" -j wgkill-wg0\nCOMMIT\n'
     )
-    _check("apply-displaced.ipv4", backend.apply_payload(chain_specs(fp), snap))
+    _check("apply-displaced.ipv4", IptablesFamily.apply_payload(chain_specs(fp), snap))
 
 
 def test_remove_payload() -> None:

@@ -168,8 +168,10 @@ class IptablesFamily:
         except CommandError as exc:
             raise FirewallError(f"{self.name}: cannot read {table} rules: {exc}") from exc
 
-    def apply_payload(self, specs: list[ChainSpec], snap: FilterSnapshot) -> str:
-        """The restore payload that makes the live table hold exactly ``specs``, each jumped to first."""
+    @staticmethod
+    def apply_payload(specs: list[ChainSpec], snap: FilterSnapshot) -> str:
+        """The restore payload that makes the table ``snap`` shows hold exactly ``specs``, each jumped
+        to first (pure: no binary, no kernel)."""
         chains = []
         for spec in specs:
             jumps = snap.jumps_to(spec.chain, spec.hook)
@@ -180,15 +182,16 @@ class IptablesFamily:
             })
         return render("restore-apply.j2", chains=chains)
 
-    def prerender(self, specs: list[ChainSpec]) -> dict[str, str]:
+    @staticmethod
+    def prerender(specs: list[ChainSpec]) -> dict[str, str]:
         """The two payloads a table usually needs: ``fresh`` (no jump of ours yet) and
         ``in_place`` (every jump already first): cacheable, so re-runs skip the templates."""
         in_place = FilterSnapshot(
             chains={s.chain for s in specs},
             rules={s.hook: [s.jump] for s in specs},
         )
-        return {"fresh": self.apply_payload(specs, FilterSnapshot()),
-                "in_place": self.apply_payload(specs, in_place)}
+        return {"fresh": IptablesFamily.apply_payload(specs, FilterSnapshot()),
+                "in_place": IptablesFamily.apply_payload(specs, in_place)}
 
     def apply(self, specs: list[ChainSpec], prerendered: dict[str, str] | None = None) -> None:
         """Make the table hold ``specs`` in one transaction; may be called again with the same result."""
@@ -279,7 +282,7 @@ class IptablesBackend(Backend):
             removals = {int(f): p for f, p in cached["removals"].items()}
         else:
             specs = {fp.family: chain_specs(fp) for fp in policy.families}
-            prerendered = {f: self.family(f).prerender(chains) for f, chains in specs.items()}
+            prerendered = {f: IptablesFamily.prerender(chains) for f, chains in specs.items()}
             removals = {f: removal_payload(chains) for f, chains in specs.items()}
             if cache:
                 rendercache.save(policy.interface, {

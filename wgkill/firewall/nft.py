@@ -230,7 +230,9 @@ class NftBackend(Backend):
 
     # ---- planning -------------------------------------------------------------------------
 
-    def render(self, policy: KillSwitchPolicy, split: PrefixList | None) -> NftPlan:
+    @staticmethod
+    def render(policy: KillSwitchPolicy, split: PrefixList | None) -> NftPlan:
+        """The table's one transaction for ``policy`` (pure: no binary, no kernel)."""
         from ..templating import render
 
         table = nft_table_name(policy.interface)
