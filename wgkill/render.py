@@ -385,18 +385,7 @@ def _genkey() -> tuple[str, str]:
 def new_config(req: Request, resolve: EndpointLookup = resolve_endpoint,
                genkey: Callable[[], tuple[str, str]] = _genkey) -> Rendered:
     """A complete wg-quick config from flags; every flag is checked before the first key is made."""
-    sources = [f for f in ("--private-key", "--private-key-file", "--genkey")
-               if f in _given(req, _NEW_ONLY)]
-    if len(sources) != 1:
-        raise UsageError("give exactly one of --private-key, --private-key-file, --genkey"
-                         + (f" (got {', '.join(sources)})" if sources else ""))
-    for needed, flag in ((req.addresses, "--address"), (req.public_key, "--public-key"),
-                         (req.endpoint, "--endpoint")):
-        if not needed:
-            raise UsageError(f"a new config needs {flag} (or use --from to upgrade an existing one)")
-    if sum(bool(x) for x in (req.split, req.allowed_ips, req.split_file)) > 1:
-        raise UsageError("--split, --split-file and --allowed-ips all set the destinations: give one")
-
+    _check_new_flags(req)
     private_key = None
     if req.private_key is not None:
         private_key = validate_flag("--private-key", req.private_key, wg_key, secret=True)
@@ -418,20 +407,7 @@ def new_config(req: Request, resolve: EndpointLookup = resolve_endpoint,
         raise UsageError(f"invalid --mtu {req.mtu!r}: an IPv6 --address needs at least {IPV6_MIN_MTU}")
     hooks = _hook_options(req)
 
-    warnings = []
-    pinned_from = None
-    if not peer.is_address:
-        if req.pin_endpoint:
-            pinned_from = str(peer)
-            peer = Endpoint(resolve(peer.host, peer.port), peer.port)
-        else:
-            warnings.append(_hostname_warning("--endpoint", peer))
-    if split and peer.is_address:
-        host = ipaddress.ip_address(peer.host)
-        inside = [c for c in split if host in ipaddress.ip_network(c, strict=False)]
-        if inside:
-            warnings.append(f"--endpoint {peer} is inside --split {inside[0]}: its packets would be "
-                            "routed into the tunnel itself")
+    peer, pinned_from, warnings = _new_endpoint(peer, req.pin_endpoint, split, resolve)
     public_of_ours = None
     if private_key is None:
         private_key, public_of_ours = genkey()
@@ -452,6 +428,42 @@ def new_config(req: Request, resolve: EndpointLookup = resolve_endpoint,
         persistent_keepalive=keep or None,
     )
     return Rendered(text, tuple(warnings), public_of_ours, private=True)
+
+
+def _check_new_flags(req: Request) -> None:
+    """The flags a new config needs, and those that exclude each other."""
+    sources = [f for f in ("--private-key", "--private-key-file", "--genkey")
+               if f in _given(req, _NEW_ONLY)]
+    if len(sources) != 1:
+        raise UsageError("give exactly one of --private-key, --private-key-file, --genkey"
+                         + (f" (got {', '.join(sources)})" if sources else ""))
+    for needed, flag in ((req.addresses, "--address"), (req.public_key, "--public-key"),
+                         (req.endpoint, "--endpoint")):
+        if not needed:
+            raise UsageError(f"a new config needs {flag} (or use --from to upgrade an existing one)")
+    if sum(bool(x) for x in (req.split, req.allowed_ips, req.split_file)) > 1:
+        raise UsageError("--split, --split-file and --allowed-ips all set the destinations: give one")
+
+
+def _new_endpoint(peer: Endpoint, pin: bool, split: Sequence[str],
+                  resolve: EndpointLookup) -> tuple[Endpoint, str | None, list[str]]:
+    """The endpoint to write (pinned to an address with --pin-endpoint), what it was pinned from,
+    and the warnings it earns (a hostname; an address inside --split)."""
+    warnings = []
+    pinned_from = None
+    if not peer.is_address:
+        if pin:
+            pinned_from = str(peer)
+            peer = Endpoint(resolve(peer.host, peer.port), peer.port)
+        else:
+            warnings.append(_hostname_warning("--endpoint", peer))
+    if split and peer.is_address:
+        host = ipaddress.ip_address(peer.host)
+        inside = [c for c in split if host in ipaddress.ip_network(c, strict=False)]
+        if inside:
+            warnings.append(f"--endpoint {peer} is inside --split {inside[0]}: its packets would be "
+                            "routed into the tunnel itself")
+    return peer, pinned_from, warnings
 
 
 def _read_config(path: str) -> str:

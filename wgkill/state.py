@@ -182,34 +182,13 @@ def load(interface: str, directory: Path | None = None) -> State | None:
     backend = data.get("backend", "iptables") if version == 2 else "iptables"
     if backend not in BACKENDS:
         raise StateError(f"corrupt state file {path}: unknown backend {backend!r}")
-    families = {}
-    for name, record in _require(data, "families", dict, path).items():
-        family = _family_key(name, version)
-        if family is None or not isinstance(record, dict):
-            raise StateError(f"corrupt state file {path}: bad family {name!r}")
-        record = {k: v for k, v in record.items() if k not in RETIRED}
-        if version == 1:
-            record = {**record, "variant": _require(data, "iptables_variant", str, path)}
-        try:
-            families[family] = FamilyRecord(**record)
-        except TypeError as exc:
-            raise StateError(f"corrupt state file {path}: bad record for ipv{family}") from exc
-        chains = families[family].chains
-        if not isinstance(chains, list) or not all(isinstance(c, str) for c in chains):
-            raise StateError(f"corrupt state file {path}: bad chains for ipv{family}")
-        if families[family].variant not in ("nf_tables", "legacy"):
-            raise StateError(f"corrupt state file {path}: bad iptables variant for ipv{family}")
+    families = _families(data, version, path)
     applied_at = _require(data, "applied_at", str, path)
     nft = _nft_record(data.get("nft"), path) if backend == "nft" else None
     fwmark = data.get("fwmark")
     if fwmark is not None and not isinstance(fwmark, int):
         raise StateError(f"corrupt state file {path}: field 'fwmark' invalid")
-    dns = data.get("dns")
-    if dns is not None and not (
-        isinstance(dns, dict) and isinstance(dns.get("record"), dict | None)
-        and isinstance(dns.get("servers", []), list)
-    ):
-        raise StateError(f"corrupt state file {path}: field 'dns' invalid")
+    dns = _dns(data, path)
     return State(
         interface=interface,
         applied_at=applied_at,
@@ -229,6 +208,38 @@ def load(interface: str, directory: Path | None = None) -> State | None:
         allow_marks=_strings(data, "allow_marks", path),
         policies=_dicts(data, "policies", path),
     )
+
+
+def _families(data: dict[str, Any], version: int, path: Path) -> dict[int, FamilyRecord]:
+    """The iptables records by family (version 1: one variant for both, keys ``ipv4``)."""
+    families = {}
+    for name, record in _require(data, "families", dict, path).items():
+        family = _family_key(name, version)
+        if family is None or not isinstance(record, dict):
+            raise StateError(f"corrupt state file {path}: bad family {name!r}")
+        record = {k: v for k, v in record.items() if k not in RETIRED}
+        if version == 1:
+            record = {**record, "variant": _require(data, "iptables_variant", str, path)}
+        try:
+            families[family] = FamilyRecord(**record)
+        except TypeError as exc:
+            raise StateError(f"corrupt state file {path}: bad record for ipv{family}") from exc
+        chains = families[family].chains
+        if not isinstance(chains, list) or not all(isinstance(c, str) for c in chains):
+            raise StateError(f"corrupt state file {path}: bad chains for ipv{family}")
+        if families[family].variant not in ("nf_tables", "legacy"):
+            raise StateError(f"corrupt state file {path}: bad iptables variant for ipv{family}")
+    return families
+
+
+def _dns(data: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    dns = data.get("dns")
+    if dns is not None and not (
+        isinstance(dns, dict) and isinstance(dns.get("record"), dict | None)
+        and isinstance(dns.get("servers", []), list)
+    ):
+        raise StateError(f"corrupt state file {path}: field 'dns' invalid")
+    return dns
 
 
 def _strings(data: dict[str, Any], key: str, path: Path) -> list[str]:
