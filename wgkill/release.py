@@ -57,24 +57,8 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
             result.warnings += dns.revert(recorded.dns.get("record"))
         elif recorded is None:
             result.warnings.append("state unreadable: resolver configuration (if any) not restored")
-        failures = []
-        if recorded is not None and recorded.routes:
-            from . import routes
-
-            try:  # routes first: their marks name the sets removed below
-                routes.teardown(routes.RouteRecord.from_dict(recorded.routes))
-            except (FirewallError, PrerequisiteError) as exc:
-                failures.append(str(exc))
         excluded = recorded is None or bool(recorded.exclude)
-        if excluded:  # the marks go first: excluded packets then meet the block, never the uplink
-            failures += _remove_exclusion(interface, recorded)
-        try:
-            if recorded is not None:
-                result.removed += backend(recorded.backend).remove(recorded)
-            else:
-                result.removed += _remove_by_name(interface)
-        except (FirewallError, PrerequisiteError) as exc:
-            failures.append(str(exc))
+        failures = _remove_rules(interface, recorded, excluded, result)
         if failures:
             raise FirewallError("; ".join(failures) + " (state kept: run wgkill-down again)")
         hostpins.unpin(interface)
@@ -86,6 +70,30 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
 
             result.warnings += compose.recompose(interface)
     return result
+
+
+def _remove_rules(interface: str, recorded: statefile.State | None, excluded: bool,
+                  result: Released) -> list[str]:
+    """Routes, then the exclusion's marks, then the block (each order says why); every step is
+    tried, the failures returned as text."""
+    failures = []
+    if recorded is not None and recorded.routes:
+        from . import routes
+
+        try:  # routes first: their marks name the sets removed below
+            routes.teardown(routes.RouteRecord.from_dict(recorded.routes))
+        except (FirewallError, PrerequisiteError) as exc:
+            failures.append(str(exc))
+    if excluded:  # the marks go first: excluded packets then meet the block, never the uplink
+        failures += _remove_exclusion(interface, recorded)
+    try:
+        if recorded is not None:
+            result.removed += backend(recorded.backend).remove(recorded)
+        else:
+            result.removed += _remove_by_name(interface)
+    except (FirewallError, PrerequisiteError) as exc:
+        failures.append(str(exc))
+    return failures
 
 
 def _remove_exclusion(interface: str, recorded: statefile.State | None) -> list[str]:

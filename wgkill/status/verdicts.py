@@ -278,36 +278,48 @@ def judge(host: HostFacts, probes: list[ProbeResult] | None = None,
     problems = [Problem(Verdict.UNKNOWN, "unreadable", e) for e in host.errors]
     for s in statuses:
         problems += s.problems
-    if probes:
-        left = [p for p in probes if p.outcome == "left"]
-        if left:
-            recorded = [s.facts for s in statuses if s.facts.state is not None]
-            fix = _reapply_fix(recorded[0]) if len(recorded) == 1 else "wgkill-up IFACE for each tunnel"
-            problems.append(Problem(
-                Verdict.CRITICAL, "probe-leaked",
-                "probe: " + ", ".join(f"{p.name} to {p.target} got out via {p.device} ({p.detail})"
-                                      for p in left),
-                fix))
-    if excluded_probes is not None:
-        stopped = [p for p in excluded_probes if p.outcome != "left"]
-        if stopped:
-            problems.append(Problem(
-                Verdict.WARNING, "exclusion-broken",
-                "probe-excluded: " + ", ".join(f"{p.name} to {p.target} {p.outcome} ({p.detail})"
-                                               for p in stopped)
-                + ": excluded programs do not get out by the uplink",
-                "wgkill-up IFACE --allow-exclude"))
+    problems += _probe_problems(statuses, probes, excluded_probes)
     verdict = worst(p.verdict for p in problems)
     if not statuses and not host.errors:
         verdict = worst([verdict, Verdict.UNKNOWN])
         summary = "no WireGuard interface and no wgkill state: nothing to check"
     else:
-        summary = "; ".join(f"{s.facts.interface} {s.summary}" for s in statuses) or "cannot read"
-        if probes is not None:
-            got_out = sum(p.outcome == "left" for p in probes)
-            tried = sum(p.outcome != "skipped" for p in probes)
-            summary += f"; probe: {got_out} of {tried} got out" if got_out else f"; probe: {tried} refused"
-        if excluded_probes is not None:
-            out = sum(p.outcome == "left" for p in excluded_probes)
-            summary += f"; excluded probe: {out} of {len(excluded_probes)} left by the uplink"
+        summary = _summary_line(statuses, probes, excluded_probes)
     return Report(host, verdict, summary, statuses, problems, probes, excluded_probes)
+
+
+def _probe_problems(statuses: list[InterfaceStatus], probes: list[ProbeResult] | None,
+                    excluded_probes: list[ProbeResult] | None) -> list[Problem]:
+    """A probe that got out is a leak; an excluded probe that did not is a broken exclusion."""
+    problems = []
+    left = [p for p in probes or [] if p.outcome == "left"]
+    if left:
+        recorded = [s.facts for s in statuses if s.facts.state is not None]
+        fix = _reapply_fix(recorded[0]) if len(recorded) == 1 else "wgkill-up IFACE for each tunnel"
+        problems.append(Problem(
+            Verdict.CRITICAL, "probe-leaked",
+            "probe: " + ", ".join(f"{p.name} to {p.target} got out via {p.device} ({p.detail})"
+                                  for p in left),
+            fix))
+    stopped = [p for p in excluded_probes or [] if p.outcome != "left"]
+    if stopped:
+        problems.append(Problem(
+            Verdict.WARNING, "exclusion-broken",
+            "probe-excluded: " + ", ".join(f"{p.name} to {p.target} {p.outcome} ({p.detail})"
+                                           for p in stopped)
+            + ": excluded programs do not get out by the uplink",
+            "wgkill-up IFACE --allow-exclude"))
+    return problems
+
+
+def _summary_line(statuses: list[InterfaceStatus], probes: list[ProbeResult] | None,
+                  excluded_probes: list[ProbeResult] | None) -> str:
+    summary = "; ".join(f"{s.facts.interface} {s.summary}" for s in statuses) or "cannot read"
+    if probes is not None:
+        got_out = sum(p.outcome == "left" for p in probes)
+        tried = sum(p.outcome != "skipped" for p in probes)
+        summary += f"; probe: {got_out} of {tried} got out" if got_out else f"; probe: {tried} refused"
+    if excluded_probes is not None:
+        out = sum(p.outcome == "left" for p in excluded_probes)
+        summary += f"; excluded probe: {out} of {len(excluded_probes)} left by the uplink"
+    return summary
