@@ -39,7 +39,6 @@ MTU_RANGE = (68, 65455)  # ETH_MIN_MTU .. 65535 minus WireGuard's 80 bytes of ov
 IPV6_MIN_MTU = 1280
 BACKUP_SUFFIX = ".bak"
 
-_DNS_ADDRESS = re.compile(r"(^[0-9.]+$)|(^.*:.*$)")  # wg-quick's own address-or-domain test
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _PREFIX = re.compile(r"[^/]+(/[0-9]{1,3})?")
 _ENDPOINT = re.compile(r"\[(?P<v6>[^\[\]]+)\]:(?P<port6>[0-9]+)|(?P<host>[^:\[\]]+):(?P<port>[0-9]+)")
@@ -97,14 +96,14 @@ def domain(value: str) -> str:
     name = value[:-1] if value.endswith(".") else value
     if not name or len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
         raise Invalid("expected a domain name such as corp.example")
-    if _DNS_ADDRESS.match(value):
+    if wgconf.is_dns_address(value):
         raise Invalid("wg-quick would read it as a server address, and it is not one")
     return value
 
 
 def dns_entry(value: str) -> str:
     """A ``DNS =`` item: a server address, or a search domain, told apart as wg-quick does."""
-    if _DNS_ADDRESS.match(value):
+    if wgconf.is_dns_address(value):
         try:
             ipaddress.ip_address(value)
         except ValueError as exc:
@@ -565,12 +564,7 @@ def snippet(req: Request, bin_dir: str) -> Rendered:
     extra = _given(req, _NEW_ONLY) + _given(req, _HOOK_FLAGS) + (["--in-place"] if req.in_place else [])
     if extra:
         raise UsageError(f"{extra[0]} cannot be used with --snippet")
-    servers = [s for s in _items("--dns", req.dns, dns_entry) if _DNS_ADDRESS.match(s)]
-    if not req.dns and req.source and req.snippet != "systemd":
-        lines = wgconf.read_lines(_read_config(req.source), req.source)
-        for line in lines:
-            if line.section == "[interface]" and line.key == "dns":
-                servers += [v for v in wgconf.split_list(line.value) if _DNS_ADDRESS.match(v)]
+    servers = _snippet_servers(req)
     interface = validate_interface(req.interface or _interface_from(req.source) or "wg0")
     if req.snippet == "resolved":
         if not servers:
@@ -586,6 +580,16 @@ def snippet(req: Request, bin_dir: str) -> Rendered:
         text = render("snippet-systemd.j2", interface=interface, bin_dir=bin_dir,
                       on_default_path=on_default_path, path=path)
     return Rendered(text)
+
+
+def _snippet_servers(req: Request) -> list[str]:
+    """The DNS server addresses a snippet names: --dns, else the DNS = lines of --from."""
+    servers = [s for s in _items("--dns", req.dns, dns_entry) if wgconf.is_dns_address(s)]
+    if not req.dns and req.source and req.snippet != "systemd":
+        for line in wgconf.read_lines(_read_config(req.source), req.source):
+            if line.section == "[interface]" and line.key == "dns":
+                servers += [v for v in wgconf.split_list(line.value) if wgconf.is_dns_address(v)]
+    return servers
 
 
 def _interface_from(source: str | None) -> str | None:

@@ -260,6 +260,12 @@ class WgQuickConfig:
         return (self.table or "").lower() == "off"
 
 
+def is_dns_address(value: str) -> bool:
+    """Whether a ``DNS =`` item is a server address (else a search domain), by wg-quick's own test:
+    digits and dots, or anything with a colon. wgkill-render and the config reader share it."""
+    return _DNS_ADDRESS.match(value) is not None
+
+
 def parse_fwmark(value: str) -> int:
     """``FwMark``: ``off`` (0), or 0-0xffffffff in decimal or 0x hex, as wg's parse_fwmark reads it
     (a digit first, then strtoul in base 16 after ``0x`` else 10, all of it): no ``0b``, ``0o``
@@ -292,7 +298,7 @@ def parse_config(text: str, path: str = "<config>") -> WgQuickConfig:
     dns_search: list[str] = []
     for value in iface.get("dns", []):
         for item in split_list(value):
-            (dns_servers if _DNS_ADDRESS.match(item) else dns_search).append(item)
+            (dns_servers if is_dns_address(item) else dns_search).append(item)
     parsed_peers = []
     for peer in peers:
         endpoint = peer.get("endpoint", [None])[-1]

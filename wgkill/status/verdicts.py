@@ -221,18 +221,25 @@ def judge_interface(facts: InterfaceFacts, host: HostFacts) -> InterfaceStatus:
         problems.append(Problem(Verdict.CRITICAL, "dns-unlocked",
                                 f"DNS lock is off and the system also uses {', '.join(outside)}, "
                                 "not a resolver of the tunnel: queries can reach it", fix, iface))
-    if link is None:
-        hint = f"wgkill-release {iface}" if facts.state.lockdown else f"wgkill-down {iface}"
-        problems.append(Problem(Verdict.WARNING, "tunnel-gone",
-                                f"{iface} is gone (daemon killed or interface deleted); the block holds",
-                                f"wg-quick up {iface} (reconnects with the block held), or {hint} to go "
-                                "online without the tunnel", iface))
-    elif not link.up:
-        problems.append(Problem(Verdict.WARNING, "tunnel-down", f"{iface} is down; the block holds",
-                                f"ip link set {iface} up, or wg-quick down {iface} to release the block",
-                                iface))
+    problems += _link_problems(facts)
     verdict = worst(p.verdict for p in problems)
     return InterfaceStatus(facts, verdict, _summary(verdict, problems, facts, host.now), problems, outside)
+
+
+def _link_problems(facts: InterfaceFacts) -> list[Problem]:
+    """A recorded tunnel that is gone or down: the block holds, which is a WARNING, not a leak."""
+    iface, link = facts.interface, facts.link
+    if link is None:
+        hint = (f"wgkill-release {iface}" if facts.state is not None and facts.state.lockdown
+                else f"wgkill-down {iface}")
+        return [Problem(Verdict.WARNING, "tunnel-gone",
+                        f"{iface} is gone (daemon killed or interface deleted); the block holds",
+                        f"wg-quick up {iface} (reconnects with the block held), or {hint} to go "
+                        "online without the tunnel", iface)]
+    if not link.up:
+        return [Problem(Verdict.WARNING, "tunnel-down", f"{iface} is down; the block holds",
+                        f"ip link set {iface} up, or wg-quick down {iface} to release the block", iface)]
+    return []
 
 
 _SHORT = {
