@@ -120,6 +120,11 @@ def chain_problems(facts: InterfaceFacts) -> list[Problem]:
             out.append(Problem(Verdict.CRITICAL, "drifted",
                                f"chain {where} has {c.rules} rules, {c.recorded_rules} were applied",
                                fix, iface))
+    return out + _set_problems(facts, fix) + _route_problems(facts, fix)
+
+
+def _set_problems(facts: InterfaceFacts, fix: str) -> list[Problem]:
+    out, iface = [], facts.interface
     for s in facts.sets:
         if s.entries is None:
             out.append(Problem(Verdict.CRITICAL, "set-missing",
@@ -131,6 +136,11 @@ def chain_problems(facts: InterfaceFacts) -> list[Problem]:
             out.append(Problem(Verdict.CRITICAL, "set-altered",
                                f"ipset {s.name} holds {s.entries} entries, {s.expected} were applied",
                                fix, iface))
+    return out
+
+
+def _route_problems(facts: InterfaceFacts, fix: str) -> list[Problem]:
+    out, iface = [], facts.interface
     up = facts.link is not None and facts.link.up
     for gap in facts.route_gaps:
         if gap.kind == "rule":
