@@ -1,4 +1,5 @@
-"""The seam both firewall backends implement; ``wgkill.killswitch`` and ``wgkill.release`` use only this.
+"""The seam both firewall backends implement: nothing outside ``wgkill.firewall`` uses more (an import
+contract in pyproject.toml; docs/architecture.md is the map).
 
 A run plans first (nothing changes), records the plan in the state (intent
 before any change, so an interrupted run stays removable), then applies it.
