@@ -43,6 +43,17 @@ def test_round_trip_and_modes(fs) -> None:
     assert sorted(p.name for p in DIR.iterdir()) == ["wg0.json"]  # no temp file left behind
 
 
+def test_fields_earlier_versions_wrote_and_nobody_reads_still_load(fs) -> None:
+    """payload_sha256 and the top-level allow_interfaces/allow_marks are no longer written; a state
+    an earlier wgkill wrote with them loads as if they were not there."""
+    statefile.save(_state(), DIR)
+    data = json.loads((DIR / "wg0.json").read_text())
+    data["families"]["4"]["payload_sha256"] = "ab" * 32
+    data["allow_interfaces"], data["allow_marks"] = ["br-+"], ["0x1/0x1"]
+    (DIR / "wg0.json").write_text(json.dumps(data))
+    assert statefile.load("wg0", DIR) == _state()
+
+
 def test_existing_loose_directory_is_tightened(fs) -> None:
     fs.create_dir(DIR, perm_bits=0o755)
     statefile.save(_state(), DIR)

@@ -105,8 +105,6 @@ def _state_record(
         },
         lockdown=options.lockdown,
         allowed_ips_file=options.allowed_ips_file,
-        allow_interfaces=list(policy.families[0].allow_interfaces) if policy.families else [],
-        allow_marks=list(policy.families[0].allow_marks) if policy.families else [],
         policies=[fp.to_dict() for fp in policy.families],
     )
 

@@ -31,7 +31,10 @@ READABLE_VERSIONS = (1, 2)
 BACKENDS = ("iptables", "nft")
 DEFAULT_DIR = "/var/lib/wgkill"
 LOCK_NAME = ".lock"
-RETIRED = frozenset({"payload_sha256"})  # written by earlier versions, read by none: skipped at load
+# Written by earlier versions and read by none, skipped at load: the hash of a payload (the payload
+# or the chain bodies are recorded), and the top-level copies of --allow-iface/--allow-mark (each
+# family's recorded policy holds them).
+RETIRED = frozenset({"payload_sha256", "allow_interfaces", "allow_marks"})
 
 
 def state_dir() -> Path:
@@ -81,8 +84,6 @@ class State:
     lockdown: bool = False
     allowed_ips_file: str | None = None
     routes: dict[str, Any] | None = None  # wgkill.routes.RouteRecord, when --routes set them up
-    allow_interfaces: list[str] = field(default_factory=list)  # --allow-iface, as given (validated)
-    allow_marks: list[str] = field(default_factory=list)  # --allow-mark, as 0xV/0xM
     policies: list[dict[str, Any]] = field(default_factory=list)  # FamilyPolicy.to_dict() per family
     exclude: dict[str, Any] | None = None  # wgkill.exclude.ExclusionRecord, with --allow-exclude
     version: int = VERSION
@@ -204,8 +205,6 @@ def load(interface: str, directory: Path | None = None) -> State | None:
         routes=data["routes"] if isinstance(data.get("routes"), dict) else None,
         exclude=data["exclude"] if isinstance(data.get("exclude"), dict) else None,
         allowed_ips_file=data["allowed_ips_file"] if isinstance(data.get("allowed_ips_file"), str) else None,
-        allow_interfaces=_strings(data, "allow_interfaces", path),
-        allow_marks=_strings(data, "allow_marks", path),
         policies=_dicts(data, "policies", path),
     )
 
@@ -240,13 +239,6 @@ def _dns(data: dict[str, Any], path: Path) -> dict[str, Any] | None:
     ):
         raise StateError(f"corrupt state file {path}: field 'dns' invalid")
     return dns
-
-
-def _strings(data: dict[str, Any], key: str, path: Path) -> list[str]:
-    value = data.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise StateError(f"corrupt state file {path}: field {key!r} invalid")
-    return value
 
 
 def _dicts(data: dict[str, Any], key: str, path: Path) -> list[dict[str, Any]]:
