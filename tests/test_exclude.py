@@ -147,7 +147,7 @@ def _state_with(interface: str, exclusion: ExclusionRecord | None) -> None:
     from wgkill import state as statefile
 
     statefile.save(statefile.State(interface=interface, applied_at="2027-01-15T08:00:00Z",
-                                   exclude=exclusion.to_dict() if exclusion else None))
+                                   exclude=exclusion))
 
 
 def test_the_cgroup_goes_with_the_last_tunnel_that_allows_exclusion(

@@ -54,6 +54,21 @@ def test_fields_earlier_versions_wrote_and_nobody_reads_still_load(fs) -> None:
     assert statefile.load("wg0", DIR) == _state()
 
 
+def test_a_corrupt_exclusion_record_refuses_the_state_at_load(fs) -> None:
+    """Typed at load: a bad record is refused before any operation starts, not halfway through."""
+    from wgkill.exclusion import ExclusionRecord
+
+    state = _state()
+    state.exclude = ExclusionRecord("wg0", "wgkill-exclude", 0xCA6C, [4, 6])
+    statefile.save(state, DIR)
+    assert statefile.load("wg0", DIR) == state
+    data = json.loads((DIR / "wg0.json").read_text())
+    data["exclude"]["cgroup"] = "../escape"
+    (DIR / "wg0.json").write_text(json.dumps(data))
+    with pytest.raises(StateError, match=r"corrupt state file .*bad cgroup name"):
+        statefile.load("wg0", DIR)
+
+
 def test_existing_loose_directory_is_tightened(fs) -> None:
     fs.create_dir(DIR, perm_bits=0o755)
     statefile.save(_state(), DIR)

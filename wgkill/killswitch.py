@@ -311,7 +311,7 @@ def _apply_block(interface: str, options: UpOptions, config: WgQuickConfig | Non
     record = _state_record(interface, d.policy, config, options, d.dns_backend, d.previous_dns)
     firewall.record(d.plan, record)
     if d.excluding is not None:
-        record.exclude = d.excluding.to_dict()
+        record.exclude = d.excluding
     statefile.save(record)  # intent first: a crash mid-way stays removable
     made_cgroup = False
     if d.excluding is not None:
@@ -359,11 +359,8 @@ def _drop_exclusion(interface: str, previous: statefile.State, keep_cgroup: bool
     exclude.remove_rules(interface, previous)
     if keep_cgroup:
         return
-    try:
-        name = exclude.ExclusionRecord.from_dict(previous.exclude).cgroup
-    except StateError:
-        return
-    exclude.release_cgroup(name, interface)
+    if previous.exclude is not None:
+        exclude.release_cgroup(previous.exclude.cgroup, interface)
 
 
 def _switch_backend(previous: statefile.State) -> None:
@@ -428,12 +425,12 @@ def _boot_one(interface: str, recorded: statefile.State | None) -> str:
 def _boot_exclusion(recorded: statefile.State | None) -> "tuple[ExclusionRecord | None, str | None]":
     """A recorded exclusion's cgroup, made again (empty) so the recorded rules that name it load;
     (None, why) when it cannot be: the tunnel then gets a full block instead, never none."""
-    if recorded is None or not recorded.exclude:
+    if recorded is None or recorded.exclude is None:
         return None, None
     from . import exclude
 
+    excluding = recorded.exclude
     try:
-        excluding = exclude.ExclusionRecord.from_dict(recorded.exclude)
         exclude.cgroup_of_record(excluding).create()
     except WgkillError as exc:
         return None, f"exclusion cannot be restored ({exc})"

@@ -111,11 +111,11 @@ def _remove_exclusion(interface: str, recorded: statefile.State | None) -> list[
 def _release_cgroup(interface: str, recorded: statefile.State | None) -> list[str]:
     """The exclusion cgroup goes with the last tunnel that allows exclusion; said in a warning
     when it still held processes (moved back to the root cgroup: no longer excluded)."""
-    from .exclude import ExclusionRecord, release_cgroup
+    from .exclude import release_cgroup
     from .names import exclude_cgroup
 
     try:
-        name = ExclusionRecord.from_dict(recorded.exclude).cgroup if recorded else exclude_cgroup()
+        name = recorded.exclude.cgroup if recorded is not None and recorded.exclude else exclude_cgroup()
         moved = release_cgroup(name, interface)
     except WgkillError as exc:
         return [f"exclusion cgroup not removed: {exc}"] if recorded else []

@@ -25,6 +25,7 @@ from typing import Any
 
 from . import fileio
 from .errors import StateError
+from .exclusion import ExclusionRecord
 
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -85,7 +86,7 @@ class State:
     allowed_ips_file: str | None = None
     routes: dict[str, Any] | None = None  # wgkill.routes.RouteRecord, when --routes set them up
     policies: list[dict[str, Any]] = field(default_factory=list)  # FamilyPolicy.to_dict() per family
-    exclude: dict[str, Any] | None = None  # wgkill.exclude.ExclusionRecord, with --allow-exclude
+    exclude: ExclusionRecord | None = None  # with --allow-exclude; parsed (and refused if corrupt) at load
     version: int = VERSION
 
     def to_json(self) -> str:
@@ -203,7 +204,7 @@ def load(interface: str, directory: Path | None = None) -> State | None:
         dns=dns,
         lockdown=data.get("lockdown") is True,
         routes=data["routes"] if isinstance(data.get("routes"), dict) else None,
-        exclude=data["exclude"] if isinstance(data.get("exclude"), dict) else None,
+        exclude=_exclusion(data.get("exclude"), path),
         allowed_ips_file=data["allowed_ips_file"] if isinstance(data.get("allowed_ips_file"), str) else None,
         policies=_dicts(data, "policies", path),
     )
@@ -229,6 +230,15 @@ def _families(data: dict[str, Any], version: int, path: Path) -> dict[int, Famil
         if families[family].variant not in ("nf_tables", "legacy"):
             raise StateError(f"corrupt state file {path}: bad iptables variant for ipv{family}")
     return families
+
+
+def _exclusion(data: Any, path: Path) -> ExclusionRecord | None:
+    if data is None:
+        return None
+    try:
+        return ExclusionRecord.from_dict(data)
+    except StateError as exc:
+        raise StateError(f"corrupt state file {path}: {exc}") from exc
 
 
 def _dns(data: dict[str, Any], path: Path) -> dict[str, Any] | None:

@@ -94,11 +94,8 @@ def recorded_exclusions(skip: str | None = None) -> tuple[list[ExclusionRecord],
         except StateError:
             unreadable = True
             continue
-        if recorded is not None and recorded.exclude:
-            try:
-                found.append(ExclusionRecord.from_dict(recorded.exclude))
-            except StateError:
-                unreadable = True
+        if recorded is not None and recorded.exclude is not None:
+            found.append(recorded.exclude)
     return found, unreadable
 
 
