@@ -15,13 +15,17 @@ BIN    := $(VENV)/bin
 DEBS   := wireguard-tools wireguard-go iptables nftables ipset iproute2 curl dnsutils dnsmasq-base \
           psmisc procps util-linux e2fsprogs busybox python3-venv strace openssl \
           dbus-daemon dbus-system-bus-common libevent-2.1-7 libnghttp2-14 libpython3.11 \
-          man-db systemd
+          man-db systemd python3-apt
 PYTEST_ARGS ?=
 # Built before the lab's `unshare --net`, so the make-install test runs pip offline.
 WHEELS := build/wheels
+# ansible-core for the Ansible role's lab test, which installs it offline into a throwaway
+# virtualenv (python3-apt above: the role's apt module runs on the system's Python).
+ANSIBLE_WHEELS := build/ansible-wheels
+ANSIBLE_CORE   := ansible-core>=2.18,<2.19
 
 .PHONY: all deps deb-deps venv wheels demo test lint unit lab bench clean clean-lab \
-        deb install uninstall install-unit uninstall-unit
+        deb install uninstall install-unit uninstall-unit alert-series
 
 all: test
 
@@ -58,6 +62,8 @@ venv: deps
 wheels: venv
 	@cd / && $(CURDIR)/$(BIN)/pip wheel -q --disable-pip-version-check -w $(CURDIR)/$(WHEELS) \
 	  "$(CURDIR)" setuptools wheel
+	@ls $(ANSIBLE_WHEELS)/ansible_core-*.whl >/dev/null 2>&1 || (cd / && $(CURDIR)/$(BIN)/pip download -q \
+	  --disable-pip-version-check --only-binary=:all: -d $(CURDIR)/$(ANSIBLE_WHEELS) "$(ANSIBLE_CORE)")
 
 demo: venv
 	unshare --net -- $(BIN)/python -m wgkill_lab.demo
@@ -85,6 +91,13 @@ lab: venv deb-deps wheels
 bench: venv
 	unshare --net -- $(BIN)/python bench/run.py
 	unshare --net -- $(BIN)/python bench/backends.py
+	unshare --net -- $(BIN)/python bench/reconnect.py
+
+# The alert rules' test series (contrib/prometheus), captured anew from the lab: after a change to
+# wgkill-status's metrics, when tests/lab/test_alert_series_lab.py says the lab prints other series.
+alert-series: venv
+	unshare --net -- $(BIN)/python -m wgkill_lab.alerting capture tests/golden/prometheus
+	$(BIN)/python -m wgkill_lab.alerting tests tests/golden/prometheus >contrib/prometheus/wgkill.rules.test.yml
 
 # ---- installing for real (issue 14) ----------------------------------------------
 

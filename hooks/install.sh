@@ -1,7 +1,8 @@
 #!/bin/sh
 # wgkill without a distribution package: a virtualenv in PREFIX, links on
 # wg-quick@.service's PATH (SBINDIR), manual pages (MANDIR), and the units of
-# hooks/ with ExecStart pointing at SBINDIR, enabled as `systemctl enable` would.
+# hooks/ with ExecStart pointing at SBINDIR, enabled as `systemctl enable` would
+# (the services; the textfile timer is installed disabled, as the package ships it).
 # Every path it creates is recorded in PREFIX/installed-files; `uninstall`
 # removes exactly those, then PREFIX, and never /var/lib/wgkill (an engaged
 # block and its state stay). `units`/`remove-units` alone serve pipx installs.
@@ -42,24 +43,28 @@ reload_systemd() {
 	fi
 }
 
-install_units() {
+install_units() {  # services with an [Install] section enabled; timers shipped disabled (opt-in)
 	make_dir "$UNITDIR"
-	for unit in "$SRC"/hooks/*.service; do
+	for unit in "$SRC"/hooks/*.service "$SRC"/hooks/*.timer; do
 		name=${unit##*/}
 		sed "s|^ExecStart=/usr/sbin/|ExecStart=$SBINDIR/|" "$unit" >"$UNITDIR/.$name.new"
 		mv "$UNITDIR/.$name.new" "$UNITDIR/$name"
 		record "$UNITDIR/$name"
+		case $name in *.timer)
+			echo "[#] $UNITDIR/$name, not enabled (systemctl enable --now $name)" >&2
+			continue ;;
+		esac
 		for target in $(sed -n 's/^WantedBy=//p' "$unit"); do
 			make_dir "$UNITDIR/$target.wants"
 			link "$UNITDIR/$name" "$UNITDIR/$target.wants/$name"
 		done
-		echo "[#] $UNITDIR/$name (ExecStart=$SBINDIR/...), enabled" >&2
+		echo "[#] $UNITDIR/$name (ExecStart=$SBINDIR/...)$(grep -q '^WantedBy=' "$unit" && echo ', enabled')" >&2
 	done
 	reload_systemd
 }
 
 remove_units() {  # by name: the units hooks/ ships and the links enabling them
-	for unit in "$SRC"/hooks/*.service; do
+	for unit in "$SRC"/hooks/*.service "$SRC"/hooks/*.timer; do
 		name=${unit##*/}
 		for wanted in "$UNITDIR"/*.wants/"$name"; do
 			[ -L "$wanted" ] && rm -f "$wanted"

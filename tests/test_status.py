@@ -469,6 +469,8 @@ def test_prometheus_textfile_parses_with_the_real_parser() -> None:
     assert m["wgkill_protected"] == {(("interface", "wg0"),): 1.0, (("interface", "wg1"),): 0.0,
                                      (("interface", "wg2"),): 0.0}
     assert m["wgkill_blocking"][(("interface", "wg1"),)] == 1.0
+    assert m["wgkill_interface_status"] == {(("interface", "wg0"),): 0.0, (("interface", "wg1"),): 1.0,
+                                            (("interface", "wg2"),): 2.0}  # what alerts name
     assert m["wgkill_drifted"] == {(("interface", "wg0"),): 0.0, (("interface", "wg1"),): 0.0,
                                    (("interface", "wg2"),): 1.0}
     assert m["wgkill_handshake_age_seconds"][(("interface", "wg0"),)] == 12.0

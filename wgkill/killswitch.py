@@ -202,10 +202,12 @@ def _decide(
         mark = exclude.check_tunnel(facts.fwmark, split is None, bool(config and config.routes_off))
         excluding = exclude.plan(interface, mark, families)
     route_mark = f"0x{planned.mark:x}/0x{planned.mask:x}" if planned else None
+    others = compose.peers(interface)
     policy = build_policy(
         interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark,
         allow_interfaces=options.allow_interfaces, allow_marks=options.allow_marks,
-        peer_interfaces=compose.peers(interface), exclude_cgroup=excluding.cgroup if excluding else None,
+        peer_interfaces=others.interfaces, peer_endpoints=others.endpoints,
+        exclude_cgroup=excluding.cgroup if excluding else None,
     )
     plan = firewall.plan(policy, split, cache=not options.dry_run)
     return _Decision(previous, previous_dns, dns_plan, dns_backend, split, route_families, previous_routes,

@@ -34,6 +34,8 @@ BUNDLES: dict[str, tuple[tuple[str, ...], bool]] = {
     "unbound": (("unbound", "libprotobuf-c1"), False),
     # openresolv, for the resolvconf cooperation tests: run from a copy, never installed.
     "openresolv": (("openresolv",), False),
+    # promtool, for the alert rules' tests: the prometheus package would add a user and a server.
+    "prometheus": (("prometheus",), False),
 }
 
 

@@ -19,6 +19,7 @@ from wgkill.cli import manpage
 from wgkill_lab.netns import Lab, Tunnel
 
 from .checks import assert_blocked, assert_open_uplink, assert_through_tunnel, state
+from .packaging import APT, HELPER_STATE, installed, snapshot
 
 pytestmark = pytest.mark.lab
 
@@ -26,15 +27,12 @@ ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # root's, and wg-quick@.service's, without /usr/local
 STATE_DIR = Path("/var/lib/wgkill")
 NAMES = sorted(c.name for c in manpage.commands())
-UNITS = sorted(p.name for p in (ROOT / "hooks").glob("*.service"))
-APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "--no-install-recommends"]
-# Where the package puts things, and where a sloppy one might: compared before and after.
-HELPER_STATE = "/var/lib/systemd/deb-systemd-helper-enabled"  # deb-systemd-helper's record of enabling
-WATCHED = (Path("/usr/sbin"), Path("/usr/bin"), Path("/lib/systemd/system"), Path("/usr/share/man/man8"),
-           Path("/etc/systemd/system"), Path(HELPER_STATE))
-SHALLOW = (Path("/usr/share/doc"), Path("/usr/lib/python3/dist-packages"))
-
-
+UNITS = sorted(p.name for p in (ROOT / "hooks").glob("*.service")) + sorted(
+    p.name for p in (ROOT / "hooks").glob("*.timer"))
+# Enabled at install: the boot and guard units. The textfile timer ships disabled (opt-in).
+ENABLED = sorted(p.name for p in (ROOT / "hooks").glob("*.service")
+                 if "WantedBy=sysinit.target" in p.read_text())
+TIMERS = sorted(p.name for p in (ROOT / "hooks").glob("*.timer"))
 def _run(argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 600,
          cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     base = {"PATH": SYSTEM_PATH, "LC_ALL": "C.UTF-8", "HOME": "/root", "DEBIAN_FRONTEND": "noninteractive"}
@@ -47,22 +45,6 @@ def _ok(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     assert done.returncode == 0, (f"{' '.join(argv)} -> {done.returncode}\n"
                                   f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done
-
-
-def _snapshot() -> set[str]:
-    """Every path under WATCHED, and the names directly in SHALLOW."""
-    seen: set[str] = set()
-    for top in WATCHED:
-        for dirpath, dirnames, filenames in os.walk(top):
-            seen.update(os.path.join(dirpath, n) for n in dirnames + filenames)
-    for top in SHALLOW:
-        seen.update(str(p) for p in top.iterdir())
-    return seen
-
-
-def _installed(package: str = "wgkill") -> bool:
-    done = _run(["dpkg-query", "-W", "-f=${Status}", package])
-    return done.returncode == 0 and done.stdout.endswith(" installed")
 
 
 def _hooks(sbin: str) -> str:
@@ -108,15 +90,6 @@ def _verify_units(paths: list[Path], env: dict[str, str] | None = None) -> None:
 # ---- the Debian package ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def deb() -> Path:
-    """`make deb`, once per session: dist/wgkill_VERSION_all.deb."""
-    _ok(["make", "-C", str(ROOT), "deb"], env={"MAKEFLAGS": ""})
-    built = sorted((ROOT / "dist").glob("wgkill_*_all.deb"))
-    assert len(built) == 1, built
-    return built[0]
-
-
 @pytest.fixture
 def system_lab() -> Iterator[Lab]:
     """A lab whose PATH starts with /usr/sbin, no virtualenv on it (what wg-quick@.service sees),
@@ -133,16 +106,17 @@ def system_lab() -> Iterator[Lab]:
 
 
 @pytest.fixture
-def package(deb: Path) -> Iterator[Path]:
-    """Nothing of wgkill's on the machine before; purged again afterwards, even on failure."""
-    if _installed():
+def package(deb: Path, package_lock: None) -> Iterator[Path]:
+    """Nothing of wgkill's on the machine before; purged again afterwards, even on failure (the
+    ``deb`` and ``package_lock`` fixtures: tests/lab/conftest.py)."""
+    if installed():
         pytest.fail("the wgkill package is installed on this machine already: refusing to replace it")
     try:
         yield deb
     finally:
         if _run(["dpkg-query", "-W", "wgkill"]).returncode == 0:
             _run([*APT, "purge", "wgkill"])
-        assert not _installed()
+        assert not installed()
 
 
 def test_package_metadata(deb: Path) -> None:
@@ -166,6 +140,8 @@ def test_package_metadata(deb: Path) -> None:
     assert {p for p in files if p.startswith("/usr/share/man/")} == {
         f"/usr/share/man/man8/{n}.8.gz" for n in NAMES}
     assert {"/usr/share/doc/wgkill/README.md.gz", "/usr/share/doc/wgkill/copyright"} <= files
+    assert {"/usr/share/doc/wgkill/examples/wgkill.rules.yml",  # the alert rules, beside their tests
+            "/usr/share/doc/wgkill/examples/wgkill.rules.test.yml"} <= files
     python = {p for p in files if p.startswith("/usr/lib/python3/")}
     assert python and all(p.startswith(("/usr/lib/python3/dist-packages/wgkill/",
                                         "/usr/lib/python3/dist-packages/wgkill-")) for p in python), python
@@ -187,7 +163,7 @@ def test_every_packaged_unit_passes_systemd_analyze_verify(deb: Path, tmp_path: 
     ExecStart binary, its Documentation= man page)."""
     _ok(["dpkg-deb", "-x", str(deb), str(tmp_path)])
     units = sorted((tmp_path / "lib/systemd/system").glob("*"))
-    assert [u.name for u in units] == UNITS
+    assert sorted(u.name for u in units) == sorted(UNITS)
     env = {"MANPATH": str(tmp_path / "usr/share/man")}
     for unit in units:
         done = _ok(["systemd-analyze", "verify", f"--root={tmp_path}", str(unit)], env=env)
@@ -197,9 +173,9 @@ def test_every_packaged_unit_passes_systemd_analyze_verify(deb: Path, tmp_path: 
 def test_installed_package_holds_the_block_and_goes_without_lifting_it(
         package: Path, system_lab: Lab) -> None:
     lab = system_lab
-    before = _snapshot()
+    before = snapshot()
     _ok([*APT, "install", f"./{package.relative_to(ROOT)}"])
-    assert _installed()
+    assert installed()
 
     # what the package put in place: system Python, /usr/sbin, man pages, the unit enabled
     for name in NAMES:
@@ -209,9 +185,13 @@ def test_installed_package_holds_the_block_and_goes_without_lifting_it(
     assert _ok(["man", "-w", "wgkill-up"]).stdout.strip() == "/usr/share/man/man8/wgkill-up.8.gz"
     page = _ok(["man", "-P", "cat", "wgkill-up"], env={"MANWIDTH": "200"}).stdout
     assert page.startswith("WGKILL-UP(8)") and "--dns-backend" in page
-    for unit in UNITS:
+    assert ENABLED == ["wgkill-boot.service", "wgkill-guard.service"] and TIMERS
+    for unit in ENABLED:
         wants = Path("/etc/systemd/system/sysinit.target.wants") / unit
         assert wants.is_symlink() and os.readlink(wants) == f"/lib/systemd/system/{unit}"
+    for timer in TIMERS:  # shipped, not enabled
+        assert (Path("/lib/systemd/system") / timer).is_file()
+        assert not (Path("/etc/systemd/system/timers.target.wants") / timer).exists()
     assert "ExecStart=/usr/sbin/wgkill-boot" in Path("/lib/systemd/system/wgkill-boot.service").read_text()
     _verify_units([Path("/lib/systemd/system") / u for u in UNITS])
 
@@ -224,7 +204,7 @@ def test_installed_package_holds_the_block_and_goes_without_lifting_it(
     said = removed.stdout + removed.stderr
     assert f"a kill switch is still engaged for: {tunnel.iface}" in said
     assert "wgkill-release IFACE" in said
-    assert not _installed()
+    assert not installed()
     for path in owned[1:]:  # the first line is "/."
         if os.path.islink(path) and os.path.isdir(path):
             continue  # /lib -> usr/lib on a merged-/usr system: the system's, not ours
@@ -233,10 +213,10 @@ def test_installed_package_holds_the_block_and_goes_without_lifting_it(
         else:
             assert not os.path.lexists(path), f"{path} left behind"
     assert not Path("/usr/lib/python3/dist-packages/wgkill").exists()  # byte-code included
-    left = _snapshot() - before  # Debian keeps a removed package's enablement until purge
+    left = snapshot() - before  # Debian keeps a removed package's enablement until purge
     assert {p for p in left if not p.startswith(f"{HELPER_STATE}/")} == {
-        f"/etc/systemd/system/sysinit.target.wants/{u}" for u in UNITS}
-    assert before - _snapshot() == set()
+        f"/etc/systemd/system/sysinit.target.wants/{u}" for u in ENABLED}
+    assert before - snapshot() == set()
     assert_blocked(lab)
     assert (STATE_DIR / f"{tunnel.iface}.json").exists()
 
@@ -245,7 +225,7 @@ def test_installed_package_holds_the_block_and_goes_without_lifting_it(
     said = purged.stdout + purged.stderr  # apt passes the maintainer scripts' stderr on its stdout
     assert f"{STATE_DIR} kept: a kill switch is still engaged for: {tunnel.iface}" in said
     assert (STATE_DIR / f"{tunnel.iface}.json").exists()
-    assert _snapshot() == before  # the unit's enablement went with the purge
+    assert snapshot() == before  # the unit's enablement went with the purge
     assert_blocked(lab)
 
     # the way out the message names: install again, wgkill-release; then purge removes the state
@@ -256,8 +236,8 @@ def test_installed_package_holds_the_block_and_goes_without_lifting_it(
     purged = _ok([*APT, "purge", "wgkill"])
     assert "wgkill:" not in purged.stdout + purged.stderr  # nothing engaged, nothing to say
     assert not STATE_DIR.exists()
-    assert _snapshot() == before
-    assert not _installed()
+    assert snapshot() == before
+    assert not installed()
 
 
 # ---- make install ------------------------------------------------------------------------
@@ -299,8 +279,12 @@ def test_make_install_holds_the_block_and_uninstall_removes_exactly_it(
     assert base.strip() == "/usr"  # a virtualenv on the system's Python
     units = Path(make_install["UNITDIR"])
     assert f"ExecStart={sbin}/wgkill-boot" in (units / "wgkill-boot.service").read_text()
-    for unit in UNITS:
+    for unit in ENABLED:
         assert os.readlink(units / "sysinit.target.wants" / unit) == str(units / unit)
+    for timer in TIMERS:  # installed, not enabled
+        assert (units / timer).is_file() and not (units / "timers.target.wants").exists()
+    textfile = (units / "wgkill-textfile.service").read_text()
+    assert f"ExecStart={sbin}/wgkill-status --prometheus-file" in textfile
     manpath = {"MANPATH": make_install["MANDIR"]}
     assert _ok(["man", "-w", "wgkill-up"], env=manpath).stdout.strip().endswith("/wgkill-up.8")
     _verify_units([units / u for u in UNITS], env=manpath)

@@ -15,11 +15,13 @@ def _label(value: str) -> str:
 
 def prometheus(report: Report) -> str:
     """node_exporter textfile-collector format: HELP and TYPE, then one sample per interface."""
-    per_iface: dict[str, list[tuple[str, float]]] = {"protected": [], "blocking": [], "drifted": [],
-                                                     "handshake_age_seconds": [], "excluded_processes": []}
+    per_iface: dict[str, list[tuple[str, float]]] = {"interface_status": [], "protected": [], "blocking": [],
+                                                     "drifted": [], "handshake_age_seconds": [],
+                                                     "excluded_processes": []}
     for s in report.interfaces:
         name = s.facts.interface
         codes = {p.code for p in s.problems}
+        per_iface["interface_status"].append((name, float(int(s.verdict))))
         per_iface["protected"].append((name, float(s.verdict is Verdict.OK)))
         per_iface["blocking"].append((name, float(s.verdict is Verdict.WARNING)))
         per_iface["drifted"].append((name, float(bool(codes & _DRIFT))))
@@ -29,6 +31,8 @@ def prometheus(report: Report) -> str:
         if age is not None:
             per_iface["handshake_age_seconds"].append((name, age))
     helps = {
+        "interface_status": "This interface's verdict as a monitoring-plugin code: 0 OK, 1 WARNING, "
+                            "2 CRITICAL (can leak), 3 UNKNOWN; alerts name the interface from it.",
         "protected": "1 if the tunnel is up and its kill switch holds exactly as applied.",
         "blocking": "1 if the tunnel is down and the kill switch blocks (safe, offline).",
         "drifted": "1 if a kill-switch chain, jump or set is missing or differs from what was applied.",
