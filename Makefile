@@ -68,8 +68,15 @@ wheels: venv
 demo: venv
 	unshare --net -- $(BIN)/python -m wgkill_lab.demo
 
+# Style, then types (mypy --strict, pyproject.toml), the layers' import contracts (import-linter,
+# pyproject.toml), dead code (vulture; lint/vulture_whitelist.py names what only templates use) and
+# complexity (radon: none above 30, at most five above 20; lint/complexity.py).
 lint: venv
-	$(BIN)/ruff check wgkill templates tests bench lab
+	$(BIN)/ruff check wgkill templates tests bench lab lint
+	$(BIN)/mypy
+	cd $(CURDIR) && $(BIN)/lint-imports
+	$(BIN)/vulture wgkill lint/vulture_whitelist.py
+	$(BIN)/radon cc -j wgkill | $(BIN)/python lint/complexity.py
 
 test: lint deb-deps wheels
 	unshare --net -- $(BIN)/pytest $(PYTEST_ARGS)

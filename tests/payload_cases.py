@@ -1,7 +1,8 @@
 """The tunnels and policy features both backends' payload goldens are rendered from
 (tests/test_payload_golden.py: iptables, tests/test_nft.py: nft). A helper module, not a test module."""
 
-from wgkill.policy import PeerEndpoint
+from wgkill.firewall.iptables import chain_specs
+from wgkill.policy import FamilyPolicy, PeerEndpoint
 from wgkill.tunnel import LivePeer, TunnelFacts
 from wgkill.wgconf import Endpoint
 
@@ -46,3 +47,8 @@ FEATURES = {
                "peer_endpoints": (PeerEndpoint("192.0.2.77", 51821),
                                   PeerEndpoint("2001:db8:5::7", 51822, 0xca6d))},
 }
+
+
+def render_body(policy: FamilyPolicy) -> str:
+    """All of one family's iptables rule text, as its chains carry it."""
+    return "".join(spec.body for spec in chain_specs(policy))

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import goldenfiles
 import pytest
+from payload_cases import render_body
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from wgkill.errors import CommandNotFoundError, ExecError, StateError, UsageError
 from wgkill.exclude import ExclusionRecord, check_tunnel
-from wgkill.exclude.iptables import apply_payload
 from wgkill.exclude.launch import Account, environment, find_command
-from wgkill.firewall.iptables import FilterSnapshot, parse_save, render_body
+from wgkill.firewall.iptables import FilterSnapshot, parse_save
+from wgkill.firewall.iptables_exclude import apply_payload
 from wgkill.names import exclude_chain_names
 from wgkill.policy import build_policy
 from wgkill.tunnel import LivePeer, TunnelFacts
@@ -136,7 +137,7 @@ def _state_with(interface: str, exclusion: ExclusionRecord | None) -> None:
     from wgkill import state as statefile
 
     statefile.save(statefile.State(interface=interface, applied_at="2027-01-15T08:00:00Z",
-                                   exclude=exclusion.to_dict() if exclusion else None))
+                                   exclude=exclusion))
 
 
 def test_the_cgroup_goes_with_the_last_tunnel_that_allows_exclusion(
@@ -168,7 +169,7 @@ def test_nft_table_holds_the_exclusion_in_the_same_transaction() -> None:
     peer = LivePeer("k", Endpoint("198.51.100.2", 51820), ("0.0.0.0/0",))
     policy = build_policy("wg0", TunnelFacts("wg0", 51820, 51820, (peer,)), None,
                           exclude_cgroup="wgkill-exclude")
-    text = nft.NftBackend.render(object.__new__(nft.NftBackend), policy, None).payload
+    text = nft.NftBackend.render(policy, None).payload
     _check("../nft/full-tunnel-exclude.nft", text)
     accept = 'socket cgroupv2 level 1 "wgkill-exclude" meta mark 0x0000ca6c accept'
     assert text.count(accept) == 2  # one per family

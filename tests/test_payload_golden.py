@@ -7,23 +7,16 @@ import json
 
 import goldenfiles
 import pytest
-from payload_cases import CASES, FEATURES, facts
+from payload_cases import CASES, FEATURES, facts, render_body
 
 from wgkill.errors import ConfigError
-from wgkill.firewall.iptables import FilterSnapshot, IptablesFamily, chain_specs, parse_save, render_body
-from wgkill.policy import build_policy, decide_split, dns_qname_hex
+from wgkill.firewall.iptables import FilterSnapshot, IptablesFamily, chain_specs, parse_save
+from wgkill.policy import FamilyPolicy, build_policy, decide_split, dns_qname_hex
 from wgkill.templating import render
 from wgkill.tunnel import TunnelFacts
 from wgkill.wgconf import Endpoint, parse_config
 
 _check = goldenfiles.checker("payloads")
-
-
-@pytest.fixture
-def backend(monkeypatch: pytest.MonkeyPatch) -> IptablesFamily:
-    """A backend object for rendering only: no binary is looked up or run."""
-    monkeypatch.setattr(IptablesFamily, "_binary", lambda self, verb: f"/nonexistent/{verb}")
-    return IptablesFamily(4, "nf_tables")
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -33,31 +26,31 @@ def test_bodies(case: str) -> None:
         _check(f"{case}.ipv{fp.family}.rules", render_body(fp))
 
 
-def test_fresh_apply_inserts_one_jump_first(backend: IptablesFamily) -> None:
+def test_fresh_apply_inserts_one_jump_first() -> None:
     (fp,) = build_policy("wg0", CASES["full-tunnel"], None, families=(4,)).families
-    _check("apply-fresh.ipv4", backend.apply_payload(chain_specs(fp), FilterSnapshot()))
+    _check("apply-fresh.ipv4", IptablesFamily.apply_payload(chain_specs(fp), FilterSnapshot()))
 
 
-def test_reapply_in_place_only_replaces_the_body(backend: IptablesFamily) -> None:
+def test_reapply_in_place_only_replaces_the_body() -> None:
     (fp,) = build_policy("wg0", CASES["full-tunnel"], None, families=(4,)).families
     snap = parse_save(
         "*filter\n:OUTPUT ACCEPT [0:0]\n:wgkill-wg0 - [0:0]\n"
         '-A OUTPUT -m comment --comment "wgkill:wg0" -j wgkill-wg0\n'
         "-A OUTPUT -j ufw-before-output\nCOMMIT\n"
     )
-    payload = backend.apply_payload(chain_specs(fp), snap)
+    payload = IptablesFamily.apply_payload(chain_specs(fp), snap)
     assert "OUTPUT" not in payload
     _check("apply-in-place.ipv4", payload)
 
 
-def test_reapply_moves_a_displaced_jump_back_to_the_top(backend: IptablesFamily) -> None:
+def test_reapply_moves_a_displaced_jump_back_to_the_top() -> None:
     (fp,) = build_policy("wg0", CASES["full-tunnel"], None, families=(4,)).families
     snap = parse_save(
         "*filter\n:OUTPUT ACCEPT [0:0]\n:wgkill-wg0 - [0:0]\n-A OUTPUT -j ACCEPT\n"
         '-A OUTPUT -m comment --comment "wgkill:wg0" -j wgkill-wg0\n'
         '-A OUTPUT -m comment --comment "wgkill:wg0" -j wgkill-wg0\nCOMMIT\n'
     )
-    _check("apply-displaced.ipv4", backend.apply_payload(chain_specs(fp), snap))
+    _check("apply-displaced.ipv4", IptablesFamily.apply_payload(chain_specs(fp), snap))
 
 
 def test_remove_payload() -> None:
@@ -131,7 +124,6 @@ def test_split_tunnel_body_rejects_only_the_set() -> None:
 
 def test_recorded_policy_round_trips_and_tampering_is_refused() -> None:
     from wgkill.errors import StateError, UsageError
-    from wgkill.policy import FamilyPolicy
 
     policy = build_policy("wg0", CASES["multiple-peers"], None, **FEATURES["beside"])  # type: ignore[arg-type]
     for fp in policy.families:

@@ -9,7 +9,7 @@ import pytest
 
 from wgkill import prefixes
 from wgkill.errors import ConfigError
-from wgkill.prefixes import PrefixList, collapse, load_file, merge, parse_allowed_ips, parse_lines
+from wgkill.prefixes import PrefixList, load_file, merge, parse_allowed_ips, parse_lines
 
 
 def _reference(lines: list[str]) -> tuple[list[str], list[str]]:
@@ -128,9 +128,9 @@ def test_same_result_as_ipaddress_collapse_addresses(seed: int) -> None:
     assert [str(ipaddress.ip_network(p)) for p in listed.v6] == want6
 
 
-def test_collapse_on_integers() -> None:
-    assert collapse([(0, 1), (1 << 31, 1)], 32) == [(0, 0)]
-    assert collapse([(5 << 8, 24), (5 << 8, 24), (5 << 8, 32)], 32) == [(5 << 8, 24)]
+def test_collapse_merges_siblings_and_drops_duplicates_and_nested() -> None:
+    assert parse_lines(["0.0.0.0/1", "128.0.0.0/1"]).v4 == ("0.0.0.0/0",)
+    assert parse_lines(["0.0.5.0/24", "0.0.5.0/24", "0.0.5.0/32"]).v4 == ("0.0.5.0/24",)
 
 
 def test_merge_recollapses_and_adds_counts() -> None:

@@ -25,7 +25,7 @@ def _state(interface: str = "wg0") -> statefile.State:
             4: statefile.FamilyRecord(
                 table="filter", chains=[f"wgkill-{interface}"],
                 jumps=[{"chain": "OUTPUT", "spec": f"-j wgkill-{interface}"}],
-                payload_sha256="ab" * 32, rules=9,
+                rules=9,
             )
         },
     )
@@ -41,6 +41,32 @@ def test_round_trip_and_modes(fs) -> None:
     assert data["version"] == statefile.VERSION
     assert data["families"]["4"]["chains"] == ["wgkill-wg0"]
     assert sorted(p.name for p in DIR.iterdir()) == ["wg0.json"]  # no temp file left behind
+
+
+def test_fields_earlier_versions_wrote_and_nobody_reads_still_load(fs) -> None:
+    """payload_sha256 and the top-level allow_interfaces/allow_marks are no longer written; a state
+    an earlier wgkill wrote with them loads as if they were not there."""
+    statefile.save(_state(), DIR)
+    data = json.loads((DIR / "wg0.json").read_text())
+    data["families"]["4"]["payload_sha256"] = "ab" * 32
+    data["allow_interfaces"], data["allow_marks"] = ["br-+"], ["0x1/0x1"]
+    (DIR / "wg0.json").write_text(json.dumps(data))
+    assert statefile.load("wg0", DIR) == _state()
+
+
+def test_a_corrupt_exclusion_record_refuses_the_state_at_load(fs) -> None:
+    """Typed at load: a bad record is refused before any operation starts, not halfway through."""
+    from wgkill.exclusion import ExclusionRecord
+
+    state = _state()
+    state.exclude = ExclusionRecord("wg0", "wgkill-exclude", 0xCA6C, [4, 6])
+    statefile.save(state, DIR)
+    assert statefile.load("wg0", DIR) == state
+    data = json.loads((DIR / "wg0.json").read_text())
+    data["exclude"]["cgroup"] = "../escape"
+    (DIR / "wg0.json").write_text(json.dumps(data))
+    with pytest.raises(StateError, match=r"corrupt state file .*bad cgroup name"):
+        statefile.load("wg0", DIR)
 
 
 def test_existing_loose_directory_is_tightened(fs) -> None:

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from wgkill import status
 from wgkill.cli import status as cli
 from wgkill.errors import UsageError
+from wgkill.firewall.iptables import chain_facts, is_wgkill_jump
 from wgkill.state import FamilyRecord, State
 from wgkill.status import (
     ChainFacts,
@@ -30,7 +31,6 @@ from wgkill.status import (
     SetFacts,
     Verdict,
     WgFacts,
-    chains,
     document,
     gathering,
     nameservers,
@@ -49,7 +49,7 @@ def _state(**kw: object) -> State:
     families = {
         name: FamilyRecord(table="filter", chains=["wgkill-wg0"],
                            jumps=[{"chain": "OUTPUT", "target": "wgkill-wg0", "spec": JUMP}],
-                           payload_sha256="p", rules=8, saved_sha256=SHA)
+                           rules=8, saved_sha256=SHA)
         for name in (4, 6)
     }
     base = {"interface": "wg0", "applied_at": "2027-01-15T08:00:00Z", "backend": "iptables",
@@ -157,9 +157,9 @@ def test_without_the_hook_line_the_fix_is_plain_wgkill_up_and_without_the_link_w
 
 def test_another_tunnels_jump_above_ours_is_fine() -> None:
     """Two tunnels: a packet must pass both chains, so their order does not matter."""
-    assert chains.is_wgkill_jump('-m comment --comment "wgkill:wg1" -j wgkill-wg1')
-    assert not chains.is_wgkill_jump('-m comment --comment "other" -j wgkill-wg1')
-    assert not chains.is_wgkill_jump("-j ACCEPT")
+    assert is_wgkill_jump('-m comment --comment "wgkill:wg1" -j wgkill-wg1')
+    assert not is_wgkill_jump('-m comment --comment "other" -j wgkill-wg1')
+    assert not is_wgkill_jump("-j ACCEPT")
     report = status.judge(_host(_iface(chains=[_chain(jump_positions=[1], above=[]), _chain("ipv6")])))
     assert report.verdict is Verdict.OK
 
@@ -198,7 +198,7 @@ def test_expected_entries_of_older_states_come_from_allowed_ips() -> None:
 def test_expected_entries_with_nft_are_known_only_for_an_empty_family() -> None:
     from wgkill.state import NftRecord
 
-    nft = NftRecord("wgkill-wg0", "", "", sets={4: "dst4", 6: "dst6"}, set_entries={4: 12, 6: 0})
+    nft = NftRecord("wgkill-wg0", "", sets={4: "dst4", 6: "dst6"}, set_entries={4: 12, 6: 0})
     state = _state(backend="nft", families={}, nft=nft)
     assert gathering._expected_entries(state, "wgkill-wg0 dst6") == 0  # as NftBackend.inspect names it
     assert gathering._expected_entries(state, "wgkill-wg0 dst4") is None  # nft merges adjacent intervals
@@ -244,7 +244,7 @@ def test_wireguard_interface_without_state_is_critical() -> None:
 
 
 def test_named_interface_with_nothing_at_all_is_unknown() -> None:
-    report = status.judge(_host(InterfaceFacts("wg9"), named="wg9"))
+    report = status.judge(_host(InterfaceFacts("wg9")))
     assert report.verdict is Verdict.UNKNOWN and _codes(report) == ["not-recorded"]
 
 
@@ -567,14 +567,14 @@ def test_chain_facts_from_iptables_save_text() -> None:
     snap = parse_save(SAVE)
     record = _state().families[4]
     record.saved_sha256 = snap.chain_sha256("wgkill-wg0")
-    (facts,) = chains.chain_facts("wg0", "ipv4", record, snap)
+    (facts,) = chain_facts("wg0", "ipv4", record, snap)
     assert (facts.present, facts.rules, facts.jump_positions, facts.above) == (True, 2, [1], [])
     assert status.judge(_host(_iface(chains=[facts, _chain("ipv6")]))).verdict is Verdict.OK
     record.jumps = []  # a record that lost its jumps is checked against the jump it must have had
-    (fallback,) = chains.chain_facts("wg0", "ipv4", record, snap)
+    (fallback,) = chain_facts("wg0", "ipv4", record, snap)
     assert fallback.jump_spec == JUMP and fallback.jump_positions == [1]
     flushed = parse_save(SAVE.replace("-A wgkill-wg0 -o lo -j RETURN\n", ""))
-    (drift,) = chains.chain_facts("wg0", "ipv4", record, flushed)
+    (drift,) = chain_facts("wg0", "ipv4", record, flushed)
     assert _codes(status.judge(_host(_iface(chains=[drift, _chain("ipv6")])))) == ["drifted"]
 
 

@@ -57,7 +57,7 @@ def test_broken_v1_states_are_refused(v1: dict, change, message: str) -> None:  
 def test_v2_nft_state_round_trips(fs) -> None:  # type: ignore[no-untyped-def]
     state = statefile.State(
         interface="wg0", applied_at="t", backend="nft",
-        nft=statefile.NftRecord("wgkill-wg0", "add table inet wgkill-wg0\n", "0" * 64,
+        nft=statefile.NftRecord("wgkill-wg0", "add table inet wgkill-wg0\n",
                                 {"output": 2, "ipv4": 9}, {4: "dst4"}),
     )
     statefile.save(state, DIR)

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from wgkill.errors import ConfigError
-from wgkill.wgconf import Endpoint, load_config, parse_config, parse_endpoint
+from wgkill.policy import build_policy
+from wgkill.wgconf import Endpoint, load_config, parse_config, parse_endpoint, parse_fwmark
 
 ARTICLE = """\
 [Interface]
@@ -141,3 +142,22 @@ def test_what_wg_quick_and_wg_accept_is_accepted() -> None:
                           f"ENDPOINT = [2001:db8::1]:1\npublickey = {PEER_KEY}\n[peer]\n"
                           f"PublicKey={PEER_KEY}#no blank\n")
     assert config.routes_off and [p.public_key for p in config.peers] == [PEER_KEY, PEER_KEY]
+
+
+@pytest.mark.parametrize(("text", "mark"), [("off", 0), ("OFF", 0), ("51820", 51820), ("0xca6c", 0xCA6C),
+                                             ("0xCA6C", 0xCA6C), ("4294967295", 0xFFFFFFFF)])
+def test_fwmark_as_wg_reads_it(text: str, mark: int) -> None:
+    assert parse_fwmark(text) == mark
+
+
+@pytest.mark.parametrize("text", ["0b101", "1_000", "0o17", "0x", "-1", " 1", "0x1g", "4294967296", "0X10",
+                                  ""])
+def test_fwmark_wg_refuses_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="expected off or 0-0xffffffff"):
+        parse_fwmark(text)
+
+
+def test_the_policy_refuses_a_fwmark_wg_refuses() -> None:
+    config = parse_config("[Interface]\nFwMark = 0b101\n", "/etc/wireguard/wg0.conf")
+    with pytest.raises(ConfigError, match="invalid FwMark '0b101'"):
+        build_policy("wg0", None, config)

@@ -70,8 +70,8 @@ def unified_root(mountinfo: str = MOUNTINFO) -> Path:
     for mount in parse_mountinfo(text):
         visible[mount.mount_point] = mount
     for point in CANDIDATES:
-        mount = visible.get(point)
-        if mount is not None and mount.fstype == "cgroup2" and mount.root == "/":
+        found = visible.get(point)
+        if found is not None and found.fstype == "cgroup2" and found.root == "/":
             return Path(point)
     raise PrerequisiteError(
         "cgroup v2 is not mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified: per-app exclusion "
@@ -184,15 +184,3 @@ def _move(directory: Path, pid: int) -> None:
         raise WgkillError(f"cannot move process {pid} into {directory}: {exc.strerror}") from exc
     finally:
         os.close(fd)
-
-
-def cgroup_of(pid: int | str = "self") -> str | None:
-    """The cgroup v2 path of ``pid`` (``0::/PATH`` in /proc/PID/cgroup), None if it has none."""
-    try:
-        text = Path(f"/proc/{pid}/cgroup").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("0::"):
-            return line[3:]
-    return None

@@ -14,7 +14,7 @@ repairs:
   checks every recorded block with the same reading and judging as
   wgkill-status (``status.gathering.read_rules``, ``status.verdicts.chain_problems``)
   and re-applies a damaged one from its state through the boot unit's code path
-  (``killswitch.reapply``; the split sets only when they are damaged) and the
+  (``replay.replay``; the split sets only when they are damaged) and the
   ``--routes`` rules and routes (``routes.restore_routing``; ``routes.setup``
   with the recorded slot when one of its chains is gone). A repair that does
   not hold is logged as failed and not tried again until what is wrong changes.
@@ -102,7 +102,7 @@ def repair(interface: str, seen: float | None = None,
             return None  # unreadable: wgkill-boot's job, not something to guess at while running
         if recorded is None:
             return None
-        from .killswitch import replayable
+        from .replay import replayable
 
         if not replayable(recorded):
             return None
@@ -150,10 +150,10 @@ _ROUTING = {"route-rule-missing", "route-missing", "routes-route-missing"}
 def _reapply(recorded: statefile.State, codes: set[str]) -> None:
     """Re-apply what ``codes`` say is damaged: the block (and its sets only when they are), and the
     --routes rules and routes alone, or its whole setup when one of its chains is gone."""
-    from .killswitch import reapply
+    from .replay import replay
 
     if codes - _ROUTING - {"routes-chain-missing"}:
-        reapply(recorded, sets=any(code.startswith("set-") for code in codes))
+        replay(recorded, sets=any(code.startswith("set-") for code in codes))
     if recorded.routes and codes & (_ROUTING | {"routes-chain-missing"}):
         from . import routes
 
@@ -293,7 +293,7 @@ class Watch:
 
 def _warm() -> None:
     """Import now what a repair needs, so the first repair is as fast as the others."""
-    from . import killswitch, routes  # noqa: F401
+    from . import killswitch, replay, routes  # noqa: F401
     from .status import gathering, verdicts  # noqa: F401
     from .templating import environment
 

@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import compose, dns, hostpins, prefixes
 from . import state as statefile
@@ -31,13 +31,14 @@ from .policy import (
     lan_ranges,
     mark_overlaps,
 )
+from .replay import replay, replayable
 from .runner import run, which
 from .tunnel import read_tunnel
 from .wgconf import WgQuickConfig, load_config
 
 if TYPE_CHECKING:
     from .exclude import ExclusionRecord
-    from .firewall.base import Backend
+    from .firewall.base import Backend, Plan
     from .routes import RouteRecord
 
 DEFAULT_CONFIG_DIR = "/etc/wireguard"
@@ -49,7 +50,6 @@ class Engaged:
     policy: KillSwitchPolicy
     payloads: dict[str, str]
     warnings: list[str] = field(default_factory=list)
-    state_path: Path | None = None
 
 
 def _load_config(interface: str, config_path: str | None) -> WgQuickConfig | None:
@@ -86,7 +86,7 @@ class UpOptions:
 
 def _state_record(
     interface: str, policy: KillSwitchPolicy, config: WgQuickConfig | None, options: UpOptions,
-    dns_backend: str,
+    dns_backend: str, dns_record: dict[str, Any] | None,
 ) -> statefile.State:
     plan = policy.dns
     return statefile.State(
@@ -101,12 +101,10 @@ def _state_record(
             "domains": list(plan.domains),
             "lock": plan.lock,
             "backend": dns_backend if plan.active else "none",
-            "record": None,
+            "record": dns_record,  # the resolver's undo, replaced once this run's change is done
         },
         lockdown=options.lockdown,
         allowed_ips_file=options.allowed_ips_file,
-        allow_interfaces=list(policy.families[0].allow_interfaces) if policy.families else [],
-        allow_marks=list(policy.families[0].allow_marks) if policy.families else [],
         policies=[fp.to_dict() for fp in policy.families],
     )
 
@@ -137,10 +135,47 @@ def engage(interface: str, options: UpOptions | None = None) -> Engaged:
         return _engage(interface, options, families, config, firewall)
 
 
+@dataclass
+class _Decision:
+    """Everything a run decided before its first change (``_decide``): what ``_commit`` applies."""
+
+    previous: statefile.State | None
+    previous_dns: dict[str, Any] | None
+    dns_plan: dns.DnsPlan
+    dns_backend: str
+    split: prefixes.PrefixList | None
+    route_families: tuple[int, ...]
+    previous_routes: "RouteRecord | None"
+    planned: "RouteRecord | None"  # --routes: the record setup will write
+    excluding: "ExclusionRecord | None"
+    policy: KillSwitchPolicy
+    plan: "Plan"
+    warnings: list[str]
+
+
 def _engage(
     interface: str, options: UpOptions, families: tuple[int, ...], config: WgQuickConfig | None,
     firewall: "Backend",
 ) -> Engaged:
+    """Decide (nothing changes), warn, then commit: intent recorded first, each step undone on failure
+    only as far as ``_apply_block`` says."""
+    decision = _decide(interface, options, families, config, firewall)
+    result = Engaged(interface, decision.policy, {}, decision.warnings
+                     + _warnings(interface, options, families, config, decision))
+    if options.dry_run:
+        result.payloads = dict(decision.plan.payloads)
+        if decision.excluding is not None:
+            result.payloads.update(firewall.exclusion_payloads(decision.excluding))
+        return result
+    result.warnings += _commit(interface, options, config, firewall, decision)
+    return result
+
+
+def _decide(
+    interface: str, options: UpOptions, families: tuple[int, ...], config: WgQuickConfig | None,
+    firewall: "Backend",
+) -> _Decision:
+    """Read the tunnel, the resolver and the earlier state, and plan every piece; changes nothing."""
     previous = _previous(interface)
     previous_dns = (previous.dns or {}).get("record") if previous else None
     dns_plan = dns.plan(
@@ -154,9 +189,34 @@ def _engage(
     listed = prefixes.load_file(options.allowed_ips_file) if options.allowed_ips_file else None
     allowed = prefixes.parse_allowed_ips([ip for peer in facts.peers for ip in peer.allowed_ips])
     split = decide_split(allowed, listed, options.block_all)
-    if split is not None and firewall.name == "iptables":
-        which("ipset")
+    if split is not None:
+        firewall.check_split_tools()
     route_families = tuple(f for f in families if split is not None and split.family(f))
+    _check_routes(options, split, allowed, route_families)
+    previous_routes = _route_record(previous)
+    planned = _plan_routes(interface, options, firewall, route_families, previous_routes, facts.fwmark)
+    excluding = None
+    if options.allow_exclude:
+        from . import exclude  # only tunnels that allow exclusion pay for this import
+
+        mark = exclude.check_tunnel(facts.fwmark, split is None, bool(config and config.routes_off))
+        excluding = exclude.plan(interface, mark, families)
+    route_mark = f"0x{planned.mark:x}/0x{planned.mask:x}" if planned else None
+    others = compose.peers(interface)
+    policy = build_policy(
+        interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark,
+        allow_interfaces=options.allow_interfaces, allow_marks=options.allow_marks,
+        peer_interfaces=others.interfaces, peer_endpoints=others.endpoints,
+        exclude_cgroup=excluding.cgroup if excluding else None,
+    )
+    plan = firewall.plan(policy, split, cache=not options.dry_run)
+    return _Decision(previous, previous_dns, dns_plan, dns_backend, split, route_families, previous_routes,
+                     planned, excluding, policy, plan, warnings)
+
+
+def _check_routes(options: UpOptions, split: prefixes.PrefixList | None, allowed: prefixes.PrefixList,
+                  route_families: tuple[int, ...]) -> None:
+    """--routes needs a split tunnel whose every listed destination some peer may receive."""
     if options.routes and not route_families:
         raise UsageError("--routes needs a split tunnel: Table = off with --allowed-ips-file, "
                          "or AllowedIPs without a default route")
@@ -167,33 +227,28 @@ def _engage(
                 f"--routes: {missing} listed prefix{'es' if missing != 1 else ''} not covered by the "
                 "peers' AllowedIPs, WireGuard would drop their traffic; use "
                 "`AllowedIPs = 0.0.0.0/0, ::/0` with `Table = off`")
-    previous_routes = _route_record(previous)
-    planned = None
-    if options.routes or previous_routes is not None:
-        from . import routes  # only tunnels that route their own prefixes pay for this import
-    if options.routes:
-        which("sysctl")
-        reuse = (previous_routes and previous_routes.backend == firewall.name
-                 and previous_routes.version == routes.RECORD_VERSION
-                 and {int(n[-1]) for n in previous_routes.families} == set(route_families))
-        planned = previous_routes if reuse else routes.plan(interface, route_families, wg_fwmark=facts.fwmark,
-                                                             backend=firewall.name)
-    route_mark = f"0x{planned.mark:x}/0x{planned.mask:x}" if planned else None
-    excluding = None
-    if options.allow_exclude:
-        from . import exclude  # only tunnels that allow exclusion pay for this import
 
-        mark = exclude.check_tunnel(facts.fwmark, split is None, bool(config and config.routes_off))
-        excluding = exclude.plan(interface, mark, families)
-    others = compose.peers(interface)
-    policy = build_policy(
-        interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark,
-        allow_interfaces=options.allow_interfaces, allow_marks=options.allow_marks,
-        peer_interfaces=others.interfaces, peer_endpoints=others.endpoints,
-        exclude_cgroup=excluding.cgroup if excluding else None,
-    )
-    plan = firewall.plan(policy, split, cache=not options.dry_run)
-    warnings += [
+
+def _plan_routes(interface: str, options: UpOptions, firewall: "Backend", route_families: tuple[int, ...],
+                 previous_routes: "RouteRecord | None", wg_fwmark: int | None) -> "RouteRecord | None":
+    """--routes: the record setup will write; the earlier run's slot when it fits (an idempotent re-run)."""
+    if not options.routes:
+        return None
+    from . import routes  # only tunnels that route their own prefixes pay for this import
+
+    which("sysctl")
+    if (previous_routes is not None and previous_routes.backend == firewall.name
+            and previous_routes.version == routes.RECORD_VERSION
+            and {int(n[-1]) for n in previous_routes.families} == set(route_families)):
+        return previous_routes
+    return routes.plan(interface, route_families, wg_fwmark=wg_fwmark, backend=firewall.name)
+
+
+def _warnings(interface: str, options: UpOptions, families: tuple[int, ...], config: WgQuickConfig | None,
+              decision: _Decision) -> list[str]:
+    """What the user should know about this run; none of it stops it."""
+    policy, dns_plan = decision.policy, decision.dns_plan
+    warnings = [
         f"endpoint {name} is a hostname: while the block holds, only lookups of this one name "
         "may leave (see README, 'Hostname endpoints')"
         for name in hostname_endpoints(config)
@@ -213,52 +268,68 @@ def _engage(
                         "their rules may treat its packets as their own (set FwMark = to clear bits)")
     if dns_plan.active and not dns_plan.lock:
         warnings.append("DNS lock is off (--no-dns-lock): queries may reach resolvers outside the tunnel")
-    result = Engaged(interface, policy, {}, warnings)
-    if options.dry_run:
-        result.payloads = dict(plan.payloads)
-        if excluding is not None and firewall.name == "iptables":
-            result.payloads.update(_exclusion_payloads(excluding))
-        return result
+    return warnings
 
+
+def _commit(interface: str, options: UpOptions, config: WgQuickConfig | None, firewall: "Backend",
+            d: _Decision) -> list[str]:
+    """Apply what ``_decide`` planned, in the contract's order; returns composition's warnings."""
+    record = _apply_block(interface, options, config, firewall, d)
+    previous = d.previous
+    if previous is not None and previous.exclude and (
+            d.excluding is None or previous.backend != firewall.name):
+        _drop_exclusion(interface, previous, keep_cgroup=d.excluding is not None)
+    if d.excluding is not None:
+        firewall.apply_exclusion(d.excluding, record)  # the kill switch lets them out: now mark them
+    if d.planned is not None:
+        from . import routes
+
+        record.routes = d.planned.to_dict()
+        statefile.save(record)  # intent before any route moves
+        done_routes = routes.setup(
+            interface, d.route_families, previous=d.planned, wg_fwmark=d.policy.fwmark,
+            endpoints=[(e.address, e.port) for e in d.policy.endpoints],
+        )
+        record.routes = done_routes.to_dict()
+    if d.previous_routes is not None and d.previous_routes is not d.planned:
+        from . import routes
+
+        routes.teardown(d.previous_routes)  # routed differently (or not at all) last time
+    if previous is not None and previous.backend != firewall.name:
+        _switch_backend(previous)  # the new block holds: remove the old one, exactly as recorded
+    record.dns = {**(record.dns or {}),
+                  "record": dns.apply(d.dns_plan, d.dns_backend, interface, d.previous_dns)}
+    statefile.save(record)
+    hostpins.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
+    return compose.recompose(interface)  # the other blocks now let this tunnel out
+
+
+def _apply_block(interface: str, options: UpOptions, config: WgQuickConfig | None, firewall: "Backend",
+                 d: _Decision) -> statefile.State:
+    """Record the intent, make the exclusion's cgroup (rules name it), apply the block. The undo of a
+    failure: when nothing was applied and no earlier run had a record, the record and the cgroup
+    made here go; otherwise both stay (the record is what wgkill-down removes by)."""
     had_record = statefile.path_for(interface).exists()
-    record = _state_record(interface, policy, config, options, dns_backend)
-    firewall.record(plan, record)
-    record.dns["record"] = previous_dns  # until this run's resolver change is done
-    if excluding is not None:
-        record.exclude = excluding.to_dict()
-    result.state_path = statefile.save(record)  # intent first: a crash mid-way stays removable
-    made_cgroup = excluding is not None and exclude.cgroup_of_record(excluding).create()  # before rules
+    record = _state_record(interface, d.policy, config, options, d.dns_backend, d.previous_dns)
+    firewall.record(d.plan, record)
+    if d.excluding is not None:
+        record.exclude = d.excluding
+    statefile.save(record)  # intent first: a crash mid-way stays removable
+    made_cgroup = False
+    if d.excluding is not None:
+        from . import exclude  # only tunnels that allow exclusion pay for this import
+
+        made_cgroup = exclude.cgroup_of_record(d.excluding).create()  # before the rules that name it
     try:
-        firewall.apply(plan, record, previous)
+        firewall.apply(d.plan, record, d.previous)
     except FirewallError as exc:
         applied = exc.applied if isinstance(exc, ApplyFailed) else []
         if not applied and not had_record:
             statefile.remove(interface)  # nothing applied, nothing to record
-            if made_cgroup and excluding is not None:
-                exclude.release_cgroup(excluding.cgroup, interface)
+            if made_cgroup and d.excluding is not None:
+                exclude.release_cgroup(d.excluding.cgroup, interface)
         raise
-    if previous is not None and previous.exclude and (
-            excluding is None or previous.backend != firewall.name):
-        _drop_exclusion(interface, previous, keep_cgroup=excluding is not None)
-    if excluding is not None:
-        exclude.apply_rules(excluding, record)  # the kill switch lets them out: now mark them
-    if planned is not None:
-        record.routes = planned.to_dict()
-        statefile.save(record)  # intent before any route moves
-        done_routes = routes.setup(
-            interface, route_families, previous=planned, wg_fwmark=policy.fwmark,
-            endpoints=[(e.address, e.port) for e in policy.endpoints],
-        )
-        record.routes = done_routes.to_dict()
-    if previous_routes is not None and previous_routes is not planned:
-        routes.teardown(previous_routes)  # routed differently (or not at all) last time
-    if previous is not None and previous.backend != firewall.name:
-        _switch_backend(previous)  # the new block holds: remove the old one, exactly as recorded
-    record.dns["record"] = dns.apply(dns_plan, dns_backend, interface, previous_dns)
-    statefile.save(record)
-    hostpins.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
-    result.warnings += compose.recompose(interface)  # the other blocks now let this tunnel out
-    return result
+    return record
 
 
 def _links() -> list[str]:
@@ -281,21 +352,6 @@ def _uplinks() -> set[str]:
     return devices
 
 
-def _exclusion_payloads(excluding: "ExclusionRecord") -> dict[str, str]:
-    """--dry-run with iptables: the exclusion's mangle/nat payload per family, as it would apply now."""
-
-    from .exclude import iptables as exclude_rules
-    from .firewall.iptables import FilterSnapshot, IptablesFamily
-
-    payloads = {}
-    for family in excluding.families:
-        snaps = (exclude_rules.snapshots(IptablesFamily(family)) if os.geteuid() == 0
-                 else {"mangle": FilterSnapshot(), "nat": FilterSnapshot()})
-        tool = "iptables" if family == 4 else "ip6tables"
-        payloads[f"{tool}-restore -w -n (exclusion)"] = exclude_rules.apply_payload(excluding, snaps)
-    return payloads
-
-
 def _drop_exclusion(interface: str, previous: statefile.State, keep_cgroup: bool) -> None:
     """The last run's exclusion rules outside the kill switch go (this run allows none, or another
     backend holds the block now); its cgroup too unless kept, or another tunnel still allows
@@ -305,11 +361,8 @@ def _drop_exclusion(interface: str, previous: statefile.State, keep_cgroup: bool
     exclude.remove_rules(interface, previous)
     if keep_cgroup:
         return
-    try:
-        name = exclude.ExclusionRecord.from_dict(previous.exclude).cgroup
-    except StateError:
-        return
-    exclude.release_cgroup(name, interface)
+    if previous.exclude is not None:
+        exclude.release_cgroup(previous.exclude.cgroup, interface)
 
 
 def _switch_backend(previous: statefile.State) -> None:
@@ -367,47 +420,20 @@ def _boot_one(interface: str, recorded: statefile.State | None) -> str:
     if why:  # by the recorded backend, so that wgkill-down removes it as recorded
         make_backend(recorded.backend).block_all(interface, families)
         return f"{why}: full block applied"
-    reapply(recorded, excluding=excluding)
+    replay(recorded, excluding=excluding)
     return "recorded block re-applied" + (" (lockdown)" if recorded.lockdown else "")
-
-
-def reapply(recorded: statefile.State, *, sets: bool = True,
-            excluding: "ExclusionRecord | None" = None) -> None:
-    """Put back exactly what ``recorded`` says was applied, through the backend it records: the
-    boot unit's path, and the guard's. ``sets``: refill the split sets too (iptables: ipset,
-    from the recorded list; nft holds them in its one payload); ``excluding``: the exclusion's
-    own rules outside the kill switch too (its cgroup made first, ``_boot_exclusion``).
-    May be called any number of times.
-    """
-    split = None
-    if sets and recorded.backend == "iptables" and any(rec.sets for rec in recorded.families.values()):
-        listed = prefixes.load_file(recorded.allowed_ips_file) if recorded.allowed_ips_file else None
-        split = decide_split(prefixes.parse_allowed_ips(recorded.allowed_ips), listed)
-    firewall: Backend = make_backend(recorded.backend)
-    firewall.boot(recorded, split, sets=sets)
-    if excluding is not None:
-        from . import exclude
-
-        exclude.apply_rules(excluding, recorded)
 
 
 def _boot_exclusion(recorded: statefile.State | None) -> "tuple[ExclusionRecord | None, str | None]":
     """A recorded exclusion's cgroup, made again (empty) so the recorded rules that name it load;
     (None, why) when it cannot be: the tunnel then gets a full block instead, never none."""
-    if recorded is None or not recorded.exclude:
+    if recorded is None or recorded.exclude is None:
         return None, None
     from . import exclude
 
+    excluding = recorded.exclude
     try:
-        excluding = exclude.ExclusionRecord.from_dict(recorded.exclude)
         exclude.cgroup_of_record(excluding).create()
     except WgkillError as exc:
         return None, f"exclusion cannot be restored ({exc})"
     return excluding, None
-
-
-def replayable(recorded: statefile.State) -> bool:
-    """Whether the state holds the rule text to re-apply (the nft payload, or every chain's body)."""
-    if recorded.backend == "nft":
-        return recorded.nft is not None and bool(recorded.nft.payload)
-    return bool(recorded.families) and all(rec.bodies for rec in recorded.families.values())

@@ -153,7 +153,6 @@ def exclude_jump_comment(interface: str) -> str:
 
 # ---- the nftables backend -------------------------------------------------------------------
 
-NFT_TABLE_FAMILY = "inet"
 _NFT_ESCAPES = {"_": "__", "=": "_e", "+": "_p"}
 
 
@@ -166,23 +165,3 @@ def nft_table_name(interface: str) -> str:
     """
     escaped = "".join(_NFT_ESCAPES.get(c, c) for c in validate_interface(interface))
     return CHAIN_PREFIX + escaped
-
-
-def nft_table_interface(table: str) -> str | None:
-    """The interface an nft table of ours belongs to; None if the name is not one wgkill builds."""
-    if not table.startswith(CHAIN_PREFIX):
-        return None
-    out, rest = [], table[len(CHAIN_PREFIX):]
-    reverse = {v[1]: k for k, v in _NFT_ESCAPES.items()}
-    i = 0
-    while i < len(rest):
-        if rest[i] == "_":
-            if i + 1 >= len(rest) or rest[i + 1] not in reverse:
-                return None
-            out.append(reverse[rest[i + 1]])
-            i += 2
-        else:
-            out.append(rest[i])
-            i += 1
-    name = "".join(out)
-    return name if _VALID.fullmatch(name) and nft_table_name(name) == table else None

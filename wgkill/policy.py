@@ -27,7 +27,7 @@ from .names import (
 )
 from .prefixes import PrefixList, merge
 from .tunnel import TunnelFacts
-from .wgconf import WgQuickConfig
+from .wgconf import WgQuickConfig, parse_fwmark
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class FamilyPolicy:
     def from_dict(cls, data: dict[str, Any]) -> "FamilyPolicy":
         """The policy as ``to_dict`` wrote it; anything else is a StateError (never a guess)."""
         try:
-            fields = {
+            fields: dict[str, Any] = {
                 name: tuple(value) if isinstance(value, list) else value for name, value in data.items()
             }
             fields["endpoints"] = tuple(EndpointRule(**e) for e in data["endpoints"])
@@ -199,27 +199,27 @@ def mark_overlaps(fwmark: int | None, links: Iterable[str]) -> list[str]:
 
 
 def _config_fwmark(config: WgQuickConfig | None) -> int | None:
-    if config is None or config.fwmark is None or config.fwmark.lower() == "off":
+    if config is None or config.fwmark is None:
         return None
     try:
-        mark = int(config.fwmark, 0)
+        mark = parse_fwmark(config.fwmark)
     except ValueError as exc:
         raise ConfigError(f"{config.path}: invalid FwMark {config.fwmark!r}") from exc
     return mark or None
 
 
 def _endpoints(facts: TunnelFacts | None, config: WgQuickConfig | None) -> list[EndpointRule]:
-    names = {}
+    names: dict[str, str] = {}
     if config is not None:
         for peer in config.peers:
             if peer.public_key and peer.endpoint and not peer.endpoint.is_address:
                 names[peer.public_key] = peer.endpoint.host
     found: list[EndpointRule] = []
     if facts is not None:
-        for peer in facts.peers:
-            if peer.endpoint is not None:
+        for live in facts.peers:
+            if live.endpoint is not None:
                 found.append(
-                    EndpointRule(peer.endpoint.host, peer.endpoint.port, names.get(peer.public_key))
+                    EndpointRule(live.endpoint.host, live.endpoint.port, names.get(live.public_key))
                 )
     elif config is not None:
         for peer in config.peers:

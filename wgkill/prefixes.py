@@ -148,15 +148,10 @@ def _format_all(family: int, entries: list[tuple[int, int]]) -> tuple[str, ...]:
     return tuple(f"{ntop(af, network.to_bytes(size, 'big'))}/{plen}" for network, plen in entries)
 
 
-def collapse(entries: Iterable[tuple[int, int]], bits: int) -> list[tuple[int, int]]:
-    """Collapse (network, prefix length) pairs of one family (``bits`` 32 or 128): drop
-    duplicates and nested prefixes, merge sibling pairs into their parent, repeatedly."""
-    return _collapse_packed([network << 8 | plen for network, plen in entries], bits)
-
-
 def _collapse_packed(packed: list[int], bits: int) -> list[tuple[int, int]]:
-    """``collapse`` on ``network << 8 | length`` integers (sorted in place: ints sort
-    about twice as fast as tuples).
+    """Collapse one family's ``network << 8 | length`` integers (``bits`` 32 or 128; sorted in
+    place: ints sort about twice as fast as tuples): drop duplicates and nested prefixes, merge
+    sibling pairs into their parent, repeatedly.
 
     Two CIDR blocks are either nested or disjoint, so after sorting by (start,
     length) one pass with a stack suffices: an entry ending inside the last

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from . import hostpins
 from . import state as statefile
 from .errors import FirewallError, PrerequisiteError, StateError, WgkillError
-from .firewall import Removed, backend
+from .firewall import Removed, backend, check_recorded, installed
 from .kernel import require_root
 from .names import validate_interface
 
@@ -47,10 +47,8 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
             return Released(interface, recorded=False)
         if recorded is not None and recorded.lockdown and not (lift_lockdown or force):
             return Released(interface, recorded=True, kept_for_lockdown=True)
-        if recorded is not None and recorded.backend == "iptables":
-            from .firewall.iptables import owned_chains
-
-            owned_chains(recorded)  # a state naming chains or sets not ours is refused before any change
+        if recorded is not None:
+            check_recorded(recorded)  # a state naming chains or sets not ours is refused before any change
         result = Released(interface, recorded=recorded is not None)
         if recorded is not None and recorded.dns and recorded.dns.get("record"):
             from . import dns
@@ -59,24 +57,8 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
             result.warnings += dns.revert(recorded.dns.get("record"))
         elif recorded is None:
             result.warnings.append("state unreadable: resolver configuration (if any) not restored")
-        failures = []
-        if recorded is not None and recorded.routes:
-            from . import routes
-
-            try:  # routes first: their marks name the sets removed below
-                routes.teardown(routes.RouteRecord.from_dict(recorded.routes))
-            except (FirewallError, PrerequisiteError) as exc:
-                failures.append(str(exc))
         excluded = recorded is None or bool(recorded.exclude)
-        if excluded:  # the marks go first: excluded packets then meet the block, never the uplink
-            failures += _remove_exclusion(interface, recorded)
-        try:
-            if recorded is not None:
-                result.removed += backend(recorded.backend).remove(recorded)
-            else:
-                result.removed += _remove_by_name(interface)
-        except (FirewallError, PrerequisiteError) as exc:
-            failures.append(str(exc))
+        failures = _remove_rules(interface, recorded, excluded, result)
         if failures:
             raise FirewallError("; ".join(failures) + " (state kept: run wgkill-down again)")
         hostpins.unpin(interface)
@@ -88,6 +70,30 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
 
             result.warnings += compose.recompose(interface)
     return result
+
+
+def _remove_rules(interface: str, recorded: statefile.State | None, excluded: bool,
+                  result: Released) -> list[str]:
+    """Routes, then the exclusion's marks, then the block (each order says why); every step is
+    tried, the failures returned as text."""
+    failures = []
+    if recorded is not None and recorded.routes:
+        from . import routes
+
+        try:  # routes first: their marks name the sets removed below
+            routes.teardown(routes.RouteRecord.from_dict(recorded.routes))
+        except (FirewallError, PrerequisiteError) as exc:
+            failures.append(str(exc))
+    if excluded:  # the marks go first: excluded packets then meet the block, never the uplink
+        failures += _remove_exclusion(interface, recorded)
+    try:
+        if recorded is not None:
+            result.removed += backend(recorded.backend).remove(recorded)
+        else:
+            result.removed += _remove_by_name(interface)
+    except (FirewallError, PrerequisiteError) as exc:
+        failures.append(str(exc))
+    return failures
 
 
 def _remove_exclusion(interface: str, recorded: statefile.State | None) -> list[str]:
@@ -105,11 +111,11 @@ def _remove_exclusion(interface: str, recorded: statefile.State | None) -> list[
 def _release_cgroup(interface: str, recorded: statefile.State | None) -> list[str]:
     """The exclusion cgroup goes with the last tunnel that allows exclusion; said in a warning
     when it still held processes (moved back to the root cgroup: no longer excluded)."""
-    from .exclude import ExclusionRecord, release_cgroup
+    from .exclude import release_cgroup
     from .names import exclude_cgroup
 
     try:
-        name = ExclusionRecord.from_dict(recorded.exclude).cgroup if recorded else exclude_cgroup()
+        name = recorded.exclude.cgroup if recorded is not None and recorded.exclude else exclude_cgroup()
         moved = release_cgroup(name, interface)
     except WgkillError as exc:
         return [f"exclusion cgroup not removed: {exc}"] if recorded else []
@@ -122,12 +128,5 @@ def _release_cgroup(interface: str, recorded: statefile.State | None) -> list[st
 
 
 def _remove_by_name(interface: str) -> list[Removed]:
-    """The state is lost: our table (nft) and our chains and sets (iptables), found by name."""
-    import shutil
-
-    removed: list[Removed] = []
-    if shutil.which("nft"):
-        removed += backend("nft").remove_by_name(interface)
-    if shutil.which("iptables-restore"):
-        removed += backend("iptables").remove_by_name(interface)
-    return removed
+    """The state is lost: what our names say is ours, in every backend installed."""
+    return [removed for name in installed() for removed in backend(name).remove_by_name(interface)]

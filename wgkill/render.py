@@ -39,7 +39,6 @@ MTU_RANGE = (68, 65455)  # ETH_MIN_MTU .. 65535 minus WireGuard's 80 bytes of ov
 IPV6_MIN_MTU = 1280
 BACKUP_SUFFIX = ".bak"
 
-_DNS_ADDRESS = re.compile(r"(^[0-9.]+$)|(^.*:.*$)")  # wg-quick's own address-or-domain test
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _PREFIX = re.compile(r"[^/]+(/[0-9]{1,3})?")
 _ENDPOINT = re.compile(r"\[(?P<v6>[^\[\]]+)\]:(?P<port6>[0-9]+)|(?P<host>[^:\[\]]+):(?P<port>[0-9]+)")
@@ -97,14 +96,14 @@ def domain(value: str) -> str:
     name = value[:-1] if value.endswith(".") else value
     if not name or len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
         raise Invalid("expected a domain name such as corp.example")
-    if _DNS_ADDRESS.match(value):
+    if wgconf.is_dns_address(value):
         raise Invalid("wg-quick would read it as a server address, and it is not one")
     return value
 
 
 def dns_entry(value: str) -> str:
     """A ``DNS =`` item: a server address, or a search domain, told apart as wg-quick does."""
-    if _DNS_ADDRESS.match(value):
+    if wgconf.is_dns_address(value):
         try:
             ipaddress.ip_address(value)
         except ValueError as exc:
@@ -172,17 +171,11 @@ def listen_port(value: str) -> int:
 
 
 def fwmark(value: str) -> int:
-    """``FwMark``: ``off``, or 0-0xffffffff in decimal or 0x hex, as wg's parse_fwmark reads it."""
-    if value.lower() == "off":
-        return 0
-    digits, base = (value[2:], 16) if len(value) > 2 and value.startswith("0x") else (value, 10)
-    allowed = "0123456789abcdefABCDEF" if base == 16 else "0123456789"
-    if value[:1] not in "0123456789" or not digits or any(c not in allowed for c in digits):
-        raise Invalid("expected off or 0-0xffffffff")
-    mark = int(digits, base)
-    if mark > 0xFFFFFFFF:
-        raise Invalid("expected off or 0-0xffffffff")
-    return mark
+    """``FwMark``, read as ``wg`` reads it (``wgconf.parse_fwmark``, shared with the config reader)."""
+    try:
+        return wgconf.parse_fwmark(value)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def save_config(value: str) -> str:
@@ -222,7 +215,7 @@ def validate_flag(flag: str, value: str, validator: Callable[[str], T], secret: 
 
 def _items(flag: str, values: Sequence[str], validator: Callable[[str], str]) -> tuple[str, ...]:
     """Repeatable flags also take comma-separated lists, as wg-quick's list keys do."""
-    found = []
+    found: list[str] = []
     for value in values:
         parts = [p.strip() for p in value.split(",")]
         if not all(parts):
@@ -391,18 +384,7 @@ def _genkey() -> tuple[str, str]:
 def new_config(req: Request, resolve: EndpointLookup = resolve_endpoint,
                genkey: Callable[[], tuple[str, str]] = _genkey) -> Rendered:
     """A complete wg-quick config from flags; every flag is checked before the first key is made."""
-    sources = [f for f in ("--private-key", "--private-key-file", "--genkey")
-               if f in _given(req, _NEW_ONLY)]
-    if len(sources) != 1:
-        raise UsageError("give exactly one of --private-key, --private-key-file, --genkey"
-                         + (f" (got {', '.join(sources)})" if sources else ""))
-    for needed, flag in ((req.addresses, "--address"), (req.public_key, "--public-key"),
-                         (req.endpoint, "--endpoint")):
-        if not needed:
-            raise UsageError(f"a new config needs {flag} (or use --from to upgrade an existing one)")
-    if sum(bool(x) for x in (req.split, req.allowed_ips, req.split_file)) > 1:
-        raise UsageError("--split, --split-file and --allowed-ips all set the destinations: give one")
-
+    _check_new_flags(req)
     private_key = None
     if req.private_key is not None:
         private_key = validate_flag("--private-key", req.private_key, wg_key, secret=True)
@@ -424,20 +406,7 @@ def new_config(req: Request, resolve: EndpointLookup = resolve_endpoint,
         raise UsageError(f"invalid --mtu {req.mtu!r}: an IPv6 --address needs at least {IPV6_MIN_MTU}")
     hooks = _hook_options(req)
 
-    warnings = []
-    pinned_from = None
-    if not peer.is_address:
-        if req.pin_endpoint:
-            pinned_from = str(peer)
-            peer = Endpoint(resolve(peer.host, peer.port), peer.port)
-        else:
-            warnings.append(_hostname_warning("--endpoint", peer))
-    if split and peer.is_address:
-        host = ipaddress.ip_address(peer.host)
-        inside = [c for c in split if host in ipaddress.ip_network(c, strict=False)]
-        if inside:
-            warnings.append(f"--endpoint {peer} is inside --split {inside[0]}: its packets would be "
-                            "routed into the tunnel itself")
+    peer, pinned_from, warnings = _new_endpoint(peer, req.pin_endpoint, split, resolve)
     public_of_ours = None
     if private_key is None:
         private_key, public_of_ours = genkey()
@@ -458,6 +427,42 @@ def new_config(req: Request, resolve: EndpointLookup = resolve_endpoint,
         persistent_keepalive=keep or None,
     )
     return Rendered(text, tuple(warnings), public_of_ours, private=True)
+
+
+def _check_new_flags(req: Request) -> None:
+    """The flags a new config needs, and those that exclude each other."""
+    sources = [f for f in ("--private-key", "--private-key-file", "--genkey")
+               if f in _given(req, _NEW_ONLY)]
+    if len(sources) != 1:
+        raise UsageError("give exactly one of --private-key, --private-key-file, --genkey"
+                         + (f" (got {', '.join(sources)})" if sources else ""))
+    for needed, flag in ((req.addresses, "--address"), (req.public_key, "--public-key"),
+                         (req.endpoint, "--endpoint")):
+        if not needed:
+            raise UsageError(f"a new config needs {flag} (or use --from to upgrade an existing one)")
+    if sum(bool(x) for x in (req.split, req.allowed_ips, req.split_file)) > 1:
+        raise UsageError("--split, --split-file and --allowed-ips all set the destinations: give one")
+
+
+def _new_endpoint(peer: Endpoint, pin: bool, split: Sequence[str],
+                  resolve: EndpointLookup) -> tuple[Endpoint, str | None, list[str]]:
+    """The endpoint to write (pinned to an address with --pin-endpoint), what it was pinned from,
+    and the warnings it earns (a hostname; an address inside --split)."""
+    warnings = []
+    pinned_from = None
+    if not peer.is_address:
+        if pin:
+            pinned_from = str(peer)
+            peer = Endpoint(resolve(peer.host, peer.port), peer.port)
+        else:
+            warnings.append(_hostname_warning("--endpoint", peer))
+    if split and peer.is_address:
+        host = ipaddress.ip_address(peer.host)
+        inside = [c for c in split if host in ipaddress.ip_network(c, strict=False)]
+        if inside:
+            warnings.append(f"--endpoint {peer} is inside --split {inside[0]}: its packets would be "
+                            "routed into the tunnel itself")
+    return peer, pinned_from, warnings
 
 
 def _read_config(path: str) -> str:
@@ -559,12 +564,7 @@ def snippet(req: Request, bin_dir: str) -> Rendered:
     extra = _given(req, _NEW_ONLY) + _given(req, _HOOK_FLAGS) + (["--in-place"] if req.in_place else [])
     if extra:
         raise UsageError(f"{extra[0]} cannot be used with --snippet")
-    servers = [s for s in _items("--dns", req.dns, dns_entry) if _DNS_ADDRESS.match(s)]
-    if not req.dns and req.source and req.snippet != "systemd":
-        lines = wgconf.read_lines(_read_config(req.source), req.source)
-        for line in lines:
-            if line.section == "[interface]" and line.key == "dns":
-                servers += [v for v in wgconf.split_list(line.value) if _DNS_ADDRESS.match(v)]
+    servers = _snippet_servers(req)
     interface = validate_interface(req.interface or _interface_from(req.source) or "wg0")
     if req.snippet == "resolved":
         if not servers:
@@ -580,6 +580,16 @@ def snippet(req: Request, bin_dir: str) -> Rendered:
         text = render("snippet-systemd.j2", interface=interface, bin_dir=bin_dir,
                       on_default_path=on_default_path, path=path)
     return Rendered(text)
+
+
+def _snippet_servers(req: Request) -> list[str]:
+    """The DNS server addresses a snippet names: --dns, else the DNS = lines of --from."""
+    servers = [s for s in _items("--dns", req.dns, dns_entry) if wgconf.is_dns_address(s)]
+    if not req.dns and req.source and req.snippet != "systemd":
+        for line in wgconf.read_lines(_read_config(req.source), req.source):
+            if line.section == "[interface]" and line.key == "dns":
+                servers += [v for v in wgconf.split_list(line.value) if wgconf.is_dns_address(v)]
+    return servers
 
 
 def _interface_from(source: str | None) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import __version__
 from . import state as statefile
+from .errors import StateError
 from .templating import TEMPLATE_PACKAGE
 
 CACHE_DIR = ".render-cache"
@@ -52,5 +53,5 @@ def save(interface: str, entry: dict[str, Any]) -> None:
     """Best effort: a cache that cannot be written costs the next run a render, nothing more."""
     try:
         statefile.write_atomic(_path(interface), json.dumps(entry))
-    except statefile.StateError:
+    except StateError:
         pass

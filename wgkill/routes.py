@@ -56,21 +56,19 @@ may be called twice and with pieces already gone.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import FirewallError, PrerequisiteError, StateError
-from .names import jump_spec, route_chain_names, route_jump_comment, set_name, validate_interface
+from .firewall import backend as make_backend
+from .firewall import backend_class
+from .names import validate_interface
 from .runner import CommandError, run
-from .templating import render
-
-if TYPE_CHECKING:
-    from .firewall.iptables import IptablesFamily
+from .state import BACKENDS
 
 RECORD_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # 1: wgkill 0.1 (marks in bits 24-27, no postrouting guard): removed as recorded
@@ -82,10 +80,6 @@ TABLE_BASE = 52820  # tables 52821..52835: clear of wg-quick's 51820 + n
 PRIORITY_BASE = 32000  # 32001..32015: before main (32766) and wg-quick's auto rules (32765, 32764)
 UNREACHABLE_METRIC = 4294967295
 _FAMILY_FLAG = {4: "-4", 6: "-6"}
-_HOST_BITS = {4: 32, 6: 128}
-# Each of our chains by its key in route_chain_names: (table, the built-in chain jumping to it).
-_HOOKS = {"mangle": ("mangle", "OUTPUT"), "nat": ("nat", "POSTROUTING"), "guard": ("mangle", "POSTROUTING")}
-_TABLES = ("mangle", "nat")
 
 
 @dataclass
@@ -131,7 +125,7 @@ class RouteRecord:
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise StateError(f"corrupt route record: {exc}") from exc
         validate_interface(record.interface)
-        if record.backend not in ("iptables", "nft"):
+        if record.backend not in BACKENDS:
             raise StateError(f"route record of unknown backend {record.backend!r}")
         numbers = (record.mark, record.mask, record.table, record.priority)
         if not all(type(v) is int and 0 < v < 2**32 for v in numbers) or record.mark & ~record.mask:
@@ -155,22 +149,18 @@ class RouteRecord:
 
 def _family_record(interface: str, family: int, mark: int, mask: int, table: int,
                    priority: int, backend: str = "iptables", version: int = RECORD_VERSION) -> FamilyRoutes:
-    nft = backend == "nft"
-    chains = {} if nft else route_chain_names(interface, guard=version >= 2)
+    """One family's part of the record; its set, chains and jumps are the backend's (no binary needed)."""
+    set_name, chains, jumps = backend_class(backend).route_parts(interface, family, version)
     return FamilyRoutes(
         family=family,
-        set_name=f"dst{family}" if nft else set_name(interface, family),
+        set_name=set_name,
         rule=f"fwmark {mark:#x}/{mask:#x} lookup {table} priority {priority}",
         routes=[
             f"default dev {interface} table {table}",
             f"unreachable default metric {UNREACHABLE_METRIC} table {table}",
         ],
         chains=chains,
-        jumps=[
-            {"table": _HOOKS[key][0], "chain": _HOOKS[key][1],
-             "spec": jump_spec(chain, route_jump_comment(interface))}
-            for key, chain in chains.items()
-        ],
+        jumps=jumps,
     )
 
 
@@ -256,84 +246,6 @@ def allocate(wg_fwmark: int | None = None) -> int:
     )
 
 
-# ---- iptables -------------------------------------------------------------------------------
-
-
-def _parse_save(text: str) -> tuple[set[str], dict[str, list[str]]]:
-    chains: set[str] = set()
-    rules: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if line.startswith(":"):
-            chains.add(line[1:].split()[0])
-        elif line.startswith("-A "):
-            chain, _, spec = line[3:].partition(" ")
-            rules.setdefault(chain, []).append(spec)
-    return chains, rules
-
-
-def _snapshot(backend: IptablesFamily, table: str) -> tuple[set[str], dict[str, list[str]]]:
-    try:
-        return _parse_save(run([backend.save, "-t", table]))
-    except CommandError as exc:
-        raise FirewallError(f"ipv{backend.family}: cannot read the {table} table: {exc}") from exc
-
-
-def _jumps_to(rules: dict[str, list[str]], hook: str, chain: str) -> list[tuple[int, str]]:
-    return [(i, spec) for i, spec in enumerate(rules.get(hook, [])) if spec.split()[-2:] == ["-j", chain]]
-
-
-
-def chain_bodies(
-    interface: str, family: int, mark: int, mask: int,
-    endpoints: Sequence[tuple[str, int]] = (), wg_fwmark: int | None = None,
-) -> dict[str, list[str]]:
-    """The rules of our chains for one family (``-A`` lines), by key (mangle, nat, guard)."""
-    chains = route_chain_names(interface)
-    rt, nat = chains["mangle"], chains["nat"]
-    body = []
-    if wg_fwmark:
-        body.append(f"-A {rt} -m mark --mark {wg_fwmark:#x} -j RETURN")
-    for address, port in endpoints:
-        address = str(ipaddress.ip_address(address))  # it goes into a restore payload: no surprises
-        body.append(f"-A {rt} -d {address}/{_HOST_BITS[family]} -p udp -m udp --dport {int(port)} -j RETURN")
-    match = f"-m set --match-set {set_name(interface, family)} dst"
-    body.append(f"-A {rt} {match} -j MARK --set-xmark {mark:#x}/{mask:#x}")
-    return {
-        "mangle": body,
-        "nat": [f"-A {nat} -o {interface} -m mark --mark {mark:#x}/{mask:#x} -j MASQUERADE"],
-        "guard": render("routes-guard.rules.j2", chain=chains["guard"], interface=interface,
-                        mark=f"{mark:#x}/{mask:#x}").splitlines(),
-    }
-
-
-def _apply_payload(interface: str, bodies: dict[str, list[str]],
-                   snaps: dict[str, tuple[set[str], dict[str, list[str]]]]) -> str:
-    """One --noflush transaction per table: declaring a chain flushes it, the jump goes (or stays) first."""
-    lines = []
-    chains = route_chain_names(interface)
-    for table in _TABLES:
-        keys = [key for key in chains if _HOOKS[key][0] == table]
-        lines += [f"*{table}", *(f":{chains[key]} - [0:0]" for key in keys)]
-        for key in keys:
-            hook, chain = _HOOKS[key][1], chains[key]
-            jump = jump_spec(chain, route_jump_comment(interface))
-            jumps = _jumps_to(snaps[table][1], hook, chain)
-            if jumps != [(0, jump)]:
-                lines += [f"-D {hook} {spec}" for _, spec in jumps]
-                lines.append(f"-I {hook} 1 {jump}")
-        for key in keys:
-            lines += bodies[key]
-        lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
-
-
-def _restore(backend: IptablesFamily, payload: str, what: str) -> None:
-    try:
-        run([backend.restore, "-w", "-n"], stdin=payload, change=True)
-    except CommandError as exc:
-        raise FirewallError(f"ipv{backend.family}: {what}: {exc}") from exc
-
-
 # ---- sysctl ---------------------------------------------------------------------------------
 
 
@@ -375,12 +287,7 @@ def plan(interface: str, families: Sequence[int] = (4, 6), *, wg_fwmark: int | N
     validate_interface(interface)
     slot = allocate(wg_fwmark)
     mark, table, priority = slot << MARK_SHIFT, TABLE_BASE + slot, PRIORITY_BASE + slot
-    if backend == "nft":
-        variant = ""
-    else:
-        from .firewall.iptables import detect_variant
-
-        variant = detect_variant(4)
+    variant = backend_class(backend).route_variant()
     record = RouteRecord(interface, mark, MARK_MASK, table, priority, variant, backend=backend)
     for family in families:
         record.families[f"ipv{family}"] = _family_record(interface, family, mark, MARK_MASK, table, priority,
@@ -413,11 +320,7 @@ def setup(
         raise StateError(f"route record is for {previous.interface}, not {interface}")
     mark, table, priority = previous.mark, previous.table, previous.priority
     variant = previous.iptables_variant
-    nft = previous.backend == "nft"
-    if not nft:
-        from .firewall.iptables import IptablesFamily
-
-        backends = {family: IptablesFamily(family, variant) for family in families}
+    firewall = make_backend(previous.backend)
     record = RouteRecord(interface, mark, MARK_MASK, table, priority, variant, backend=previous.backend)
     for family in families:
         record.families[f"ipv{family}"] = _family_record(interface, family, mark, MARK_MASK, table, priority,
@@ -430,12 +333,9 @@ def setup(
         wanted = record.families[f"ipv{family}"].routes[0 if up else 1:]
         _batch(ip, family, "".join(f"route replace {route}\n" for route in wanted))
     # 2. marks and source NAT, one transaction per family (nft: already in the kill switch's table).
-    for family in () if nft else families:
-        backend = backends[family]
+    for family in families:
         endpoints_here = [(a, p) for a, p in endpoints if (":" in a) == (family == 6)]
-        bodies = chain_bodies(interface, family, mark, MARK_MASK, endpoints_here, wg_fwmark)
-        snaps = {table_: _snapshot(backend, table_) for table_ in _TABLES}
-        _restore(backend, _apply_payload(interface, bodies, snaps), f"routing marks for {interface}")
+        firewall.apply_route_marks(interface, family, variant, mark, MARK_MASK, endpoints_here, wg_fwmark)
     # 3. replies on the tunnel must pass the IPv4 reverse-path filter.
     if 4 in families:
         record.sysctls = _loosen_rp_filter(interface) or [
@@ -493,12 +393,11 @@ def teardown(record: RouteRecord) -> list[str]:
             removed.append(f"ipv{family} rule {fam.rule}")
 
     def chains(family: int) -> None:
-        if record.backend == "nft":
-            return  # in the kill switch's table: removed with it
-        from .firewall.iptables import IptablesFamily
-
-        backend = IptablesFamily(family, record.iptables_variant)
-        removed.extend(_remove_chains(backend, record.interface, record.families[f"ipv{family}"]))
+        fam = record.families[f"ipv{family}"]
+        if not fam.chains:
+            return  # nft: in the kill switch's table, removed with it
+        removed.extend(make_backend(record.backend).remove_route_marks(
+            record.interface, family, record.iptables_variant, fam.chains))
 
     def table(family: int) -> None:
         kinds = {_ours(r, record.interface) for r in _table_routes(family, record.table)}
@@ -528,28 +427,6 @@ def teardown(record: RouteRecord) -> list[str]:
     return removed
 
 
-def _remove_chains(backend: IptablesFamily, interface: str, fam: FamilyRoutes) -> list[str]:
-    lines: list[str] = []
-    done: list[str] = []
-    for table in _TABLES:
-        present, rules = _snapshot(backend, table)
-        section: list[str] = []
-        flush: list[str] = []
-        for key, chain in fam.chains.items():
-            if _HOOKS[key][0] != table:
-                continue
-            hook = _HOOKS[key][1]
-            section += [f"-D {hook} {spec}" for _, spec in _jumps_to(rules, hook, chain)]
-            if chain in present:
-                flush += [f"-F {chain}", f"-X {chain}"]
-                done.append(f"ipv{fam.family} {table} chain {chain}")
-        if section or flush:
-            lines += [f"*{table}", *section, *flush, "COMMIT"]
-    if lines:
-        _restore(backend, "\n".join(lines) + "\n", f"remove routing marks for {interface}")
-    return done
-
-
 def _batch(ip: str, family: int, commands: str) -> None:
     try:
         run([ip, _FAMILY_FLAG[family], "-batch", "-"], stdin=commands, change=True)
@@ -572,28 +449,12 @@ def missing(record: RouteRecord) -> list[tuple[str, str, str]]:
             missing.append((name, "route", unreachable))
         if "dev" not in kinds:
             missing.append((name, "dev-route", dev))
-        if record.backend == "nft":
-            continue  # the marks are in the kill switch's table, which status reads on its own
-        from .firewall.iptables import IptablesFamily
-
-        backend = IptablesFamily(fam.family, record.iptables_variant)
-        snaps = {table: _snapshot(backend, table) for table in _TABLES}
-        for key, chain in fam.chains.items():
-            table, hook = _HOOKS[key]
-            chains, rules = snaps[table]
-            if chain not in chains or not _jumps_to(rules, hook, chain):
-                missing.append((name, "chain", f"{table} chain {chain}"))
+        if not fam.chains:
+            continue  # nft: the marks are in the kill switch's table, which status reads on its own
+        firewall = make_backend(record.backend)
+        gone = firewall.missing_route_marks(fam.family, record.iptables_variant, fam.chains)
+        missing += [(name, "chain", what) for what in gone]
     return missing
-
-
-def record_from_json(text: str) -> RouteRecord:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StateError(f"corrupt route record: {exc}") from exc
-    if not isinstance(data, dict):
-        raise StateError("corrupt route record: not a JSON object")
-    return RouteRecord.from_dict(data)
 
 
 def sysctl_key(interface: str) -> str:

@@ -25,12 +25,17 @@ from typing import Any
 
 from . import fileio
 from .errors import StateError
+from .exclusion import ExclusionRecord
 
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
 BACKENDS = ("iptables", "nft")
 DEFAULT_DIR = "/var/lib/wgkill"
 LOCK_NAME = ".lock"
+# Written by earlier versions and read by none, skipped at load: the hash of a payload (the payload
+# or the chain bodies are recorded), and the top-level copies of --allow-iface/--allow-mark (each
+# family's recorded policy holds them).
+RETIRED = frozenset({"payload_sha256", "allow_interfaces", "allow_marks"})
 
 
 def state_dir() -> Path:
@@ -45,7 +50,6 @@ class FamilyRecord:
     table: str
     chains: list[str]
     jumps: list[dict[str, str]]
-    payload_sha256: str
     rules: int
     saved_sha256: str | None = None  # the chain as iptables-save prints it, read back after applying
     sets: list[str] = field(default_factory=list)
@@ -61,7 +65,6 @@ class NftRecord:
 
     table: str  # the inet table's name (wgkill.names.nft_table_name)
     payload: str  # the whole ``nft -f`` transaction, re-applied as is at boot
-    payload_sha256: str
     rules: dict[str, int] = field(default_factory=dict)  # chain -> rule count as applied
     sets: dict[int, str] = field(default_factory=dict)  # family -> set of the tunnel's destinations
     set_entries: dict[int, int] = field(default_factory=dict)  # family -> elements rendered into its set
@@ -82,10 +85,8 @@ class State:
     lockdown: bool = False
     allowed_ips_file: str | None = None
     routes: dict[str, Any] | None = None  # wgkill.routes.RouteRecord, when --routes set them up
-    allow_interfaces: list[str] = field(default_factory=list)  # --allow-iface, as given (validated)
-    allow_marks: list[str] = field(default_factory=list)  # --allow-mark, as 0xV/0xM
     policies: list[dict[str, Any]] = field(default_factory=list)  # FamilyPolicy.to_dict() per family
-    exclude: dict[str, Any] | None = None  # wgkill.exclude.ExclusionRecord, with --allow-exclude
+    exclude: ExclusionRecord | None = None  # with --allow-exclude; parsed (and refused if corrupt) at load
     version: int = VERSION
 
     def to_json(self) -> str:
@@ -96,6 +97,12 @@ class State:
         if self.nft is not None:
             return {4, 6}
         return set(self.families)
+
+    def split_sets(self) -> list[str]:
+        """The split tunnel's sets as applied, whichever backend holds them."""
+        if self.nft is not None:
+            return sorted(self.nft.sets.values())
+        return [name for record in self.families.values() for name in record.sets]
 
     def variant(self, family: int) -> str | None:
         """The iptables variant ``family`` was applied with (None: not iptables)."""
@@ -177,33 +184,13 @@ def load(interface: str, directory: Path | None = None) -> State | None:
     backend = data.get("backend", "iptables") if version == 2 else "iptables"
     if backend not in BACKENDS:
         raise StateError(f"corrupt state file {path}: unknown backend {backend!r}")
-    families = {}
-    for name, record in _require(data, "families", dict, path).items():
-        family = _family_key(name, version)
-        if family is None or not isinstance(record, dict):
-            raise StateError(f"corrupt state file {path}: bad family {name!r}")
-        if version == 1:
-            record = {**record, "variant": _require(data, "iptables_variant", str, path)}
-        try:
-            families[family] = FamilyRecord(**record)
-        except TypeError as exc:
-            raise StateError(f"corrupt state file {path}: bad record for ipv{family}") from exc
-        chains = families[family].chains
-        if not isinstance(chains, list) or not all(isinstance(c, str) for c in chains):
-            raise StateError(f"corrupt state file {path}: bad chains for ipv{family}")
-        if families[family].variant not in ("nf_tables", "legacy"):
-            raise StateError(f"corrupt state file {path}: bad iptables variant for ipv{family}")
+    families = _families(data, version, path)
     applied_at = _require(data, "applied_at", str, path)
     nft = _nft_record(data.get("nft"), path) if backend == "nft" else None
     fwmark = data.get("fwmark")
     if fwmark is not None and not isinstance(fwmark, int):
         raise StateError(f"corrupt state file {path}: field 'fwmark' invalid")
-    dns = data.get("dns")
-    if dns is not None and not (
-        isinstance(dns, dict) and isinstance(dns.get("record"), dict | None)
-        and isinstance(dns.get("servers", []), list)
-    ):
-        raise StateError(f"corrupt state file {path}: field 'dns' invalid")
+    dns = _dns(data, path)
     return State(
         interface=interface,
         applied_at=applied_at,
@@ -217,19 +204,51 @@ def load(interface: str, directory: Path | None = None) -> State | None:
         dns=dns,
         lockdown=data.get("lockdown") is True,
         routes=data["routes"] if isinstance(data.get("routes"), dict) else None,
-        exclude=data["exclude"] if isinstance(data.get("exclude"), dict) else None,
+        exclude=_exclusion(data.get("exclude"), path),
         allowed_ips_file=data["allowed_ips_file"] if isinstance(data.get("allowed_ips_file"), str) else None,
-        allow_interfaces=_strings(data, "allow_interfaces", path),
-        allow_marks=_strings(data, "allow_marks", path),
         policies=_dicts(data, "policies", path),
     )
 
 
-def _strings(data: dict[str, Any], key: str, path: Path) -> list[str]:
-    value = data.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise StateError(f"corrupt state file {path}: field {key!r} invalid")
-    return value
+def _families(data: dict[str, Any], version: int, path: Path) -> dict[int, FamilyRecord]:
+    """The iptables records by family (version 1: one variant for both, keys ``ipv4``)."""
+    families = {}
+    for name, record in _require(data, "families", dict, path).items():
+        family = _family_key(name, version)
+        if family is None or not isinstance(record, dict):
+            raise StateError(f"corrupt state file {path}: bad family {name!r}")
+        record = {k: v for k, v in record.items() if k not in RETIRED}
+        if version == 1:
+            record = {**record, "variant": _require(data, "iptables_variant", str, path)}
+        try:
+            families[family] = FamilyRecord(**record)
+        except TypeError as exc:
+            raise StateError(f"corrupt state file {path}: bad record for ipv{family}") from exc
+        chains = families[family].chains
+        if not isinstance(chains, list) or not all(isinstance(c, str) for c in chains):
+            raise StateError(f"corrupt state file {path}: bad chains for ipv{family}")
+        if families[family].variant not in ("nf_tables", "legacy"):
+            raise StateError(f"corrupt state file {path}: bad iptables variant for ipv{family}")
+    return families
+
+
+def _exclusion(data: Any, path: Path) -> ExclusionRecord | None:
+    if data is None:
+        return None
+    try:
+        return ExclusionRecord.from_dict(data)
+    except StateError as exc:
+        raise StateError(f"corrupt state file {path}: {exc}") from exc
+
+
+def _dns(data: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    dns = data.get("dns")
+    if dns is not None and not (
+        isinstance(dns, dict) and isinstance(dns.get("record"), dict | None)
+        and isinstance(dns.get("servers", []), list)
+    ):
+        raise StateError(f"corrupt state file {path}: field 'dns' invalid")
+    return dns
 
 
 def _dicts(data: dict[str, Any], key: str, path: Path) -> list[dict[str, Any]]:
@@ -249,7 +268,7 @@ def _nft_record(data: Any, path: Path) -> NftRecord:
     if not isinstance(data, dict):
         raise StateError(f"corrupt state file {path}: backend nft without its table record")
     try:
-        record = NftRecord(**data)
+        record = NftRecord(**{k: v for k, v in data.items() if k not in RETIRED})
         record.sets = {int(k): v for k, v in dict(record.sets).items()}
         record.set_entries = {int(k): int(v) for k, v in dict(record.set_entries).items()}
     except (TypeError, ValueError) as exc:

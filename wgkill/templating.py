@@ -24,4 +24,5 @@ def environment() -> Any:
 
 
 def render(name: str, **context: Any) -> str:
-    return environment().get_template(name).render(**context)
+    text: str = environment().get_template(name).render(**context)
+    return text

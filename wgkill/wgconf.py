@@ -103,10 +103,6 @@ class Line:
         return self.text.lstrip(BLANKS).startswith("#")
 
     @property
-    def is_blank(self) -> bool:
-        return not self.text.strip(BLANKS)
-
-    @property
     def key_text(self) -> str:
         """The key as written (``PostUp``, ``postup``...), for messages."""
         return self.text.split("#", 1)[0].split("=", 1)[0].strip(BLANKS)
@@ -264,6 +260,28 @@ class WgQuickConfig:
         return (self.table or "").lower() == "off"
 
 
+def is_dns_address(value: str) -> bool:
+    """Whether a ``DNS =`` item is a server address (else a search domain), by wg-quick's own test:
+    digits and dots, or anything with a colon. wgkill-render and the config reader share it."""
+    return _DNS_ADDRESS.match(value) is not None
+
+
+def parse_fwmark(value: str) -> int:
+    """``FwMark``: ``off`` (0), or 0-0xffffffff in decimal or 0x hex, as wg's parse_fwmark reads it
+    (a digit first, then strtoul in base 16 after ``0x`` else 10, all of it): no ``0b``, ``0o``
+    or ``_`` as Python's ``int(x, 0)`` would take. ValueError otherwise."""
+    if value.lower() == "off":
+        return 0
+    digits, base = (value[2:], 16) if len(value) > 2 and value.startswith("0x") else (value, 10)
+    allowed = "0123456789abcdefABCDEF" if base == 16 else "0123456789"
+    if value[:1] not in "0123456789" or not digits or any(c not in allowed for c in digits):
+        raise ValueError("expected off or 0-0xffffffff")
+    mark = int(digits, base)
+    if mark > 0xFFFFFFFF:
+        raise ValueError("expected off or 0-0xffffffff")
+    return mark
+
+
 def parse_config(text: str, path: str = "<config>") -> WgQuickConfig:
     """Parse the text of a wg-quick config; ConfigError on a line wg-quick or wg would refuse."""
     iface: dict[str, list[str]] = {}
@@ -276,10 +294,11 @@ def parse_config(text: str, path: str = "<config>") -> WgQuickConfig:
         target = iface if line.section == INTERFACE else peers[-1]
         target.setdefault(line.key, []).append(line.value)
 
-    dns_servers, dns_search = [], []
+    dns_servers: list[str] = []
+    dns_search: list[str] = []
     for value in iface.get("dns", []):
         for item in split_list(value):
-            (dns_servers if _DNS_ADDRESS.match(item) else dns_search).append(item)
+            (dns_servers if is_dns_address(item) else dns_search).append(item)
     parsed_peers = []
     for peer in peers:
         endpoint = peer.get("endpoint", [None])[-1]

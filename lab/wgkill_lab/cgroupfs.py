@@ -17,9 +17,22 @@ to run outside a private mount namespace (it would mount on the machine).
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 LAYOUTS = ("hybrid", "unified", "v1", "none")
 ROOT = "/sys/fs/cgroup"
+
+
+def cgroup_of(pid: int | str = "self") -> str | None:
+    """The cgroup v2 path of ``pid`` (``0::/PATH`` in /proc/PID/cgroup), None if it has none."""
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("0::"):
+            return line[3:]
+    return None
 
 
 def _mount(*argv: str) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from wgkill import ipset, names, prefixes, routes, runner
-from wgkill.errors import WgkillError
+from wgkill.errors import StateError, WgkillError
 from wgkill.tunnel import read_tunnel
 
 V4_BASE = 11 << 24  # 11.0.0.0 up: clear of every lab address (192.0.2/24, 198.51.100/24, 203.0.113/24)
@@ -55,7 +55,7 @@ def _up(args: argparse.Namespace) -> dict[str, object]:
         counts[f"ipv{family}"] = ipset.sync(names.set_name(args.interface, family), family,
                                             listed.family(family))
         timings[f"ipset{family}"] = time.perf_counter() - mark
-    previous = routes.record_from_json(Path(args.previous).read_text()) if args.previous else None
+    previous = record_from_json(Path(args.previous).read_text()) if args.previous else None
     mark = time.perf_counter()
     record = routes.setup(args.interface, families, endpoints=endpoints, wg_fwmark=facts.fwmark,
                           previous=previous)
@@ -65,8 +65,19 @@ def _up(args: argparse.Namespace) -> dict[str, object]:
             "normalised": listed.normalised, "timings": timings}
 
 
+def record_from_json(text: str) -> routes.RouteRecord:
+    """A route record as ``_up`` printed it (the lab passes records between runs as files)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateError(f"corrupt route record: {exc}") from exc
+    if not isinstance(data, dict):
+        raise StateError("corrupt route record: not a JSON object")
+    return routes.RouteRecord.from_dict(data)
+
+
 def _down(args: argparse.Namespace) -> dict[str, object]:
-    record = routes.record_from_json(Path(args.record).read_text())
+    record = record_from_json(Path(args.record).read_text())
     started = time.perf_counter()
     removed = routes.teardown(record)
     destroyed = [

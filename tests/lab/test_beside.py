@@ -287,7 +287,9 @@ def test_allow_iface_and_mark_are_recorded_and_kept_by_boot(any_lab: Lab) -> Non
     # wg-quick's own fwmark, 51820 = 0xca6c, has kube-proxy's bits set, but no Kubernetes is here
     assert "shares bits" not in up.stderr, up.stderr
     recorded = state(lab, tunnel) or {}
-    assert recorded["allow_interfaces"] == ["br-+"] and recorded["allow_marks"] == ["0x80000/0xff0000"]
+    policies = recorded["policies"]  # each family's recorded policy: what boot and composition read
+    assert policies and all(p["allow_interfaces"] == ["br-+"] and p["allow_marks"] == ["0x80000/0xff0000"]
+                            for p in policies)
     wanted = ALLOWED[recorded["backend"]]
     assert all(rule in block_text(lab, tunnel) for rule in wanted), block_text(lab, tunnel)
     lab.kill_daemon(tunnel)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from wgkill.cgroups import cgroup_of, unified_root
+from wgkill.cgroups import unified_root
+from wgkill_lab.cgroupfs import cgroup_of
 from wgkill_lab.netns import CLIENT4, CLIENT6, VPN4, VPN6, WEB4, WEB6, Lab, Tunnel, wait_until
 
 from .checks import backend_args, hooks, rules, state

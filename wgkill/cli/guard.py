@@ -26,7 +26,7 @@ def build_parser() -> Parser:
     return parser
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
+def _stop(_signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)  # through the finally blocks: the nft monitor child is ended too
 
 

@@ -58,7 +58,8 @@ def commands() -> list[Command]:
 
 
 def parser_of(command: Command) -> argparse.ArgumentParser:
-    return importlib.import_module(command.module).build_parser()
+    parser: argparse.ArgumentParser = importlib.import_module(command.module).build_parser()
+    return parser
 
 
 def escape(text: str) -> str:

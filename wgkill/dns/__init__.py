@@ -16,6 +16,8 @@ import shutil
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 from ..errors import ConfigError, UsageError
 from ..wgconf import WgQuickConfig
@@ -152,13 +154,13 @@ def detect_backend(requested: str = "auto") -> str:
     return "file"
 
 
-def _module(backend: str):  # type: ignore[no-untyped-def]
+def _module(backend: str) -> ModuleType:
     from . import resolvconf, resolved, resolvfile
 
     return {"resolved": resolved, "resolvconf": resolvconf, "file": resolvfile}[backend]
 
 
-def preflight(dns_plan: DnsPlan, backend: str, previous: dict | None = None) -> list[str]:
+def preflight(dns_plan: DnsPlan, backend: str, previous: dict[str, Any] | None = None) -> list[str]:
     """Everything that can be checked before the first change; returns warnings."""
     if not dns_plan.active or backend == "none":
         return []
@@ -189,7 +191,9 @@ def _refuse_what_resolv_conf_cannot_say(dns_plan: DnsPlan, backend: str) -> None
         )
 
 
-def apply(dns_plan: DnsPlan, backend: str, interface: str, previous: dict | None = None) -> dict | None:
+def apply(
+    dns_plan: DnsPlan, backend: str, interface: str, previous: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
     """Point the host's resolver at the tunnel; the returned record says how to undo it.
 
     ``previous`` is the record of an earlier run for the same interface: what
@@ -202,13 +206,12 @@ def apply(dns_plan: DnsPlan, backend: str, interface: str, previous: dict | None
         module_prev = _module(previous["backend"])
         module_prev.revert(previous)
         previous = None
-    record: dict = module.apply(dns_plan, interface, previous) if backend == "file" else module.apply(
-        dns_plan, interface
-    )
+    record: dict[str, Any] = (module.apply(dns_plan, interface, previous) if backend == "file"
+                              else module.apply(dns_plan, interface))
     return record
 
 
-def hold(record: dict | None) -> dict | None:
+def hold(record: dict[str, Any] | None) -> dict[str, Any] | None:
     """Put back what ``apply`` wrote where another program changed it since: the updated record
     to save, or None when nothing was changed (the backend keeps nothing that others rewrite:
     resolvconf merges, resolved's per-link settings are ours alone)."""
@@ -219,7 +222,7 @@ def hold(record: dict | None) -> dict | None:
     return resolvfile.hold(record)
 
 
-def revert(record: dict | None) -> list[str]:
+def revert(record: dict[str, Any] | None) -> list[str]:
     """Undo what ``apply`` recorded; returns warnings for what was deliberately left alone."""
     if not record:
         return []

@@ -128,7 +128,7 @@ def hold(record: dict[str, Any]) -> dict[str, Any] | None:
 
 def _ours(path: Path, record: dict[str, Any]) -> bool:
     try:
-        return _sha(path.read_bytes()) == record["written_sha256"]
+        return bool(_sha(path.read_bytes()) == record["written_sha256"])
     except OSError:
         return False
 

@@ -11,8 +11,9 @@ process into the cgroup.
 
 Both backends: nft keeps the marking, the ct mark and the NAT as chains of
 the tunnel's own table (one transaction, ``templates/nft/table.nft.j2``);
-iptables has mangle and nat chains of their own (``exclude.iptables``),
-applied after the kill switch and removed before it.
+iptables has mangle and nat chains of their own (``firewall.iptables_exclude``),
+applied after the kill switch and removed before it. Which is the backend's
+business: here only ``Backend.apply_exclusion`` and its siblings are called.
 
 The cgroup is shared by every tunnel that allows exclusion and is removed
 with the last of them (its processes moved back to the root cgroup first).
@@ -23,19 +24,17 @@ kill switch's exemption, and both before the cgroup.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterable
 
 from .. import state as statefile
 from ..cgroups import Cgroup, unified_root
 from ..errors import StateError, UsageError
+from ..exclusion import ExclusionRecord
+from ..firewall import backend, installed
 from ..names import exclude_cgroup
-from . import iptables as rules
-from .record import ExclusionRecord
 
 __all__ = [
     "ExclusionRecord",
-    "apply_rules",
     "cgroup_of_record",
     "check_tunnel",
     "plan",
@@ -72,54 +71,16 @@ def cgroup_of_record(record: ExclusionRecord) -> Cgroup:
     return Cgroup(unified_root(), record.cgroup)
 
 
-NFT_CHAINS = ("exclude_mark", "exclude_restore", "exclude_nat")  # in the tunnel's own inet table
-
-
-def apply_rules(record: ExclusionRecord, state: statefile.State) -> None:
-    """iptables: the mark, the ct mark and the source NAT, one transaction per family, after the
-    kill switch (the cgroup made already). nft: nothing, they are chains of the tunnel's table."""
-    if state.backend != "iptables":
-        return
-    from ..firewall.iptables import IptablesFamily
-
-    for family in record.families:
-        if family in state.families:
-            rules.apply(record, IptablesFamily(family, state.variant(family)))
-
-
 def remove_rules(interface: str, state: statefile.State | None) -> list[str]:
-    """iptables: our mangle/nat chains, found by name, in the variant each family was applied with
-    (the state lost: the variant on PATH). nft: nothing, the table goes whole. The families done."""
-    if state is not None and state.backend != "iptables":
-        return []
-    if state is None and shutil.which("iptables-restore") is None:
-        return []
-    from ..firewall.iptables import IptablesFamily
-    from ..kernel import ipv6_available
-
-    done = []
-    for family in (4, 6) if ipv6_available() else (4,):
-        variant = state.variant(family) if state is not None else None
-        if state is not None and variant is None:
-            continue
-        if rules.remove(interface, IptablesFamily(family, variant)):
-            done.append(f"ipv{family}")
-    return done
+    """The exclusion's own rules, before the block; the state lost: by name, in every backend
+    installed. The families done."""
+    names = [state.backend] if state is not None else installed()
+    return [family for name in names for family in backend(name).remove_exclusion(interface, state)]
 
 
 def rules_present(state: statefile.State, record: ExclusionRecord, ipv6: bool) -> dict[str, bool]:
     """Per family: are the marking rules in place (for status)."""
-    families = [f for f in record.families if f == 4 or ipv6]
-    if state.backend == "nft":
-        from ..firewall.nft import NftBackend
-        from ..names import nft_table_name
-
-        live = NftBackend().listing(nft_table_name(state.interface)) or {}
-        return {f"ipv{f}": all(chain in live for chain in NFT_CHAINS) for f in families}
-    from ..firewall.iptables import IptablesFamily
-
-    return {f"ipv{f}": all(rules.present(state.interface, IptablesFamily(f, state.variant(f))).values())
-            for f in families}
+    return backend(state.backend).exclusion_present(state, record, ipv6)
 
 
 def recorded_exclusions(skip: str | None = None) -> tuple[list[ExclusionRecord], bool]:
@@ -133,11 +94,8 @@ def recorded_exclusions(skip: str | None = None) -> tuple[list[ExclusionRecord],
         except StateError:
             unreadable = True
             continue
-        if recorded is not None and recorded.exclude:
-            try:
-                found.append(ExclusionRecord.from_dict(recorded.exclude))
-            except StateError:
-                unreadable = True
+        if recorded is not None and recorded.exclude is not None:
+            found.append(recorded.exclude)
     return found, unreadable
 
 

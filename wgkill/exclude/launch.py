@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .. import state as statefile
-from ..cgroups import Cgroup, cgroup_of, command_of, unified_root
+from ..cgroups import Cgroup, command_of, unified_root
 from ..errors import CommandNotFoundError, ExecError, PrerequisiteError, UsageError
 from ..kernel import require_root
 from ..names import exclude_cgroup
@@ -181,8 +181,3 @@ def become_and_exec(program: str, argv: Sequence[str], who: Account, env: dict[s
         os.execve(program, list(argv), env)  # noqa: S606 - argv as given, no shell
     except OSError as exc:
         raise ExecError(f"cannot run {program}: {exc.strerror}") from exc
-
-
-def in_exclusion(pid: int | str = "self") -> bool:
-    """Whether ``pid`` is in this host's exclusion cgroup (for the tests and status)."""
-    return cgroup_of(pid) == f"/{exclude_cgroup()}"

@@ -58,14 +58,34 @@ def choose(requested: str = "auto", recorded: statefile.State | None = None) -> 
     return "nft" if nft_works() else "iptables"
 
 
-def backend(name: str) -> Backend:
-    """The backend called ``name``, its binaries resolved (PrerequisiteError if missing)."""
+def check_recorded(state: statefile.State) -> None:
+    """StateError if ``state`` names chains or sets that are not ours (before any change); needs no
+    binary: a state is checked even where its backend's tools are gone."""
+    if state.backend == "iptables":
+        from .iptables import owned_chains
+
+        owned_chains(state)
+
+
+def installed() -> list[str]:
+    """The backends whose tools are on PATH: where a lost state's rules may be, found by name."""
+    tools = {"nft": "nft", "iptables": "iptables-restore"}
+    return [name for name, tool in tools.items() if shutil.which(tool)]
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class of the backend called ``name``: its static methods need no binary."""
     if name == "nft":
         from .nft import NftBackend
 
-        return NftBackend()
+        return NftBackend
     if name == "iptables":
         from .iptables import IptablesBackend
 
-        return IptablesBackend()
+        return IptablesBackend
     raise UsageError(f"unknown firewall backend {name!r}")
+
+
+def backend(name: str) -> Backend:
+    """The backend called ``name``, its binaries resolved (PrerequisiteError if missing)."""
+    return backend_class(name)()

@@ -1,4 +1,5 @@
-"""The seam both firewall backends implement; ``wgkill.killswitch`` and ``wgkill.release`` use only this.
+"""The seam both firewall backends implement: nothing outside ``wgkill.firewall`` uses more (an import
+contract in pyproject.toml; docs/architecture.md is the map).
 
 A run plans first (nothing changes), records the plan in the state (intent
 before any change, so an interrupted run stays removable), then applies it.
@@ -18,15 +19,17 @@ before any change, so an interrupted run stays removable), then applies it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .. import state as statefile
+    from ..exclusion import ExclusionRecord
     from ..policy import KillSwitchPolicy
     from ..prefixes import PrefixList
-    from ..status.facts import ChainFacts, SetFacts
     from . import Removed
+    from .facts import ChainFacts, SetFacts
 
 
 Inspected = tuple[list["ChainFacts"], list["SetFacts"], list[str]]  # chains, sets, read errors
@@ -43,6 +46,12 @@ class Plan:
 
 class Backend(ABC):
     name: str
+    sets_in_payload: bool  # the split sets' elements are part of the one payload (nft), not apart
+    set_word: str  # what status calls one of its sets
+
+    @abstractmethod
+    def check_split_tools(self) -> None:
+        """Before any change: PrerequisiteError if a split tunnel's sets cannot be made here."""
 
     @abstractmethod
     def plan(self, policy: KillSwitchPolicy, split: PrefixList | None, *, cache: bool = True) -> Plan:
@@ -76,3 +85,52 @@ class Backend(ABC):
     @abstractmethod
     def inspect(self, state: statefile.State, ipv6: bool) -> Inspected:
         """The recorded chains and sets as they are now, and what could not be read."""
+
+    # ---- --routes: the marks that route a split tunnel's set into it (wgkill.routes) ---------
+
+    @staticmethod
+    @abstractmethod
+    def route_variant() -> str:
+        """What a route record keeps as its iptables variant ("" where there is none)."""
+
+    @staticmethod
+    @abstractmethod
+    def route_parts(interface: str, family: int,
+                    version: int) -> tuple[str, dict[str, str], list[dict[str, str]]]:
+        """For one family's route record: the set the marks match, our chains by key (mangle, nat,
+        guard) and their jumps ({"table", "chain", "spec"}); none where the block's table holds them."""
+
+    @abstractmethod
+    def apply_route_marks(self, interface: str, family: int, variant: str, mark: int, mask: int,
+                          endpoints: Sequence[tuple[str, int]], wg_fwmark: int | None) -> None:
+        """Put the marks, the source NAT and the postrouting guard of one family in place (nft: they
+        are chains of the block's table, applied with it)."""
+
+    @abstractmethod
+    def remove_route_marks(self, interface: str, family: int, variant: str,
+                           chains: dict[str, str]) -> list[str]:
+        """Remove the recorded route chains of one family and every jump to them; what went."""
+
+    @abstractmethod
+    def missing_route_marks(self, family: int, variant: str, chains: dict[str, str]) -> list[str]:
+        """The recorded route chains of one family that are gone or not jumped to."""
+
+    # ---- per-app exclusion: the rules that mark the excluded cgroup's packets ------------------
+
+    @abstractmethod
+    def exclusion_payloads(self, record: ExclusionRecord) -> dict[str, str]:
+        """--dry-run: the exclusion's payloads apart from ``plan``'s, by label (none if in the plan)."""
+
+    @abstractmethod
+    def apply_exclusion(self, record: ExclusionRecord, state: statefile.State) -> None:
+        """Put the exclusion's own rules in place after the block (its cgroup made already)."""
+
+    @abstractmethod
+    def remove_exclusion(self, interface: str, state: statefile.State | None) -> list[str]:
+        """Remove the exclusion's own rules (before the block); by name when the state is lost.
+        Returns the families done (ipv4, ipv6)."""
+
+    @abstractmethod
+    def exclusion_present(self, state: statefile.State, record: ExclusionRecord,
+                          ipv6: bool) -> dict[str, bool]:
+        """Per family (ipv4, ipv6): are the marking rules in place (status)."""

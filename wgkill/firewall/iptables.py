@@ -11,21 +11,32 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ApplyFailed, FirewallError, PrerequisiteError, StateError, WgkillError
-from ..names import chain_name, forward_chain_name, jump_comment, jump_spec, owns_set, set_name
-from ..runner import CommandError, run
+from ..names import (
+    chain_interface,
+    chain_name,
+    forward_chain_name,
+    jump_comment,
+    jump_spec,
+    owns_set,
+    route_chain_names,
+    set_name,
+)
+from ..runner import CommandError, run, which
 from ..templating import render
 from . import Removed
 from .base import Backend, Inspected, Plan
+from .facts import ChainFacts, SetFacts
 
 if TYPE_CHECKING:
     from .. import state as statefile
+    from ..exclusion import ExclusionRecord
     from ..policy import FamilyPolicy, KillSwitchPolicy
     from ..prefixes import PrefixList
-    from ..status.facts import ChainFacts, SetFacts
 
 _TOOL = {4: "iptables", 6: "ip6tables"}
 VARIANTS = ("nf_tables", "legacy")
@@ -115,21 +126,12 @@ def chain_specs(policy: FamilyPolicy) -> list[ChainSpec]:
     return specs
 
 
-def render_body(policy: FamilyPolicy) -> str:
-    """All of one family's rule text; its hash is what the state records."""
-    return "".join(spec.body for spec in chain_specs(policy))
-
-
 def removal_payload(specs: list[ChainSpec]) -> str:
     """What removes ``specs`` as applied (each jumped to once): recorded so that release
     can replay it without reading the table or loading the template engine."""
     chains = [{"chain": spec.chain, "hook": spec.hook, "delete_jumps": [spec.jump], "present": True}
               for spec in specs]
     return render("restore-remove.j2", chains=chains)
-
-
-def body_hash(body: str) -> str:
-    return hashlib.sha256(body.encode()).hexdigest()
 
 
 class IptablesFamily:
@@ -166,8 +168,10 @@ class IptablesFamily:
         except CommandError as exc:
             raise FirewallError(f"{self.name}: cannot read {table} rules: {exc}") from exc
 
-    def apply_payload(self, specs: list[ChainSpec], snap: FilterSnapshot) -> str:
-        """The restore payload that makes the live table hold exactly ``specs``, each jumped to first."""
+    @staticmethod
+    def apply_payload(specs: list[ChainSpec], snap: FilterSnapshot) -> str:
+        """The restore payload that makes the table ``snap`` shows hold exactly ``specs``, each jumped
+        to first (pure: no binary, no kernel)."""
         chains = []
         for spec in specs:
             jumps = snap.jumps_to(spec.chain, spec.hook)
@@ -178,15 +182,16 @@ class IptablesFamily:
             })
         return render("restore-apply.j2", chains=chains)
 
-    def prerender(self, specs: list[ChainSpec]) -> dict[str, str]:
+    @staticmethod
+    def prerender(specs: list[ChainSpec]) -> dict[str, str]:
         """The two payloads a table usually needs: ``fresh`` (no jump of ours yet) and
         ``in_place`` (every jump already first): cacheable, so re-runs skip the templates."""
         in_place = FilterSnapshot(
             chains={s.chain for s in specs},
             rules={s.hook: [s.jump] for s in specs},
         )
-        return {"fresh": self.apply_payload(specs, FilterSnapshot()),
-                "in_place": self.apply_payload(specs, in_place)}
+        return {"fresh": IptablesFamily.apply_payload(specs, FilterSnapshot()),
+                "in_place": IptablesFamily.apply_payload(specs, in_place)}
 
     def apply(self, specs: list[ChainSpec], prerendered: dict[str, str] | None = None) -> None:
         """Make the table hold ``specs`` in one transaction; may be called again with the same result."""
@@ -204,7 +209,7 @@ class IptablesFamily:
     def remove(self, owned: list[tuple[str, str]]) -> Removed:
         """Remove each (hook, chain): every jump to it from its hook, then the chain; nothing else."""
         snap = self.snapshot()
-        chains = []
+        chains: list[dict[str, Any]] = []  # restore-remove.j2's rows
         for hook, chain in owned:
             jumps = [spec for _, spec in snap.jumps_to(chain, hook)]
             if jumps or chain in snap.chains:
@@ -244,6 +249,8 @@ class IptablesBackend(Backend):
     split-tunnel destinations in ipset sets (``wgkill.ipset``)."""
 
     name = "iptables"
+    sets_in_payload = False  # ipset sets, filled apart (wgkill.ipset)
+    set_word = "ipset"
 
     def __init__(self, variants: dict[int, str] | None = None) -> None:
         from ..kernel import ipv6_available
@@ -252,6 +259,9 @@ class IptablesBackend(Backend):
         self._families: dict[tuple[int, str | None], IptablesFamily] = {}
         for family in (4, 6) if ipv6_available() else (4,):
             self.family(family)  # binaries resolved before any change
+
+    def check_split_tools(self) -> None:
+        which("ipset")
 
     def family(self, family: int, variant: str | None = None) -> IptablesFamily:
         """The binaries of one family and variant (detected when not given), resolved once."""
@@ -272,7 +282,7 @@ class IptablesBackend(Backend):
             removals = {int(f): p for f, p in cached["removals"].items()}
         else:
             specs = {fp.family: chain_specs(fp) for fp in policy.families}
-            prerendered = {f: self.family(f).prerender(chains) for f, chains in specs.items()}
+            prerendered = {f: IptablesFamily.prerender(chains) for f, chains in specs.items()}
             removals = {f: removal_payload(chains) for f, chains in specs.items()}
             if cache:
                 rendercache.save(policy.interface, {
@@ -303,9 +313,8 @@ class IptablesBackend(Backend):
                 table="filter",
                 chains=[spec.chain for spec in chains],
                 jumps=[{"chain": spec.hook, "target": spec.chain, "spec": spec.jump} for spec in chains],
-                payload_sha256=body_hash(text),
                 rules=text.count("\n"),
-                sets=[data.sets[family]] if data.sets.get(family) else [],
+                sets=[name] if (name := data.sets.get(family)) else [],
                 bodies={spec.chain: spec.body for spec in chains},
                 remove_payload=data.removals[family],
                 variant=self.family(family).variant,
@@ -408,8 +417,6 @@ class IptablesBackend(Backend):
 
     def inspect(self, state: statefile.State, ipv6: bool) -> Inspected:
         from .. import ipset
-        from ..status.chains import chain_facts
-        from ..status.facts import SetFacts
 
         chains: list[ChainFacts] = []
         sets: list[SetFacts] = []
@@ -429,6 +436,120 @@ class IptablesBackend(Backend):
                 except WgkillError as exc:
                     errors.append(f"cannot read ipset {name}: {exc}")
         return chains, sets, errors
+
+    @staticmethod
+    def route_variant() -> str:
+        return detect_variant(4)
+
+    @staticmethod
+    def route_parts(interface: str, family: int,
+                    version: int) -> tuple[str, dict[str, str], list[dict[str, str]]]:
+        from . import iptables_routes
+
+        chains = route_chain_names(interface, guard=version >= 2)
+        return set_name(interface, family), chains, iptables_routes.jumps(interface, chains)
+
+    def apply_route_marks(self, interface: str, family: int, variant: str, mark: int, mask: int,
+                          endpoints: Sequence[tuple[str, int]], wg_fwmark: int | None) -> None:
+        from . import iptables_routes
+
+        fam = self.family(family, variant)
+        bodies = iptables_routes.chain_bodies(interface, family, mark, mask, endpoints, wg_fwmark)
+        payload = iptables_routes.apply_payload(interface, bodies, iptables_routes.snapshots(fam))
+        iptables_routes.restore(fam, payload, f"routing marks for {interface}")
+
+    def remove_route_marks(self, interface: str, family: int, variant: str,
+                           chains: dict[str, str]) -> list[str]:
+        from . import iptables_routes
+
+        fam = self.family(family, variant)
+        payload, done = iptables_routes.remove_payload(chains, iptables_routes.snapshots(fam))
+        if payload:
+            iptables_routes.restore(fam, payload, f"remove routing marks for {interface}")
+        return [f"ipv{family} {what}" for what in done]
+
+    def missing_route_marks(self, family: int, variant: str, chains: dict[str, str]) -> list[str]:
+        from . import iptables_routes
+
+        return iptables_routes.missing(chains, iptables_routes.snapshots(self.family(family, variant)))
+
+    def exclusion_payloads(self, record: ExclusionRecord) -> dict[str, str]:
+        from . import iptables_exclude
+
+        payloads = {}
+        for family in record.families:
+            snaps = (iptables_exclude.snapshots(self.family(family)) if os.geteuid() == 0
+                     else {"mangle": FilterSnapshot(), "nat": FilterSnapshot()})  # as a user: read none
+            label = f"{_TOOL[family]}-restore -w -n (exclusion)"
+            payloads[label] = iptables_exclude.apply_payload(record, snaps)
+        return payloads
+
+    def apply_exclusion(self, record: ExclusionRecord, state: statefile.State) -> None:
+        from . import iptables_exclude
+
+        for family in record.families:
+            if family in state.families:
+                iptables_exclude.apply(record, self.family(family, state.variant(family)))
+
+    def remove_exclusion(self, interface: str, state: statefile.State | None) -> list[str]:
+        """Our mangle/nat chains, found by name, in the variant each family was applied with (the
+        state lost: the variant on PATH)."""
+        from ..kernel import ipv6_available
+        from . import iptables_exclude
+
+        done = []
+        for family in (4, 6) if ipv6_available() else (4,):
+            variant = state.variant(family) if state is not None else None
+            if state is not None and variant is None:
+                continue
+            if iptables_exclude.remove(interface, self.family(family, variant)):
+                done.append(f"ipv{family}")
+        return done
+
+    def exclusion_present(self, state: statefile.State, record: ExclusionRecord,
+                          ipv6: bool) -> dict[str, bool]:
+        from . import iptables_exclude
+
+        families = [f for f in record.families if f == 4 or ipv6]
+        return {f"ipv{f}": all(iptables_exclude.present(state.interface,
+                                                        self.family(f, state.variant(f))).values())
+                for f in families}
+
+
+def chain_facts(interface: str, family_name: str, record: statefile.FamilyRecord,
+                snap: FilterSnapshot) -> list[ChainFacts]:
+    """The recorded chains and their jumps as ``snap`` (iptables-save of the recorded variant) shows them."""
+    own = record.chains[0] if record.chains else chain_name(interface)
+    # A record without jumps still promised the OUTPUT jump: check that one rather than nothing.
+    default = {"chain": "OUTPUT", "target": own, "spec": jump_spec(own, jump_comment(interface))}
+    out = []
+    for jump in record.jumps or [default]:
+        chain = jump.get("target", own)
+        hook = jump.get("chain", "OUTPUT")
+        facts = ChainFacts(family_name, chain, hook, jump.get("spec", ""), present=chain in snap.chains)
+        if facts.present:
+            facts.rules = len(snap.rules.get(chain, []))
+            facts.live_sha256 = snap.chain_sha256(chain)
+        jumps = snap.jumps_to(chain, hook)
+        facts.jump_positions = [i for i, _ in jumps]
+        facts.jump_specs = [s for _, s in jumps]
+        if jumps:
+            facts.above = [r for r in snap.rules.get(hook, [])[: jumps[0][0]] if not is_wgkill_jump(r)]
+        if hook == "OUTPUT" and chain == own:
+            facts.saved_sha256 = record.saved_sha256
+            if record.saved_sha256 is None and len(record.jumps) == 1:
+                facts.recorded_rules = record.rules
+        out.append(facts)
+    return out
+
+
+def is_wgkill_jump(spec: str) -> bool:
+    """Another tunnel's jump: every chain must pass a packet, so its order does not matter."""
+    words = spec.split()
+    if words[-2:-1] != ["-j"]:
+        return False
+    interface = chain_interface(words[-1])
+    return interface is not None and f'"{jump_comment(interface)}"' in spec
 
 
 def owned_chains(state: statefile.State) -> dict[int, list[tuple[str, str]]]:

@@ -21,8 +21,8 @@ length byte or the terminating zero and is refused.
 
 from __future__ import annotations
 
-import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -34,8 +34,11 @@ from .base import Backend, Inspected, Plan
 
 if TYPE_CHECKING:
     from .. import state as statefile
+    from ..exclusion import ExclusionRecord
     from ..policy import FamilyPolicy, KillSwitchPolicy
     from ..prefixes import PrefixList
+
+EXCLUSION_CHAINS = ("exclude_mark", "exclude_restore", "exclude_nat")  # templates/nft/table.nft.j2
 
 
 QUESTION_OFFSET = 20  # bytes from the UDP header to the question's name
@@ -216,13 +219,20 @@ def rule_counts(payload: str, table: str) -> dict[str, int]:
 
 class NftBackend(Backend):
     name = "nft"
+    sets_in_payload = True  # the set elements are in the table's one transaction
+    set_word = "set"
+
+    def check_split_tools(self) -> None:
+        return None  # nft holds the sets itself
 
     def __init__(self) -> None:
         self.nft = which("nft")
 
     # ---- planning -------------------------------------------------------------------------
 
-    def render(self, policy: KillSwitchPolicy, split: PrefixList | None) -> NftPlan:
+    @staticmethod
+    def render(policy: KillSwitchPolicy, split: PrefixList | None) -> NftPlan:
+        """The table's one transaction for ``policy`` (pure: no binary, no kernel)."""
         from ..templating import render
 
         table = nft_table_name(policy.interface)
@@ -265,7 +275,6 @@ class NftBackend(Backend):
         state.families = {}
         state.nft = statefile.NftRecord(
             table=data.table, payload=data.payload,
-            payload_sha256=hashlib.sha256(data.payload.encode()).hexdigest(),
             rules=dict(data.rules), sets=dict(data.sets), set_entries=dict(data.entries),
         )
 
@@ -356,7 +365,7 @@ class NftBackend(Backend):
         return len([e for e in body.split(",") if e.strip()])
 
     def inspect(self, state: statefile.State, ipv6: bool) -> Inspected:
-        from ..status.facts import ChainFacts, SetFacts
+        from .facts import ChainFacts, SetFacts
 
         record = state.nft
         if record is None:
@@ -390,3 +399,42 @@ class NftBackend(Backend):
         sets = [SetFacts(f"{record.table} {name}", None if live is None else size(record.table, name))
                 for name in sorted(record.sets.values())]
         return chains, sets, []
+
+    # ---- --routes: chains ``route`` and ``route_nat`` of the tunnel's own table, in the plan -----
+
+    @staticmethod
+    def route_variant() -> str:
+        return ""
+
+    @staticmethod
+    def route_parts(interface: str, family: int,
+                    version: int) -> tuple[str, dict[str, str], list[dict[str, str]]]:
+        return f"dst{family}", {}, []
+
+    def apply_route_marks(self, interface: str, family: int, variant: str, mark: int, mask: int,
+                          endpoints: Sequence[tuple[str, int]], wg_fwmark: int | None) -> None:
+        return None
+
+    def remove_route_marks(self, interface: str, family: int, variant: str,
+                           chains: dict[str, str]) -> list[str]:
+        return []  # removed with the table
+
+    def missing_route_marks(self, family: int, variant: str, chains: dict[str, str]) -> list[str]:
+        return []  # status reads the table on its own
+
+    # ---- per-app exclusion: chains of the tunnel's own table, in the plan's one transaction ------
+
+    def exclusion_payloads(self, record: ExclusionRecord) -> dict[str, str]:
+        return {}
+
+    def apply_exclusion(self, record: ExclusionRecord, state: statefile.State) -> None:
+        return None
+
+    def remove_exclusion(self, interface: str, state: statefile.State | None) -> list[str]:
+        return []  # the table goes whole
+
+    def exclusion_present(self, state: statefile.State, record: ExclusionRecord,
+                          ipv6: bool) -> dict[str, bool]:
+        live = self.listing(nft_table_name(state.interface)) or {}
+        return {f"ipv{f}": all(chain in live for chain in EXCLUSION_CHAINS)
+                for f in record.families if f == 4 or ipv6}

@@ -18,15 +18,14 @@ Three layers, so each can be tested on its own, and the reports:
 ``check_protection`` is what ``wgkill-status`` calls; nothing here prints or exits.
 """
 
+from ..firewall.facts import ChainFacts, SetFacts
 from .document import SCHEMA_VERSION, report_dict
 from .facts import (
-    ChainFacts,
     HostFacts,
     InterfaceFacts,
     LinkFacts,
     Nameserver,
     RouteGap,
-    SetFacts,
     WgFacts,
     handshake_age,
 )

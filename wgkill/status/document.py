@@ -9,7 +9,8 @@ import calendar
 import time
 from typing import Any
 
-from .facts import ChainFacts, HostFacts, InterfaceFacts, handshake_age
+from ..firewall.facts import ChainFacts
+from .facts import HostFacts, InterfaceFacts, handshake_age
 from .probing import ProbeResult
 from .verdicts import InterfaceStatus, Problem, Report
 

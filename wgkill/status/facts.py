@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import state as statefile
+from ..firewall.facts import ChainFacts, SetFacts
 
 if TYPE_CHECKING:
     from ..tunnel import TunnelFacts
@@ -44,31 +45,6 @@ class WgFacts:
         """The digest of the live tunnel as ``wgkill.tunnel`` parsed it."""
         latest = max((peer.latest_handshake for peer in tunnel.peers), default=0)
         return cls(peers=len(tunnel.peers), latest_handshake=latest or None)
-
-
-@dataclass
-class ChainFacts:
-    """One recorded chain and its jump, as they are now."""
-
-    family: str  # "ipv4" / "ipv6"
-    chain: str
-    hook: str  # OUTPUT, or FORWARD in gateway mode
-    jump_spec: str  # the jump as recorded
-    present: bool = False
-    rules: int | None = None  # live rule count
-    jump_positions: list[int] = field(default_factory=list)  # positions of rules in hook targeting us
-    jump_specs: list[str] = field(default_factory=list)
-    above: list[str] = field(default_factory=list)  # hook rules above our first jump
-    saved_sha256: str | None = None
-    live_sha256: str | None = None
-    recorded_rules: int | None = None  # from the state, when there is no saved_sha256 to compare
-
-
-@dataclass
-class SetFacts:
-    name: str
-    entries: int | None  # None: the set does not exist
-    expected: int | None = None  # what it held when applied; None: not recorded (older states)
 
 
 @dataclass(frozen=True)
@@ -127,7 +103,6 @@ class HostFacts:
     uplinks: dict[str, str | None] = field(default_factory=dict)  # family -> main-table default route's dev
     policy_rules: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # host-level read failures
-    named: str | None = None  # the interface asked for, if one was
 
 
 def family_name(family: int) -> str:

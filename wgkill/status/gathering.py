@@ -14,11 +14,13 @@ from pathlib import Path
 
 from .. import state as statefile
 from ..errors import StateError, WgkillError
+from ..exclusion import ExclusionRecord
+from ..firewall.facts import SetFacts
 from ..kernel import ipv6_available
 from ..names import validate_interface
 from ..tunnel import read_tunnel
 from .chains import Snapshots
-from .facts import ExclusionFacts, HostFacts, InterfaceFacts, LinkFacts, RouteGap, SetFacts, WgFacts
+from .facts import ExclusionFacts, HostFacts, InterfaceFacts, LinkFacts, RouteGap, WgFacts
 from .nameservers import RESOLV_CONF, read_nameservers
 from .netlink import read_netlink
 from .probing import DEFAULT_TARGETS
@@ -51,8 +53,8 @@ def _read_interface(name: str, links: dict[str, LinkFacts], ipv6: bool, snaps: S
     if facts.state is not None:
         read_rules(facts, ipv6, snaps)
         facts.postup = _read_postup(facts.state.config, name)  # for the fix lines: the hook's own options
-        if facts.state.exclude:
-            facts.exclusion = _read_exclusion(facts.state, ipv6)
+        if facts.state.exclude is not None:
+            facts.exclusion = _read_exclusion(facts.state, facts.state.exclude, ipv6)
     return facts
 
 
@@ -104,15 +106,11 @@ def _expected_entries(state: statefile.State, set_name: str) -> int | None:
     return len(ipset.entries(family, listed))
 
 
-def _read_exclusion(state: statefile.State, ipv6: bool) -> ExclusionFacts:
+def _read_exclusion(state: statefile.State, record: ExclusionRecord, ipv6: bool) -> ExclusionFacts:
     """The exclusion's cgroup and members, and whether its marking rules are in place."""
     from ..cgroups import Cgroup, unified_root
-    from ..exclude import ExclusionRecord, rules_present
+    from ..exclude import rules_present
 
-    try:
-        record = ExclusionRecord.from_dict(state.exclude)
-    except WgkillError as exc:
-        return ExclusionFacts("?", error=str(exc))
     found = ExclusionFacts(record.cgroup)
     try:
         cgroup = Cgroup(unified_root(), record.cgroup)
@@ -141,7 +139,7 @@ def gather(interface: str | None = None, *, resolv_conf: Path = RESOLV_CONF,
     With ``interface``, only that one; otherwise every interface with a state
     file and every WireGuard interface in this network namespace.
     """
-    host = HostFacts(uid=os.geteuid(), now=time.time(), ipv6=ipv6_available(), named=interface)
+    host = HostFacts(uid=os.geteuid(), now=time.time(), ipv6=ipv6_available())
     if interface is not None:
         validate_interface(interface)
     if host.uid != 0:

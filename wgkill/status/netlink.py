@@ -29,13 +29,14 @@ def _link_facts(ipr: Any) -> dict[str, LinkFacts]:
         link.wireguard = kind == "wireguard" or (kind == "tun" and (WG_SOCKETS / f"{name}.sock").exists())
         links[name] = by_index[msg["index"]] = link
     for msg in ipr.get_addr():
-        link = by_index.get(msg["index"])
-        if link is not None:
-            link.addresses.append(f"{msg.get('address')}/{msg['prefixlen']}")
+        owner = by_index.get(msg["index"])
+        if owner is not None:
+            owner.addresses.append(f"{msg.get('address')}/{msg['prefixlen']}")
     return links
 
 
-def _route_facts(ipr: Any, links: dict[str, LinkFacts], targets: dict[int, str]) -> tuple[dict, dict]:
+def _route_facts(ipr: Any, links: dict[str, LinkFacts], targets: dict[int, str]
+                 ) -> tuple[dict[str, str | None], dict[str, str | None]]:
     """The uplink (main-table default route's device, not a tunnel) and where a plain packet goes."""
     names = {link.index: name for name, link in links.items()}
     uplinks: dict[str, str | None] = {}

@@ -16,6 +16,7 @@ import struct
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from .facts import HostFacts, canonical, family_name, is_loopback
 
@@ -228,7 +229,7 @@ def probe(specs: Sequence[ProbeSpec], timeout: float = DEFAULT_PROBE_TIMEOUT) ->
         deadline = time.monotonic() + timeout
         while selector.get_map() and (left := deadline - time.monotonic()) > 0:
             for key, _events in selector.select(left):
-                spec, sock = key.data, key.fileobj
+                spec, sock = key.data, cast(socket.socket, key.fileobj)  # registered above
                 selector.unregister(sock)
                 if spec.protocol == "tcp":
                     code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)

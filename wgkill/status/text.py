@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..firewall import backend_class
 from .document import report_dict
 from .verdicts import Report, Verdict, ago
 
@@ -44,7 +45,22 @@ def human(report: Report, colour: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _interface_lines(item: dict) -> list[str]:
+def _interface_lines(item: dict[str, Any]) -> list[str]:
+    lines = [_head(item)]
+    if item["killswitch"] is not None:
+        lines += _killswitch_lines(item["killswitch"])
+    if item["endpoints"]:
+        lines.append("  endpoints    " + ", ".join(
+            f"{e['address']}:{e['port']}" + (" (address)" if e["pinned"] else f" (hostname {e['name']})")
+            for e in item["endpoints"]))
+    if item["dns"] is not None:
+        lines.append(f"  dns          {_dns_text(item['dns'])}")
+    if item["exclusion"] is not None:
+        lines.append(f"  exclusion    {_exclusion_text(item['exclusion'])}")
+    return lines
+
+
+def _head(item: dict[str, Any]) -> str:
     head = f"{item['interface']}: {item['verdict']}"
     link = item["link"]
     if link is None:
@@ -58,53 +74,49 @@ def _interface_lines(item: dict) -> list[str]:
         age = hs["age_seconds"]
         head += f", {hs['peers']} peer(s), " + ("no handshake yet" if age is None else
                                                 f"handshake {ago(age)} ago")
-    lines = [head]
-    ks = item["killswitch"]
-    if ks is not None:
-        engaged = ks["engaged_seconds_ago"]
-        chains = ", ".join(
-            f"{c['family']} {c['chain']} " + (f"{c['rules']} rules" if c["present"] else "missing")
-            + (" (drifted)" if c["drifted"] else "") for c in ks["chains"])
-        lines.append(f"  kill switch  engaged {ks['engaged_at']}"
-                     + (f" ({ago(engaged)} ago)" if engaged is not None else "")
-                     + f", {_backend_words(ks)}{', lockdown' if ks['lockdown'] else ''}"
-                     + f"; {chains or 'no chains'}"
-                     + ("" if ks["ipv6_covered"] else "; IPv6 NOT covered"))
-        for s in ks["sets"]:
-            lines.append(f"  {'set' if ks['backend'] == 'nft' else 'ipset':<12} {s['name']}: "
-                         + ("missing" if s["entries"] is None else f"{s['entries']} entries"))
-    if item["endpoints"]:
-        lines.append("  endpoints    " + ", ".join(
-            f"{e['address']}:{e['port']}" + (" (address)" if e["pinned"] else f" (hostname {e['name']})")
-            for e in item["endpoints"]))
-    dns = item["dns"]
-    if dns is not None:
-        if dns["servers"]:
-            lock = "on" if dns["lock"] else "OFF"
-            text = f"tunnel {' '.join(dns['servers'])}, lock {lock}, {dns['backend']}"
-            if dns["outside"]:
-                text += f"; also configured, outside the tunnel: {' '.join(dns['outside'])}"
-        else:
-            text = "not set by wgkill (no DNS = in the config, no --dns)"
-        lines.append(f"  dns          {text}")
-    x = item["exclusion"]
-    if x is not None:
-        if x["error"]:
-            text = f"{x['cgroup']}: {x['error']}"
-        else:
-            rules = ", ".join(f"{k} {'marked' if v else 'MISSING'}" for k, v in x["rules"].items())
-            where = x["path"] if x["present"] else f"{x['path']} MISSING"
-            who = "; ".join(f"{m['pid']} {m['command']}" for m in x["members"]) or "no process"
-            text = f"{where} ({rules}): {x['processes']} process(es) leave by the uplink: {who}"
-        lines.append(f"  exclusion    {text}")
+    return head
+
+
+def _killswitch_lines(ks: dict[str, Any]) -> list[str]:
+    engaged = ks["engaged_seconds_ago"]
+    chains = ", ".join(
+        f"{c['family']} {c['chain']} " + (f"{c['rules']} rules" if c["present"] else "missing")
+        + (" (drifted)" if c["drifted"] else "") for c in ks["chains"])
+    lines = [f"  kill switch  engaged {ks['engaged_at']}"
+             + (f" ({ago(engaged)} ago)" if engaged is not None else "")
+             + f", {_backend_words(ks)}{', lockdown' if ks['lockdown'] else ''}"
+             + f"; {chains or 'no chains'}"
+             + ("" if ks["ipv6_covered"] else "; IPv6 NOT covered")]
+    for s in ks["sets"]:
+        lines.append(f"  {backend_class(ks['backend']).set_word:<12} {s['name']}: "
+                     + ("missing" if s["entries"] is None else f"{s['entries']} entries"))
     return lines
+
+
+def _dns_text(dns: dict[str, Any]) -> str:
+    if not dns["servers"]:
+        return "not set by wgkill (no DNS = in the config, no --dns)"
+    text = f"tunnel {' '.join(dns['servers'])}, lock {'on' if dns['lock'] else 'OFF'}, {dns['backend']}"
+    if dns["outside"]:
+        text += f"; also configured, outside the tunnel: {' '.join(dns['outside'])}"
+    return text
+
+
+def _exclusion_text(x: dict[str, Any]) -> str:
+    if x["error"]:
+        return f"{x['cgroup']}: {x['error']}"
+    rules = ", ".join(f"{k} {'marked' if v else 'MISSING'}" for k, v in x["rules"].items())
+    where = x["path"] if x["present"] else f"{x['path']} MISSING"
+    who = "; ".join(f"{m['pid']} {m['command']}" for m in x["members"]) or "no process"
+    return f"{where} ({rules}): {x['processes']} process(es) leave by the uplink: {who}"
 
 
 def _backend_words(ks: dict[str, Any]) -> str:
     """``nft``, or ``iptables nf_tables`` (``ipv4 legacy, ipv6 nf_tables`` when the families differ)."""
     variants = ks.get("iptables_variant") or {}
-    if ks["backend"] != "iptables" or not variants:
-        return ks["backend"]
+    backend = str(ks["backend"])
+    if not variants:
+        return backend
     if len(set(variants.values())) == 1:
-        return f"iptables {next(iter(variants.values()))}"
-    return "iptables " + ", ".join(f"{f} {v}" for f, v in sorted(variants.items()))
+        return f"{backend} {next(iter(variants.values()))}"
+    return f"{backend} " + ", ".join(f"{f} {v}" for f, v in sorted(variants.items()))

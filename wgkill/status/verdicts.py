@@ -120,6 +120,11 @@ def chain_problems(facts: InterfaceFacts) -> list[Problem]:
             out.append(Problem(Verdict.CRITICAL, "drifted",
                                f"chain {where} has {c.rules} rules, {c.recorded_rules} were applied",
                                fix, iface))
+    return out + _set_problems(facts, fix) + _route_problems(facts, fix)
+
+
+def _set_problems(facts: InterfaceFacts, fix: str) -> list[Problem]:
+    out, iface = [], facts.interface
     for s in facts.sets:
         if s.entries is None:
             out.append(Problem(Verdict.CRITICAL, "set-missing",
@@ -131,6 +136,11 @@ def chain_problems(facts: InterfaceFacts) -> list[Problem]:
             out.append(Problem(Verdict.CRITICAL, "set-altered",
                                f"ipset {s.name} holds {s.entries} entries, {s.expected} were applied",
                                fix, iface))
+    return out
+
+
+def _route_problems(facts: InterfaceFacts, fix: str) -> list[Problem]:
+    out, iface = [], facts.interface
     up = facts.link is not None and facts.link.up
     for gap in facts.route_gaps:
         if gap.kind == "rule":
@@ -221,18 +231,25 @@ def judge_interface(facts: InterfaceFacts, host: HostFacts) -> InterfaceStatus:
         problems.append(Problem(Verdict.CRITICAL, "dns-unlocked",
                                 f"DNS lock is off and the system also uses {', '.join(outside)}, "
                                 "not a resolver of the tunnel: queries can reach it", fix, iface))
-    if link is None:
-        hint = f"wgkill-release {iface}" if facts.state.lockdown else f"wgkill-down {iface}"
-        problems.append(Problem(Verdict.WARNING, "tunnel-gone",
-                                f"{iface} is gone (daemon killed or interface deleted); the block holds",
-                                f"wg-quick up {iface} (reconnects with the block held), or {hint} to go "
-                                "online without the tunnel", iface))
-    elif not link.up:
-        problems.append(Problem(Verdict.WARNING, "tunnel-down", f"{iface} is down; the block holds",
-                                f"ip link set {iface} up, or wg-quick down {iface} to release the block",
-                                iface))
+    problems += _link_problems(facts)
     verdict = worst(p.verdict for p in problems)
     return InterfaceStatus(facts, verdict, _summary(verdict, problems, facts, host.now), problems, outside)
+
+
+def _link_problems(facts: InterfaceFacts) -> list[Problem]:
+    """A recorded tunnel that is gone or down: the block holds, which is a WARNING, not a leak."""
+    iface, link = facts.interface, facts.link
+    if link is None:
+        hint = (f"wgkill-release {iface}" if facts.state is not None and facts.state.lockdown
+                else f"wgkill-down {iface}")
+        return [Problem(Verdict.WARNING, "tunnel-gone",
+                        f"{iface} is gone (daemon killed or interface deleted); the block holds",
+                        f"wg-quick up {iface} (reconnects with the block held), or {hint} to go "
+                        "online without the tunnel", iface)]
+    if not link.up:
+        return [Problem(Verdict.WARNING, "tunnel-down", f"{iface} is down; the block holds",
+                        f"ip link set {iface} up, or wg-quick down {iface} to release the block", iface)]
+    return []
 
 
 _SHORT = {
@@ -278,36 +295,48 @@ def judge(host: HostFacts, probes: list[ProbeResult] | None = None,
     problems = [Problem(Verdict.UNKNOWN, "unreadable", e) for e in host.errors]
     for s in statuses:
         problems += s.problems
-    if probes:
-        left = [p for p in probes if p.outcome == "left"]
-        if left:
-            recorded = [s.facts for s in statuses if s.facts.state is not None]
-            fix = _reapply_fix(recorded[0]) if len(recorded) == 1 else "wgkill-up IFACE for each tunnel"
-            problems.append(Problem(
-                Verdict.CRITICAL, "probe-leaked",
-                "probe: " + ", ".join(f"{p.name} to {p.target} got out via {p.device} ({p.detail})"
-                                      for p in left),
-                fix))
-    if excluded_probes is not None:
-        stopped = [p for p in excluded_probes if p.outcome != "left"]
-        if stopped:
-            problems.append(Problem(
-                Verdict.WARNING, "exclusion-broken",
-                "probe-excluded: " + ", ".join(f"{p.name} to {p.target} {p.outcome} ({p.detail})"
-                                               for p in stopped)
-                + ": excluded programs do not get out by the uplink",
-                "wgkill-up IFACE --allow-exclude"))
+    problems += _probe_problems(statuses, probes, excluded_probes)
     verdict = worst(p.verdict for p in problems)
     if not statuses and not host.errors:
         verdict = worst([verdict, Verdict.UNKNOWN])
         summary = "no WireGuard interface and no wgkill state: nothing to check"
     else:
-        summary = "; ".join(f"{s.facts.interface} {s.summary}" for s in statuses) or "cannot read"
-        if probes is not None:
-            left = sum(p.outcome == "left" for p in probes)
-            tried = sum(p.outcome != "skipped" for p in probes)
-            summary += f"; probe: {left} of {tried} got out" if left else f"; probe: {tried} refused"
-        if excluded_probes is not None:
-            out = sum(p.outcome == "left" for p in excluded_probes)
-            summary += f"; excluded probe: {out} of {len(excluded_probes)} left by the uplink"
+        summary = _summary_line(statuses, probes, excluded_probes)
     return Report(host, verdict, summary, statuses, problems, probes, excluded_probes)
+
+
+def _probe_problems(statuses: list[InterfaceStatus], probes: list[ProbeResult] | None,
+                    excluded_probes: list[ProbeResult] | None) -> list[Problem]:
+    """A probe that got out is a leak; an excluded probe that did not is a broken exclusion."""
+    problems = []
+    left = [p for p in probes or [] if p.outcome == "left"]
+    if left:
+        recorded = [s.facts for s in statuses if s.facts.state is not None]
+        fix = _reapply_fix(recorded[0]) if len(recorded) == 1 else "wgkill-up IFACE for each tunnel"
+        problems.append(Problem(
+            Verdict.CRITICAL, "probe-leaked",
+            "probe: " + ", ".join(f"{p.name} to {p.target} got out via {p.device} ({p.detail})"
+                                  for p in left),
+            fix))
+    stopped = [p for p in excluded_probes or [] if p.outcome != "left"]
+    if stopped:
+        problems.append(Problem(
+            Verdict.WARNING, "exclusion-broken",
+            "probe-excluded: " + ", ".join(f"{p.name} to {p.target} {p.outcome} ({p.detail})"
+                                           for p in stopped)
+            + ": excluded programs do not get out by the uplink",
+            "wgkill-up IFACE --allow-exclude"))
+    return problems
+
+
+def _summary_line(statuses: list[InterfaceStatus], probes: list[ProbeResult] | None,
+                  excluded_probes: list[ProbeResult] | None) -> str:
+    summary = "; ".join(f"{s.facts.interface} {s.summary}" for s in statuses) or "cannot read"
+    if probes is not None:
+        got_out = sum(p.outcome == "left" for p in probes)
+        tried = sum(p.outcome != "skipped" for p in probes)
+        summary += f"; probe: {got_out} of {tried} got out" if got_out else f"; probe: {tried} refused"
+    if excluded_probes is not None:
+        out = sum(p.outcome == "left" for p in excluded_probes)
+        summary += f"; excluded probe: {out} of {len(excluded_probes)} left by the uplink"
+    return summary

@@ -10,8 +10,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import StateError, WgkillError
-from ..names import validate_interface
+from .errors import StateError, WgkillError
+from .names import validate_interface
 
 RECORD_VERSION = 1
 _CGROUP = re.compile(r"[A-Za-z0-9_.-]{1,64}")

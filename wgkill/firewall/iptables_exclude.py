@@ -1,4 +1,5 @@
-"""The exclusion's mangle and nat chains in iptables: one ``iptables-restore -w -n`` per family.
+"""The exclusion's mangle and nat chains in iptables (``IptablesBackend``'s exclusion methods):
+one ``iptables-restore -w -n`` per family.
 
 The rule text lives in ``templates/exclude-apply.j2``; here is only where the
 jumps are now, so re-applying leaves ``iptables-save`` byte-identical, and
@@ -8,12 +9,16 @@ from ``wgkill.names``, the record says which families).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import FirewallError
-from ..firewall.iptables import FilterSnapshot, IptablesFamily
 from ..names import exclude_chain_names, exclude_jump_comment, jump_spec
 from ..runner import CommandError, run
 from ..templating import render
-from .record import ExclusionRecord
+
+if TYPE_CHECKING:
+    from ..exclusion import ExclusionRecord
+    from .iptables import FilterSnapshot, IptablesFamily
 
 # our chain -> (table, the built-in chain that jumps to it first)
 HOOKS = {"mark": ("mangle", "OUTPUT"), "restore": ("mangle", "PREROUTING"), "nat": ("nat", "POSTROUTING")}
