@@ -169,6 +169,8 @@ class Watch:
     netlink: Any = None
     monitor: subprocess.Popen[bytes] | None = None
     fds: list[int] = field(default_factory=list)
+    server: Any = None  # the hooks' socket (``owned.listen``)
+    waiting: list[Any] = field(default_factory=list)  # hooks waiting for the next check's answer
 
     @classmethod
     def open(cls) -> Watch:
@@ -204,7 +206,17 @@ class Watch:
             ready, _, _ = select.select(self.fds, [], [], min(SETTLE, left))
         return first
 
+    def listen(self) -> None:
+        from . import owned
+
+        self.server = owned.listen()
+        self.fds.append(self.server.fileno())
+
     def _drain(self, ready: list[int]) -> None:
+        if self.server is not None and self.server.fileno() in ready:
+            from . import owned
+
+            self.waiting += owned.accept_all(self.server)
         if self.netlink is not None and self.netlink.fileno() in ready:
             try:
                 self.netlink.get()
@@ -221,6 +233,12 @@ class Watch:
                 self.monitor = None
 
     def close(self) -> None:
+        if self.server is not None:
+            from . import owned
+
+            owned.answer(self.waiting)
+            self.server.close()
+            owned.socket_path().unlink(missing_ok=True)
         if self.monitor is not None:
             self.monitor.kill()
             self.monitor.wait()
@@ -244,15 +262,32 @@ def run(log: Callable[[str], None], interval: float = DEFAULT_INTERVAL,
     if not 0 < interval <= 3600:
         raise UsageError("--interval must be more than 0 and at most 3600 seconds")
     _warm()
+    from . import owned
+
     watch = Watch.open()
+    holder = owned.Holder.open(log)
+    record = owned.GuardRecord(os.getpid(), time.time())
     try:
+        watch.listen()
+        record.save()
+        if holder is not None:
+            holder.sync()
         log(f"watching {', '.join(statefile.recorded_interfaces()) or 'no recorded block yet'} "
             f"(events: netlink{', nft monitor' if watch.monitor else ''}; poll every {interval:g} s)")
         seen = None
         stuck: dict[str, frozenset[str]] = {}
         while not stop():
-            for done in check_all(seen, stuck):
-                log(done.line())
+            done = check_all(seen, stuck)
+            for repaired in done:
+                log(repaired.line())
+            owned.note_repairs(record, [r.interface for r in done if r.failed is None])
+            if holder is not None:
+                holder.sync()
+            owned.answer(watch.waiting)
+            watch.waiting = []
             seen = watch.wait(interval)
     finally:
         watch.close()
+        if holder is not None:
+            holder.close()
+        (statefile.state_dir() / owned.GUARD_RECORD).unlink(missing_ok=True)

@@ -186,3 +186,17 @@ def nft_table_interface(table: str) -> str | None:
             i += 1
     name = "".join(out)
     return name if _VALID.fullmatch(name) and nft_table_name(name) == table else None
+
+
+# ---- the guard's owned copies (wgkill-guard, ``wgkill.owned``) -------------------------------
+
+GUARD_TABLE_PREFIX = "wgkill_guard-"  # not "wgkill-": no interface's own table can ever have this name
+GUARD_SOCKET = "guard.sock"  # in the state directory: the hooks ask the guard to follow a change
+GUARD_RECORD = "guard.record"  # in the state directory: the guard's repairs, for wgkill-status (not *.json:
+# those are tunnels' states)
+
+
+def guard_table_name(interface: str) -> str:
+    """``wgkill_guard-IFACE``: the guard's owned copy of ``interface``'s block (same escapes as
+    ``nft_table_name``)."""
+    return GUARD_TABLE_PREFIX + nft_table_name(interface)[len(CHAIN_PREFIX):]

@@ -49,6 +49,15 @@ class Guard:
             time.sleep(0.01)
         return self.repairs()
 
+    def holding(self) -> list[str]:
+        """The interfaces whose block it said it holds in a table of its own, in order."""
+        return [line.split(": ")[1] for line in self.lines if ": holding the block in table" in line]
+
+    def kill(self) -> int:
+        """SIGKILL: no clean-up of its own; its owned tables go with its socket."""
+        self.proc.kill()
+        return self.proc.wait(timeout=10)
+
     def stop(self) -> int:
         self.proc.terminate()
         return self.proc.wait(timeout=10)
@@ -70,11 +79,11 @@ def repair_ms(line: str) -> int:
 
 
 @contextmanager
-def stream(lab: Lab, seconds: float, interval: float = 0.001) -> Iterator[dict[str, int]]:
-    """A UDP datagram to the web server every ``interval`` while the body runs: the far side's
-    counter then says how many got out. Yields a dict filled with sent/refused counts at the end."""
+def stream(lab: Lab, seconds: float, interval: float = 0.001, target: str = WEB4) -> Iterator[dict[str, int]]:
+    """A UDP datagram to the web server (``target``) every ``interval`` while the body runs: the far
+    side's counter then says how many got out. Yields a dict filled with sent/refused counts at the end."""
     argv = ["ip", "netns", "exec", lab.client_ns, sys.executable, "-I", "-m", "wgkill_lab.servers", "stream",
-            WEB4, "--duration", str(seconds), "--interval", str(interval)]
+            target, "--duration", str(seconds), "--interval", str(interval)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=lab.env())
     lab.adopt(proc)
     if proc.stdout is None or proc.stdout.readline().strip() != "ready":
