@@ -278,9 +278,9 @@ def run(log: Callable[[str], None], interval: float = DEFAULT_INTERVAL,
         stuck: dict[str, frozenset[str]] = {}
         while not stop():
             done = check_all(seen, stuck)
+            owned.note_repairs(record, [r.interface for r in done if r.failed is None])  # before the line
             for repaired in done:
                 log(repaired.line())
-            owned.note_repairs(record, [r.interface for r in done if r.failed is None])
             if holder is not None:
                 holder.sync()
             owned.answer(watch.waiting)

@@ -185,3 +185,20 @@ def test_wgkill_up_again_changes_both(lab: Lab) -> None:
     assert after != before and "192.168.0.0/16" in after
     assert_blocked(lab)
     guard.stop()
+
+
+def test_status_says_the_guard_holds_and_when_it_last_repaired(lab: Lab) -> None:
+    tunnel, guard = _dropped_and_held(lab)
+    metrics = lab.client("wgkill-status", "--prometheus", check=False).stdout
+    assert f'wgkill_guard_holding{{interface="{tunnel.iface}"}} 1' in metrics
+    assert "wgkill_repairs_total 0" in metrics and "wgkill_last_repair_timestamp_seconds" not in metrics
+    act(lab, [["nft", "flush", "ruleset"]])
+    assert guard.wait_repairs(1)
+    metrics = lab.client("wgkill-status", "--prometheus", check=False).stdout
+    assert "wgkill_repairs_total 1" in metrics and "wgkill_last_repair_timestamp_seconds " in metrics
+    text = lab.client("wgkill-status", tunnel.iface, check=False).stdout
+    assert "guard        holds the block in a table of its own" in text
+    assert re.search(r"guard      running \(pid \d+\), 1 repair\(s\), the last \S+ ago", text), text
+    guard.kill()
+    metrics = lab.client("wgkill-status", "--prometheus", check=False).stdout
+    assert f'wgkill_guard_holding{{interface="{tunnel.iface}"}} 0' in metrics
