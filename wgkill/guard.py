@@ -256,8 +256,9 @@ def _warm() -> None:
 
 
 def run(log: Callable[[str], None], interval: float = DEFAULT_INTERVAL,
-        stop: Callable[[], bool] = lambda: False) -> None:
-    """Watch and repair until ``stop()`` is true (checked after each wake-up) or a signal ends it."""
+        stop: Callable[[], bool] = lambda: False, hold: bool = True) -> None:
+    """Watch and repair until ``stop()`` is true (checked after each wake-up) or a signal ends it;
+    ``hold``: also hold each block in a table of the guard's own (``wgkill.owned``)."""
     require_root()
     if not 0 < interval <= 3600:
         raise UsageError("--interval must be more than 0 and at most 3600 seconds")
@@ -265,7 +266,7 @@ def run(log: Callable[[str], None], interval: float = DEFAULT_INTERVAL,
     from . import owned
 
     watch = Watch.open()
-    holder = owned.Holder.open(log)
+    holder = owned.Holder.open(log) if hold else None
     record = owned.GuardRecord(os.getpid(), time.time())
     try:
         watch.listen()

@@ -16,12 +16,30 @@ from .netns import WEB4, Lab, LabError
 
 REPAIRED = re.compile(r"repaired in (\d+) ms")
 
+# Debian 12's /etc/nftables.conf as the nftables package ships it: `systemctl reload nftables` runs it.
+DEBIAN_NFTABLES_CONF = """#!/usr/sbin/nft -f
+
+flush ruleset
+
+table inet filter {
+	chain input {
+		type filter hook input priority filter;
+	}
+	chain forward {
+		type filter hook forward priority filter;
+	}
+	chain output {
+		type filter hook output priority filter;
+	}
+}
+"""
+
 
 class Guard:
     """``wgkill-guard`` running in the client namespace; its log lines collected as they come."""
 
-    def __init__(self, lab: Lab, interval: float = 0.2) -> None:
-        argv = ["ip", "netns", "exec", lab.client_ns, "wgkill-guard", "--interval", str(interval)]
+    def __init__(self, lab: Lab, interval: float = 0.2, *options: str) -> None:
+        argv = ["ip", "netns", "exec", lab.client_ns, "wgkill-guard", "--interval", str(interval), *options]
         self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                      env=lab.env())
         lab.adopt(self.proc)

@@ -16,28 +16,10 @@ import re
 import pytest
 
 from wgkill.names import guard_table_name, nft_table_name
-from wgkill_lab.guarding import Guard, act, stream
+from wgkill_lab.guarding import DEBIAN_NFTABLES_CONF, Guard, act, stream
 from wgkill_lab.netns import CLIENT4, CLIENT6, WEB4, WEB6, Lab, Tunnel
 
 from .checks import assert_blocked, backend_args, hooks, wgkill_lines
-
-# Debian 12's /etc/nftables.conf as the package ships it: `systemctl reload nftables` runs it.
-DEBIAN_NFTABLES_CONF = """#!/usr/sbin/nft -f
-
-flush ruleset
-
-table inet filter {
-	chain input {
-		type filter hook input priority filter;
-	}
-	chain forward {
-		type filter hook forward priority filter;
-	}
-	chain output {
-		type filter hook output priority filter;
-	}
-}
-"""
 
 STREAM_SECONDS = 1.0
 

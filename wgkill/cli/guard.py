@@ -20,6 +20,9 @@ def build_parser() -> Parser:
     parser.add_argument("--interval", metavar="SECONDS", type=float, default=guard.DEFAULT_INTERVAL,
                         help="also check this often, for what sends no event: iptables-legacy, ipset "
                              f"(default {guard.DEFAULT_INTERVAL:g})")
+    parser.add_argument("--no-hold", action="store_true",
+                        help="only repair: do not also hold each block in an nft table of the guard's own "
+                             "(flags owner), which no other process can flush or delete")
     return parser
 
 
@@ -31,7 +34,8 @@ def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    guard.run(lambda line: print(f"{PROG}: {line}", file=sys.stderr, flush=True), args.interval)
+    guard.run(lambda line: print(f"{PROG}: {line}", file=sys.stderr, flush=True), args.interval,
+              hold=not args.no_hold)
     return 0
 
 
