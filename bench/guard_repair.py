@@ -73,7 +73,7 @@ def _round(lab: Lab, guard: Guard, argvs: list[list[str]], row: Row, count_far: 
         time.sleep(0.2)
         act(lab, argvs)
         lines = guard.wait_repairs(before + 1)
-    if len(lines) <= before:
+    if len(lines) <= before or "repaired in" not in lines[before]:
         raise LabError(f"{row.action}: no repair within 10 s: {guard.lines[-3:]}")
     row.repair.append(repair_ms(lines[before]))
     if count_far:

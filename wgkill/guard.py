@@ -46,6 +46,7 @@ from .names import validate_interface
 SETTLE = 0.005  # seconds without a further event before checking: one burst, one check
 SETTLE_MAX = 0.03  # but never wait longer than this after the first event
 DEFAULT_INTERVAL = 1.0
+RETRIES = 3  # repairs in a row while new damage appears during the repair itself
 
 
 @dataclass
@@ -107,13 +108,19 @@ def repair(interface: str, seen: float | None = None,
             return None
         if stuck.get(interface) == frozenset(found):
             return None  # tried already, and nothing changed since
-        try:
-            _reapply(recorded, {p.code for p in problems})
-        except WgkillError as exc:
-            stuck[interface] = frozenset(found)
-            return Repair(interface, found, time.monotonic() - started, failed=str(exc))
+        left = found
+        for _ in range(RETRIES):
+            try:
+                _reapply(recorded, {p.code for p in problems})
+            except WgkillError as exc:
+                stuck[interface] = frozenset(found)
+                return Repair(interface, found, time.monotonic() - started, failed=str(exc))
+            before, problems = left, damage(recorded)
+            left = [p.message for p in problems]
+            if not set(left) - set(before):
+                break  # fixed, or the same damage again: not a second change while repairing
+            found += [m for m in left if m not in found]  # the other tool went on (-F, then ip6tables -F)
         took = time.monotonic() - started
-        left = [p.message for p in damage(recorded)]
     if left:
         stuck[interface] = frozenset(left)
         return Repair(interface, found, took, failed=f"still: {'; '.join(left)}")

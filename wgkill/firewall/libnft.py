@@ -10,16 +10,20 @@ guard holds its copy of each block with (``wgkill.owned``).
 
 Without the library (``Context.open`` returns a ``Binary``), each command is
 one ``nft -f -``: the same text, no ownership (``owns`` is False).
+``WGKILL_LIBNFTABLES=0`` in the environment chooses the binary on purpose.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import shlex
 from dataclasses import dataclass
 
+from .. import runner
 from ..errors import FirewallError
-from ..runner import CommandError, run, which
+from ..runner import CommandError, which
 
 SONAME = "libnftables.so.1"
 _lib: ctypes.CDLL | None = None
@@ -32,6 +36,8 @@ def _library() -> ctypes.CDLL | None:
     if _tried:
         return _lib
     _tried = True
+    if os.environ.get("WGKILL_LIBNFTABLES") == "0":
+        return None
     try:
         lib = ctypes.CDLL(SONAME)
     except OSError:
@@ -95,7 +101,8 @@ class Context:
         out = (lib.nft_ctx_get_output_buffer(self.handle) or b"").decode(errors="replace")
         err = (lib.nft_ctx_get_error_buffer(self.handle) or b"").decode(errors="replace")
         if rc != 0:
-            raise NftError(err.strip() or f"nft: exit {rc}")
+            said = " ".join(err.split())[:300] or f"exit status {rc}"
+            raise NftError(f"nft -f -: {said}")  # as the binary's failure reads (runner.CommandError)
         return out
 
     def close(self) -> None:
@@ -113,9 +120,21 @@ class Binary:
 
     def cmd(self, text: str) -> str:
         try:
-            return run([which("nft"), "-f", "-"], stdin=text, change=True)
+            return runner.run([which("nft"), "-f", "-"], stdin=text)
         except CommandError as exc:
             raise NftError(str(exc)) from exc
 
     def close(self) -> None:
         pass
+
+
+def run_text(text: str, *, change: bool = False) -> str:
+    """One transaction (or listing) in a context of its own, closed at once: the hooks' path.
+    ``change``: announced as ``[#] nft -f -``, as the binary's run is."""
+    if change and runner.trace is not None:
+        runner.trace(f"[#] {shlex.join(['nft', '-f', '-'])}")
+    ctx = Context.open()
+    try:
+        return ctx.cmd(text)
+    finally:
+        ctx.close()
