@@ -94,7 +94,9 @@ def test_failing_post_up_aborts_wg_quick(lab: Lab, backend: str, failing: str) -
     path = _failing_shim(lab, failing)
     lab.write_client_config(
         tunnel,
-        hooks=f"PostUp = env PATH={path} wgkill-up %i --backend {backend}\nPreDown = wgkill-down %i\n",
+        # WGKILL_LIBNFTABLES=0: the nft binary, not libnftables in-process: the shim is what fails
+        hooks=f"PostUp = env PATH={path} WGKILL_LIBNFTABLES=0 wgkill-up %i --backend {backend}\n"
+              "PreDown = wgkill-down %i\n",
         allowed_ips="0.0.0.0/0, ::/0", endpoint=f"198.51.100.2:{tunnel.port}",
     )
     up = lab.wg_quick("up", tunnel, check=False)
