@@ -36,10 +36,19 @@ class Removed:
 
 
 def nft_works() -> bool:
-    """Whether ``nft`` is installed and can talk to the kernel (``nft list tables`` exits 0)."""
+    """Whether ``nft`` is installed and can talk to the kernel (``nft list tables`` works: in-process
+    through libnftables where it is installed, else the binary)."""
     path = shutil.which("nft")
     if path is None:
         return False
+    from .libnft import NftError, available, run_text
+
+    if available():
+        try:
+            run_text("list tables\n")
+        except NftError:
+            return False
+        return True
     try:
         done = subprocess.run([path, "list", "tables"], capture_output=True, check=False, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
