@@ -131,14 +131,17 @@ def section(results: dict[str, list[Row]]) -> list[str]:
     return lines
 
 
+def results(rounds: int, backends: tuple[str, ...] | list[str]) -> dict[str, list[Row]]:
+    """Each backend with the guard repairing only, then holding the block as well."""
+    return {backend: measure(rounds, backend, False) + measure(rounds, backend, True) for backend in backends}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/guard_repair.py")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--backend", choices=("nft", "iptables"), action="append")
     args = parser.parse_args(argv)
-    results = {backend: measure(args.rounds, backend, False) + measure(args.rounds, backend, True)
-               for backend in args.backend or ("nft", "iptables")}
-    print("\n".join(section(results)))
+    print("\n".join(section(results(args.rounds, args.backend or ("nft", "iptables")))))
     return 0
 
 
