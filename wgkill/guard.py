@@ -214,16 +214,16 @@ class Watch:
         return first
 
     def listen(self) -> None:
-        from . import owned
+        from . import guardlink
 
-        self.server = owned.listen()
+        self.server = guardlink.listen()
         self.fds.append(self.server.fileno())
 
     def _drain(self, ready: list[int]) -> None:
         if self.server is not None and self.server.fileno() in ready:
-            from . import owned
+            from . import guardlink
 
-            self.waiting += owned.accept_all(self.server)
+            self.waiting += guardlink.accept_all(self.server)
         if self.netlink is not None and self.netlink.fileno() in ready:
             try:
                 self.netlink.get()
@@ -241,11 +241,11 @@ class Watch:
 
     def close(self) -> None:
         if self.server is not None:
-            from . import owned
+            from . import guardlink
 
-            owned.answer(self.waiting)
+            guardlink.answer(self.waiting)
             self.server.close()
-            owned.socket_path().unlink(missing_ok=True)
+            guardlink.socket_path().unlink(missing_ok=True)
         if self.monitor is not None:
             self.monitor.kill()
             self.monitor.wait()
@@ -270,7 +270,7 @@ def run(log: Callable[[str], None], interval: float = DEFAULT_INTERVAL,
     if not 0 < interval <= 3600:
         raise UsageError("--interval must be more than 0 and at most 3600 seconds")
     _warm()
-    from . import owned
+    from . import guardlink, owned
 
     watch = Watch.open()
     holder = owned.Holder.open(log) if hold else None
@@ -291,7 +291,7 @@ def run(log: Callable[[str], None], interval: float = DEFAULT_INTERVAL,
                 log(repaired.line())
             if holder is not None:
                 holder.sync()
-            owned.answer(watch.waiting)
+            guardlink.answer(watch.waiting)
             watch.waiting = []
             seen = watch.wait(interval)
     finally:

@@ -20,7 +20,7 @@ leak that backend documents (another tool's ACCEPT above our jump).
 
 Hooks and guard agree on every change: ``wgkill-up``, ``wgkill-down`` and
 ``wgkill-release`` ask the guard through a unix socket in the state directory
-(``follow``) once their own change is done, and wait (briefly, bounded) for its
+(``wgkill.guardlink.follow``) once their own change is done, and wait (briefly, bounded) for its
 answer: the guard re-reads the states, replaces or deletes its copies, and
 answers. ``wg-quick down`` thus returns with no table left.
 
@@ -32,20 +32,19 @@ a millisecond in-process, and an orphaned persistent table would be one that
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import state as statefile
 from .errors import StateError, UsageError, WgkillError
-from .names import GUARD_RECORD, GUARD_SOCKET, guard_table_name, nft_table_name, validate_interface
+from .names import GUARD_RECORD, guard_table_name, nft_table_name, validate_interface
 
-ANSWER_TIMEOUT = 2.0  # seconds a hook waits for the guard's answer
+if TYPE_CHECKING:
+    from .firewall.libnft import Context
+
 _KEPT_HOOKS = {"output", "forward", "postrouting"}  # filter chains at these hooks are the block
 
 
@@ -116,7 +115,7 @@ class Holder:
     """The guard's owned tables, through one libnftables context kept open for its whole run."""
 
     log: Callable[[str], None]
-    ctx: object = None
+    ctx: Context
     held: dict[str, str] = field(default_factory=dict)  # interface -> the copy's definition
     _texts: dict[str, tuple[str, str]] = field(default_factory=dict)  # interface -> (state digest, copy)
     _said: dict[str, str] = field(default_factory=dict)  # interface -> last failure logged
@@ -127,7 +126,7 @@ class Holder:
         from .firewall.libnft import Context
 
         ctx = Context.open()
-        if not ctx.owns:
+        if not isinstance(ctx, Context):
             log("no libnftables: the block is not held in a table of the guard's own")
             return None
         return cls(log, ctx)
@@ -161,6 +160,8 @@ class Holder:
             except OSError:
                 wanted[name] = None
                 continue
+            import hashlib
+
             digest = hashlib.sha256(raw).hexdigest()
             cached = self._texts.get(name)
             if cached is not None and cached[0] == digest:
@@ -183,7 +184,7 @@ class Holder:
         table = guard_table_name(interface)
         payload = (f"delete table inet {table}\n" if interface in self.held else "") + text
         try:
-            self.ctx.cmd(payload)  # type: ignore[attr-defined]
+            self.ctx.cmd(payload)
         except WgkillError as exc:
             self._say(interface, f"{interface}: block not held by the guard: {exc}")
             return
@@ -195,7 +196,7 @@ class Holder:
 
     def _drop(self, interface: str) -> None:
         try:
-            self.ctx.cmd(f"delete table inet {guard_table_name(interface)}\n")  # type: ignore[attr-defined]
+            self.ctx.cmd(f"delete table inet {guard_table_name(interface)}\n")
         except WgkillError as exc:
             if "No such file" not in str(exc):
                 self._say(interface, f"{interface}: owned table not deleted: {exc}")
@@ -210,83 +211,7 @@ class Holder:
             self.log(line)
 
     def close(self) -> None:
-        if self.ctx is not None:
-            self.ctx.close()  # type: ignore[attr-defined]
-
-
-# ---- hooks <-> guard ---------------------------------------------------------------------------
-
-def socket_path() -> Path:
-    return statefile.state_dir() / GUARD_SOCKET
-
-
-def listen() -> socket.socket:
-    """The guard's end: a stream socket in the state directory, for root only."""
-    path = socket_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        server.bind(str(path))
-    finally:
-        os.umask(old)
-    server.listen(16)
-    server.setblocking(False)
-    return server
-
-
-def accept_all(server: socket.socket) -> list[socket.socket]:
-    """Every hook waiting on ``server`` now (their question is always the same: follow)."""
-    waiting = []
-    while True:
-        try:
-            conn, _ = server.accept()
-        except (BlockingIOError, InterruptedError):
-            return waiting
-        conn.settimeout(0.5)
-        waiting.append(conn)
-
-
-def answer(conns: list[socket.socket]) -> None:
-    for conn in conns:
-        try:
-            conn.sendall(b"ok\n")
-        except OSError:
-            pass
-        conn.close()
-
-
-def follow(timeout: float = ANSWER_TIMEOUT) -> list[str]:
-    """Ask a running guard to make its copies follow the states, and wait for it (each hook does,
-    after its own change): the warning when it does not answer in time; none when it answered or
-    no guard runs."""
-    said = _ask(timeout)
-    return [said] if said else []
-
-
-def _ask(timeout: float) -> str | None:
-    path = socket_path()
-    if not path.exists():
-        return None
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.settimeout(timeout)
-    try:
-        conn.connect(str(path))
-        conn.sendall(b"follow\n")
-        reply = conn.recv(16)
-    except (ConnectionRefusedError, FileNotFoundError):
-        return None  # no guard listening (a killed one leaves its socket file)
-    except OSError as exc:
-        return f"wgkill-guard did not answer ({exc}): its copy of the block follows when it does"
-    finally:
-        conn.close()
-    if reply != b"ok\n":
-        return "wgkill-guard closed without answering: its copy of the block follows when it does"
-    return None
+        self.ctx.close()
 
 
 # ---- what wgkill-status shows ------------------------------------------------------------------
@@ -302,6 +227,8 @@ class GuardRecord:
     last_repair_interface: str | None = None
 
     def save(self) -> None:
+        import json
+
         from .fileio import write_atomic
 
         path = statefile.state_dir() / GUARD_RECORD
@@ -309,6 +236,8 @@ class GuardRecord:
 
     @classmethod
     def load(cls) -> GuardRecord | None:
+        import json
+
         try:
             data = json.loads((statefile.state_dir() / GUARD_RECORD).read_text())
             return cls(int(data["pid"]), float(data["started"]), int(data.get("repairs", 0)),

@@ -119,6 +119,16 @@ def test_owned_copy_holds_the_iptables_backend_too(iptables_lab: Lab, action: st
     guard.stop()
 
 
+@pytest.mark.parametrize("action", ["iptables -F", "iptables -I OUTPUT -j ACCEPT"])
+def test_owned_copy_holds_iptables_legacy_too(legacy_lab: Lab, action: str) -> None:
+    """iptables-legacy's tables are apart from nftables; the guard's nft copy holds beside them."""
+    lab = legacy_lab
+    tunnel, guard = _dropped_and_held(lab)
+    _hit(lab, action, _actions(tunnel)[action])
+    assert _owned_present(lab, tunnel)
+    guard.stop()
+
+
 def test_owned_copy_cannot_be_deleted_by_others(lab: Lab) -> None:
     tunnel, guard = _dropped_and_held(lab)
     refused = lab.client("nft", "delete", "table", "inet", guard_table_name(tunnel.iface), check=False)

@@ -5,7 +5,7 @@ Exit 0 when nothing is recorded: a failing PreDown would stop ``wg-quick down``.
 
 from collections.abc import Sequence
 
-from ..owned import follow as guard_follows
+from ..guardlink import follow as guard_follows
 from ..release import release
 from . import entry, say
 from .args import Parser

@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 
-from ..owned import follow as guard_follows
+from ..guardlink import follow as guard_follows
 from ..release import release
 from . import entry, say
 from .args import Parser

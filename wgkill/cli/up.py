@@ -5,8 +5,8 @@ from collections.abc import Sequence
 
 from ..dns import BACKENDS
 from ..firewall import CHOICES
+from ..guardlink import follow as guard_follows
 from ..killswitch import UpOptions, engage
-from ..owned import follow as guard_follows
 from . import entry, say
 from .args import Parser
 
