@@ -78,6 +78,7 @@ lab: venv deb-deps wheels
 bench: venv
 	unshare --net -- $(BIN)/python bench/run.py
 	unshare --net -- $(BIN)/python bench/backends.py
+	unshare --net -- $(BIN)/python bench/reconnect.py
 
 # ---- installing for real (issue 14) ----------------------------------------------
 

@@ -77,6 +77,31 @@ def test_a_file_rewritten_since_is_left_alone(tmp_path: Path) -> None:
     assert path.read_text() == "nameserver 198.51.100.99\n"
 
 
+def test_hold_puts_ours_back_and_keeps_theirs_as_the_original(tmp_path: Path) -> None:
+    """wgkill-guard while the tunnel is up: DHCP rewrote the file; ours goes back, and release
+    then restores DHCP's version, not the one from before the tunnel."""
+    path = tmp_path / "resolv.conf"
+    path.write_text("nameserver 203.0.113.53\n")
+    record = resolvfile.apply(_plan(), "wg0", path=path)
+    ours = path.read_bytes()
+    assert resolvfile.hold(record) is None  # still ours: nothing done
+    path.write_text("nameserver 198.51.100.99\n")  # DHCP renewed meanwhile
+    held = resolvfile.hold(record)
+    assert held is not None and path.read_bytes() == ours
+    assert dns.hold(held) is None
+    assert resolvfile.revert(held) == []
+    assert path.read_text() == "nameserver 198.51.100.99\n"
+
+
+def test_hold_leaves_records_without_the_written_text_alone(tmp_path: Path) -> None:
+    path = tmp_path / "resolv.conf"
+    path.write_text("nameserver 203.0.113.53\n")
+    record = resolvfile.apply(_plan(), "wg0", path=path)
+    del record["written_b64"]  # written by an earlier wgkill
+    path.write_text("nameserver 198.51.100.99\n")
+    assert resolvfile.hold(record) is None and path.read_text() == "nameserver 198.51.100.99\n"
+
+
 def test_missing_file_is_removed_again(tmp_path: Path) -> None:
     path = tmp_path / "resolv.conf"
     record = resolvfile.apply(_plan(), "wg0", path=path)

@@ -55,3 +55,25 @@ def test_a_repair_that_does_not_hold_is_not_tried_again_until_something_changes(
     assert guard.repair("wg0", stuck=stuck) is not None and len(applied) == 2
     seen.append([])
     assert guard.repair("wg0", stuck=stuck) is None and stuck == {}
+
+
+def test_damage_that_comes_while_repairing_is_repaired_in_the_same_wake_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`iptables -F; ip6tables -F`: the second flush lands after the first repair. It is new
+    damage, not a repair that did not hold: it is repaired at once, not left as stuck."""
+    from types import SimpleNamespace
+
+    from wgkill import killswitch, state
+
+    monkeypatch.setenv("WGKILL_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(state, "load", lambda name: SimpleNamespace(interface=name))
+    monkeypatch.setattr(killswitch, "replayable", lambda recorded: True)
+    readings = [[SimpleNamespace(code="chain-missing", message="ipv4 flushed")],
+                [SimpleNamespace(code="jump-missing", message="ipv6 flushed")], []]
+    monkeypatch.setattr(guard, "damage", lambda recorded: readings.pop(0))
+    applied: list[set[str]] = []
+    monkeypatch.setattr(guard, "_reapply", lambda recorded, codes: applied.append(codes))
+    stuck: dict[str, frozenset[str]] = {}
+    done = guard.repair("wg0", stuck=stuck)
+    assert done is not None and done.failed is None and done.problems == ["ipv4 flushed", "ipv6 flushed"]
+    assert applied == [{"chain-missing"}, {"jump-missing"}] and stuck == {}

@@ -11,7 +11,7 @@ import pytest
 
 from wgkill.errors import ConfigError
 from wgkill.firewall.iptables import FilterSnapshot, IptablesFamily, chain_specs, parse_save, render_body
-from wgkill.policy import build_policy, decide_split, dns_qname_hex
+from wgkill.policy import PeerEndpoint, build_policy, decide_split, dns_qname_hex
 from wgkill.templating import render
 from wgkill.tunnel import LivePeer, TunnelFacts
 from wgkill.wgconf import Endpoint, parse_config
@@ -152,7 +152,9 @@ FEATURES = {
     "gateway": {"gateway": True, "dns": _dns(dns=["192.0.2.129"])},
     "routes": {"route_mark": "0x100/0xf00", "dns": _dns(dns=["192.0.2.129"])},
     "beside": {"allow_interfaces": ("docker0", "br-+", "docker0"), "allow_marks": ("0x80000/0xff0000",),
-               "peer_interfaces": ("wg1", "wg0", "wg2"), "gateway": True, "dns": _dns(dns=["192.0.2.129"])},
+               "peer_interfaces": ("wg1", "wg0", "wg2"), "gateway": True, "dns": _dns(dns=["192.0.2.129"]),
+               "peer_endpoints": (PeerEndpoint("192.0.2.77", 51821),
+                                  PeerEndpoint("2001:db8:5::7", 51822, 0xca6d))},
 }
 
 
@@ -186,6 +188,8 @@ def test_recorded_policy_round_trips_and_tampering_is_refused() -> None:
         assert FamilyPolicy.from_dict(json.loads(json.dumps(fp.to_dict()))) == fp
     data = policy.families[0].to_dict()
     for key, value in (("peer_interfaces", ["wg1; reboot"]), ("allow_interfaces", ["+"]),
+                       ("peer_endpoints", [{"address": "1.2.3.4; accept", "port": 1, "fwmark": None}]),
+                       ("peer_endpoints", [{"address": "192.0.2.1", "port": "1 accept", "fwmark": None}]),
                        ("allow_marks", ["0x1/0x0"]), ("chain", "OUTPUT"), ("endpoints", [{"x": 1}])):
         with pytest.raises((StateError, UsageError)):
             FamilyPolicy.from_dict({**data, key: value})

@@ -5,8 +5,10 @@ through OUTPUT again, where every block still judges them: refusing the inner
 packets protects nothing and breaks the second tunnel (wg0 full + wg1 split:
 wg1's peer unreachable). So each block lets out its peers, the other
 interfaces with a wgkill state, by name (``-o wg1``), never by a wildcard and
-never the uplink. Their outer packets still meet every block: after wg0 drops,
-wg1's UDP to its endpoint is refused by wg0's block like any other packet.
+never the uplink, and their own UDP to their endpoints exactly as their own
+blocks do (``PeerEndpoint``), whatever route it takes: a split wg1 whose
+endpoint is on the LAN sends it by the uplink, not through wg0. Nothing else of
+theirs passes: after wg0 drops, wg1's other packets are refused by wg0's block.
 
 The peer list is part of each block's policy, so bringing one tunnel up or
 down re-renders the others' blocks from their recorded policies
@@ -15,23 +17,45 @@ recorded policy (wgkill 0.1) is left as it is.
 """
 
 import copy
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from . import state as statefile
 from .errors import FirewallError, PrerequisiteError, StateError, UsageError
 from .names import validate_interface
-from .policy import FamilyPolicy
+from .policy import FamilyPolicy, PeerEndpoint
 
 
-def peers(interface: str) -> tuple[str, ...]:
-    """The other interfaces wgkill protects (a state file each; a corrupt one still counts)."""
-    found = []
+@dataclass(frozen=True)
+class Peers:
+    """The other tunnels wgkill protects, as a block names them."""
+
+    interfaces: tuple[str, ...] = ()
+    endpoints: tuple[PeerEndpoint, ...] = ()
+
+    def of(self, fp: FamilyPolicy) -> FamilyPolicy:
+        """``fp`` naming these peers (its family's endpoints)."""
+        return replace(fp, peer_interfaces=self.interfaces,
+                       peer_endpoints=tuple(e for e in self.endpoints if e.family == fp.family))
+
+
+def peers(interface: str) -> Peers:
+    """The other interfaces wgkill protects (a state file each; a corrupt one still counts, by
+    name: its endpoints are not known) and their recorded endpoints."""
+    names, endpoints = set(), set()
     for name in statefile.recorded_interfaces():
         try:
-            found.append(validate_interface(name))
-        except UsageError:
+            names.add(validate_interface(name))
+            recorded = statefile.load(name) if name != interface else None
+        except (UsageError, StateError):
             continue
-    return tuple(sorted(set(found) - {interface}))
+        try:
+            endpoints.update(PeerEndpoint(e["address"], e["port"], recorded.fwmark)
+                             for e in (recorded.endpoints if recorded else ()))
+        except (KeyError, TypeError, ValueError):
+            continue  # known by name only, like a corrupt state
+    names.discard(interface)
+    ordered = sorted(endpoints, key=lambda e: (e.address, e.port, e.fwmark or 0))
+    return Peers(tuple(sorted(names)), tuple(ordered))
 
 
 def recompose(changed: str) -> list[str]:
@@ -44,16 +68,16 @@ def recompose(changed: str) -> list[str]:
     warn with: nothing here raises for another tunnel.
     """
     said = []
-    for interface in peers(changed):
+    for interface in peers(changed).interfaces:
         try:
             recorded = statefile.load(interface)
             if recorded is None or not recorded.policies:
                 continue
             policies = [FamilyPolicy.from_dict(d) for d in recorded.policies]
-            wanted = peers(interface)
-            if all(fp.peer_interfaces == wanted for fp in policies):
+            wanted = [peers(interface).of(fp) for fp in policies]
+            if wanted == policies:
                 continue
-            reapply(recorded, [replace(fp, peer_interfaces=wanted) for fp in policies])
+            reapply(recorded, wanted)
         except (StateError, FirewallError, PrerequisiteError) as exc:
             said.append(f"{interface}: block not re-applied with its new peers: {exc}")
     return said

@@ -23,6 +23,10 @@ repairs:
   each check and repair holds the state lock and re-reads the state under it,
   so a block being removed is either still whole or already unrecorded.
 
+While a tunnel is up it also holds its DNS: a resolv.conf that another program
+rewrote (a DHCP renewal, NetworkManager) is put back (``dns.hold``), since the
+DNS lock would refuse the resolver it now names: no leak, but no DNS.
+
 Each repair is one log line: what was wrong, and how long the repair took.
 Our own changes wake the guard too; the check then finds the block intact.
 """
@@ -32,6 +36,7 @@ from __future__ import annotations
 import os
 import select
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -46,7 +51,7 @@ from .names import validate_interface
 SETTLE = 0.005  # seconds without a further event before checking: one burst, one check
 SETTLE_MAX = 0.03  # but never wait longer than this after the first event
 DEFAULT_INTERVAL = 1.0
-RETRIES = 3  # repairs in a row while new damage appears during the repair itself
+REPAIR_ATTEMPTS = 3  # repairs in one wake-up while new damage keeps coming (iptables -F; ip6tables -F)
 
 
 @dataclass
@@ -108,19 +113,20 @@ def repair(interface: str, seen: float | None = None,
             return None
         if stuck.get(interface) == frozenset(found):
             return None  # tried already, and nothing changed since
-        left = found
-        for _ in range(RETRIES):
+        todo = problems
+        for _ in range(REPAIR_ATTEMPTS):
             try:
-                _reapply(recorded, {p.code for p in problems})
+                _reapply(recorded, {p.code for p in todo})
             except WgkillError as exc:
                 stuck[interface] = frozenset(found)
                 return Repair(interface, found, time.monotonic() - started, failed=str(exc))
-            before, problems = left, damage(recorded)
-            left = [p.message for p in problems]
-            if not set(left) - set(before):
-                break  # fixed, or the same damage again: not a second change while repairing
-            found += [m for m in left if m not in found]  # the other tool went on (-F, then ip6tables -F)
-        took = time.monotonic() - started
+            took = time.monotonic() - started
+            after = damage(recorded)
+            left = [p.message for p in after]
+            if not left or set(left) <= {p.message for p in todo}:
+                break  # whole, or what was just repaired did not hold: stuck
+            todo = after  # damage that came while repairing (another tool still at work): again
+            found += [m for m in left if m not in found]
     if left:
         stuck[interface] = frozenset(left)
         return Repair(interface, found, took, failed=f"still: {'; '.join(left)}")
@@ -166,7 +172,48 @@ def check_all(seen: float | None = None, stuck: dict[str, frozenset[str]] | None
         result = repair(name, seen, stuck)
         if result is not None:
             done.append(result)
+        held = hold_dns(name, seen, stuck)
+        if held is not None:
+            done.append(held)
     return done
+
+
+def hold_dns(interface: str, seen: float | None = None,
+             stuck: dict[str, frozenset[str]] | None = None) -> Repair | None:
+    """While ``interface`` is up, put back the resolv.conf wgkill-up wrote if another program
+    rewrote it (``dns.hold``); None when there was nothing to do (or the same failure again:
+    ``stuck``, as for ``repair``)."""
+    from . import dns
+
+    stuck = {} if stuck is None else stuck
+    started = seen or time.monotonic()
+    try:
+        socket.if_nametoindex(interface)
+    except OSError:
+        return None  # the tunnel is down: its block holds DNS; nothing to point at it
+    with statefile.lock():
+        try:
+            recorded = statefile.load(interface)
+        except StateError:
+            return None
+        record = (recorded.dns or {}).get("record") if recorded is not None else None
+        if recorded is None or record is None:
+            return None
+        found = [f"{record.get('path')} rewritten by another program"]
+        try:
+            held = dns.hold(record)
+        except WgkillError as exc:
+            if stuck.get(f"{interface} dns") == frozenset([str(exc)]):
+                return None
+            stuck[f"{interface} dns"] = frozenset([str(exc)])
+            return Repair(interface, found, time.monotonic() - started, failed=str(exc))
+        stuck.pop(f"{interface} dns", None)
+        if held is None:
+            return None
+        assert recorded.dns is not None
+        recorded.dns["record"] = held
+        statefile.save(recorded)
+    return Repair(interface, found, time.monotonic() - started)
 
 
 @dataclass
@@ -176,7 +223,7 @@ class Watch:
     netlink: Any = None
     monitor: subprocess.Popen[bytes] | None = None
     fds: list[int] = field(default_factory=list)
-    server: Any = None  # the hooks' socket (``owned.listen``)
+    server: Any = None  # the hooks' socket (``guardlink.listen``)
     waiting: list[Any] = field(default_factory=list)  # hooks waiting for the next check's answer
 
     @classmethod

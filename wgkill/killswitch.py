@@ -185,10 +185,12 @@ def _engage(
 
         mark = exclude.check_tunnel(facts.fwmark, split is None, bool(config and config.routes_off))
         excluding = exclude.plan(interface, mark, families)
+    others = compose.peers(interface)
     policy = build_policy(
         interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark,
         allow_interfaces=options.allow_interfaces, allow_marks=options.allow_marks,
-        peer_interfaces=compose.peers(interface), exclude_cgroup=excluding.cgroup if excluding else None,
+        peer_interfaces=others.interfaces, peer_endpoints=others.endpoints,
+        exclude_cgroup=excluding.cgroup if excluding else None,
     )
     plan = firewall.plan(policy, split, cache=not options.dry_run)
     warnings += [

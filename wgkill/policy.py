@@ -44,6 +44,29 @@ class EndpointRule:
 
 
 @dataclass(frozen=True)
+class PeerEndpoint:
+    """Another protected tunnel's endpoint, with that tunnel's fwmark: this block lets out its
+    WireGuard packets as that tunnel's own block does, whatever route they take (an on-link
+    endpoint leaves by the uplink, not through this tunnel)."""
+
+    address: str
+    port: int
+    fwmark: int | None = None
+
+    def __post_init__(self) -> None:
+        """Read back from other tunnels' state files into rule text: only what a rule can hold."""
+        ipaddress.ip_address(self.address)
+        if type(self.port) is not int or not 0 < self.port < 65536:
+            raise ValueError(f"endpoint port {self.port!r}")
+        if self.fwmark is not None and (type(self.fwmark) is not int or not 0 < self.fwmark < 2**32):
+            raise ValueError(f"fwmark {self.fwmark!r}")
+
+    @property
+    def family(self) -> int:
+        return ipaddress.ip_address(self.address).version
+
+
+@dataclass(frozen=True)
 class FamilyPolicy:
     """Inputs for one family's restore payload."""
 
@@ -68,6 +91,7 @@ class FamilyPolicy:
     allow_interfaces: tuple[str, ...] = ()  # --allow-iface: out these (iptables patterns, br-+) passes
     allow_marks: tuple[str, ...] = ()  # --allow-mark: packets carrying VALUE/MASK pass
     peer_interfaces: tuple[str, ...] = ()  # the other tunnels wgkill protects: their outer packets are judged
+    peer_endpoints: tuple[PeerEndpoint, ...] = ()  # theirs, of this family: their own UDP passes
     exclude_cgroup: str | None = None  # --allow-exclude: its sockets carrying ``fwmark`` pass
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,6 +106,7 @@ class FamilyPolicy:
                 name: tuple(value) if isinstance(value, list) else value for name, value in data.items()
             }
             fields["endpoints"] = tuple(EndpointRule(**e) for e in data["endpoints"])
+            fields["peer_endpoints"] = tuple(PeerEndpoint(**e) for e in data.get("peer_endpoints", ()))
             policy = cls(**fields)
         except (TypeError, KeyError, ValueError) as exc:
             raise StateError(f"corrupt recorded policy: {exc}") from exc
@@ -276,6 +301,7 @@ def build_policy(
     allow_marks: tuple[str, ...] = (),
     peer_interfaces: tuple[str, ...] = (),
     exclude_cgroup: str | None = None,
+    peer_endpoints: tuple[PeerEndpoint, ...] = (),
 ) -> KillSwitchPolicy:
     """Decide the rules for ``interface`` from what the tunnel and its config say.
 
@@ -288,7 +314,8 @@ def build_policy(
 
     ``allow_interfaces`` and ``allow_marks`` (validated here) pass the block, after
     the DNS lock; ``peer_interfaces`` are the other tunnels wgkill protects: what
-    leaves through them is encrypted, and its outer packets meet every block again.
+    leaves through them is encrypted, and its outer packets meet every block again;
+    ``peer_endpoints`` are theirs: their own UDP to them passes as their blocks pass it.
     """
     allow_interfaces = tuple(dict.fromkeys(validate_interface_pattern(p) for p in allow_interfaces))
     allow_marks = tuple(dict.fromkeys(parse_mark(m) for m in allow_marks))
@@ -323,6 +350,7 @@ def build_policy(
             allow_interfaces=allow_interfaces,
             allow_marks=allow_marks,
             peer_interfaces=peer_interfaces,
+            peer_endpoints=tuple(e for e in peer_endpoints if e.family == family),
             exclude_cgroup=exclude_cgroup if fwmark else None,
         )
         for family in families

@@ -153,3 +153,26 @@ def require_dns_lab(*bundles: str) -> None:
             bundle_root(bundle)
         except LabError as exc:
             pytest.fail(str(exc))
+
+
+def simulate_reboot(lab: Lab) -> None:
+    """What a reboot leaves: no rules, no sets, no wg-quick policy routing, no daemon (the
+    caller kills the daemon first). iptables-legacy's tables are not nftables': flushed apart."""
+    for family in ("-4", "-6"):
+        for rule in (["table", "51820"], ["table", "main", "suppress_prefixlength", "0"]):
+            lab.client("ip", family, "rule", "del", *rule, check=False)
+    lab.client("nft", "flush", "ruleset")
+    if lab.legacy:
+        for tool in ("iptables", "ip6tables"):
+            for table in ("filter", "mangle", "nat"):
+                lab.client(tool, "-t", table, "-F")
+                lab.client(tool, "-t", table, "-X")
+    lab.client("ipset", "destroy", check=False)
+    assert wgkill_lines(lab) == []
+
+
+def assert_first_fetch_through_tunnel(lab: Lab, within: float) -> None:
+    """The first request after ``wg-quick up`` returns, IPv4 then IPv6, gets its answer through
+    the tunnel within ``within`` seconds each: no handshake retry in between."""
+    assert lab.whoami(4, timeout=within) == VPN4
+    assert lab.whoami(6, timeout=within) == VPN6

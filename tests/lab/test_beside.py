@@ -5,9 +5,10 @@ own UDP a counter of its own (``second``, its server port) is put first in them,
 so "0 of its packets via the uplink" is read, not inferred.
 """
 
+import sys
 import time
 
-from wgkill_lab.netns import ETC_NETNS, VPN4, WEB4, Lab, Tunnel, _run
+from wgkill_lab.netns import ETC_NETNS, ISP4, VPN4, WEB4, Lab, Tunnel, _run
 
 from .checks import assert_through_tunnel, backend_args, block_text, hooks, names_peer, state, wgkill_lines
 
@@ -41,7 +42,25 @@ def _second_seen(lab: Lab) -> int:
     return lab.counters()["ipv4"].get("second", 0)
 
 
-def test_two_tunnels_compose_and_the_second_stays_held_when_the_first_drops(any_lab: Lab) -> None:
+def _send_plaintext(lab: Lab, tunnel: Tunnel, *as_user: str, count: int = 5) -> None:
+    """A program's UDP to ``tunnel``'s endpoint (root's, or ``setpriv`` arguments for another)."""
+    code = ("import socket, sys\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "for _ in range(int(sys.argv[3])):\n"
+            "    try: s.sendto(b'plaintext', (sys.argv[1], int(sys.argv[2])))\n"
+            "    except OSError: pass\n")
+    lab.client(*as_user, sys.executable, "-I", "-c", code, VPN4, str(tunnel.port), str(count))
+
+
+def _count_plaintext(lab: Lab, tunnel: Tunnel) -> None:
+    """A far-side counter for that plaintext alone, ahead of every other (WireGuard's own differ)."""
+    lab.isp("iptables", "-t", "raw", "-I", "WGKLAB", "1", "-d", VPN4, "-p", "udp",
+            "--dport", str(tunnel.port), "-m", "string", "--string", "plaintext", "--algo", "bm",
+            "-m", "comment", "--comment", "plain",
+            "-j", "RETURN")
+
+
+def test_two_tunnels_compose_and_the_second_keeps_only_its_endpoint_when_the_first_drops(
+        any_lab: Lab) -> None:
     lab = any_lab
     full = lab.add_tunnel()
     split = lab.add_tunnel(allowed_ips="192.0.2.145/32")  # the second server's own address
@@ -51,22 +70,64 @@ def test_two_tunnels_compose_and_the_second_stays_held_when_the_first_drops(any_
     lab.wg_quick("up", split)
     # the full tunnel's block now names the second tunnel: wg-quick up of wg1 re-applied it
     assert names_peer(lab, full, split)
-    assert state(lab, full)["policies"][0]["peer_interfaces"] == [split.iface]  # type: ignore[index]
+    recorded = state(lab, full)["policies"][0]  # type: ignore[index]
+    assert recorded["peer_interfaces"] == [split.iface]
+    assert recorded["peer_endpoints"] == [{"address": VPN4, "port": split.port, "fwmark": None}]
     assert _reachable(lab, split.server4), "the second tunnel's peer must be reachable beside a full tunnel"
     assert_through_tunnel(lab)  # and the full tunnel still carries everything else
 
     lab.client("ip", "link", "set", full.iface, "down")  # the full tunnel drops
-    time.sleep(1.5)  # the second tunnel's keepalives (every second) now head for the uplink
     lab.reset_counters()
-    assert not _ping(lab, split.server4, count=2)
-    time.sleep(2)
-    assert _second_seen(lab) == 0, lab.counters()  # none of its UDP left by the uplink
-    assert lab.leaks() == {"ipv4": 0, "ipv6": 0}
-
+    _count_plaintext(lab, split)  # wg1's own UDP to its endpoint leaves by the uplink, as wg1's block lets it
+    _send_plaintext(lab, split)  # root's: wg1's own block lets root's sockets reach its endpoint
+    assert lab.counters()["ipv4"].get("plain", 0) == 5  # the witness counts it
+    lab.reset_counters()
+    _send_plaintext(lab, split, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+    assert lab.whoami(4, timeout=2) is None
+    seen = lab.counters()
+    assert seen["ipv4"].get("plain", 0) == 0, seen  # an unprivileged program's: held
+    assert seen["ipv4"].get("leak", 0) == 0 and seen["ipv6"].get("leak", 0) == 0, seen
     lab.client("ip", "link", "set", full.iface, "up")
     lab.wg_quick("down", split)  # the other block stops naming it
     assert split.iface not in block_text(lab, full)
     assert state(lab, full)["policies"][0]["peer_interfaces"] == []  # type: ignore[index]
+    lab.wg_quick("down", full)
+    assert wgkill_lines(lab) == []
+
+
+def test_second_tunnel_with_an_on_link_endpoint_beside_a_full_tunnel(any_lab: Lab) -> None:
+    """wg1's endpoint reached outside wg0 (an explicit route: a box on the LAN): wg0's block lets
+    wg1's own UDP out as wg1's block does, at once on a reconnect."""
+    lab = any_lab
+    full = lab.add_tunnel()
+    split = lab.add_tunnel(allowed_ips="192.0.2.145/32")
+    _count_second(lab, split)
+    lab.wg_quick("up", full)
+    lab.wait_handshake(full)
+    lab.client("ip", "route", "add", f"{VPN4}/32", "via", ISP4)  # on-link: not through wg0
+    lab.wg_quick("up", split)
+    assert _reachable(lab, split.server4, within=10)
+    lab.kill_daemon(split)  # a reconnect: wg0's block already names wg1's endpoint
+    lab.wg_quick("up", split)
+    assert _reachable(lab, split.server4, within=3)
+    lab.reset_counters()
+    assert _reachable(lab, split.server4)
+    assert _second_seen(lab) > 0  # by the uplink, as the route says
+    assert_through_tunnel(lab)  # everything else still through wg0
+    lab.client("ip", "link", "set", full.iface, "down")  # wg0 drops: wg1 goes on, nothing else
+    assert _reachable(lab, split.server4, within=3)
+    _count_plaintext(lab, split)
+    lab.reset_counters()
+    _send_plaintext(lab, split)  # root's passes (as wg1's own block lets it): the witness counts it
+    assert lab.counters()["ipv4"].get("plain", 0) == 5
+    lab.reset_counters()
+    _send_plaintext(lab, split, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+    assert lab.whoami(4, timeout=2) is None
+    seen = lab.counters()
+    assert seen["ipv4"].get("plain", 0) == 0, seen  # an unprivileged program: held
+    assert seen["ipv4"].get("leak", 0) == 0 and seen["ipv6"].get("leak", 0) == 0, seen
+    lab.client("ip", "link", "set", full.iface, "up")
+    lab.wg_quick("down", split)
     lab.wg_quick("down", full)
     assert wgkill_lines(lab) == []
 

@@ -19,6 +19,7 @@ from .checks import (
     hooked,
     hooks,
     routed,
+    simulate_reboot,
     state,
     wgkill_lines,
 )
@@ -43,16 +44,6 @@ def test_lockdown_keeps_blocking_after_a_clean_down_until_released(lab: Lab) -> 
     assert_open_uplink(lab)
 
 
-def _simulate_reboot(lab: Lab, iface: str) -> None:
-    """What a reboot leaves: no rules, no sets, no wg-quick policy routing, no daemon."""
-    for family in ("-4", "-6"):
-        for rule in (["table", "51820"], ["table", "main", "suppress_prefixlength", "0"]):
-            lab.client("ip", family, "rule", "del", *rule, check=False)
-    lab.client("nft", "flush", "ruleset")
-    lab.client("ipset", "destroy", check=False)
-    assert wgkill_lines(lab) == []
-
-
 def _hammer(lab: Lab, duration: float) -> "subprocess.Popen[str]":
     argv = ["ip", "netns", "exec", lab.client_ns, sys.executable, "-I", "-m", "wgkill_lab.servers", "hammer",
             WEB4, "--duration", str(duration)]
@@ -64,7 +55,7 @@ def test_reboot_reapplies_the_block_and_wg_quick_takes_over_without_a_gap(lab: L
     lab.wg_quick("up", tunnel)
     lab.wait_handshake(tunnel)
     lab.kill_daemon(tunnel)  # crash...
-    _simulate_reboot(lab, tunnel.iface)  # ...and reboot: everything in the kernel is gone
+    simulate_reboot(lab)  # ...and reboot: everything in the kernel is gone
     assert lab.whoami(4) == CLIENT4  # without the boot unit, this is the leak
     boot = lab.client("wgkill-boot")
     assert "recorded block re-applied" in boot.stderr
@@ -90,7 +81,7 @@ def test_corrupt_state_at_boot_blocks(lab: Lab) -> None:
     tunnel = lab.add_tunnel()
     lab.wg_quick("up", tunnel)
     lab.kill_daemon(tunnel)
-    _simulate_reboot(lab, tunnel.iface)
+    simulate_reboot(lab)
     (lab.state_dir / f"{tunnel.iface}.json").write_text("{ not json")
     boot = lab.client("wgkill-boot")
     assert "state unreadable: full block applied" in boot.stderr

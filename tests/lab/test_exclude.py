@@ -149,6 +149,29 @@ def test_after_a_drop_the_excluded_program_gets_out_and_no_other_packet_does(any
     assert lab.leaks() == {"ipv4": 0, "ipv6": 0}
 
 
+def test_captive_portal_login_under_lockdown_with_no_tunnel_up(any_xlab: Lab) -> None:
+    """Hotel Wi-Fi: --lockdown --allow-exclude and a clean `wg-quick down` (no tunnel up);
+    `wgkill-exclude -- BROWSER` reaches the portal by the uplink, nothing else gets out."""
+    lab = any_xlab
+    tunnel = _up(lab, "--lockdown")
+    lab.wg_quick("down", tunnel)  # the block stays (lockdown), the tunnel is gone
+    _witness(lab)
+    for family, target, uplink in ((4, WEB4, CLIENT4), (6, WEB6, CLIENT6)):
+        excluded = _curl(lab, target, excluded=True, local_port=EXCLUDED_PORT[family])
+        other = _curl(lab, target, excluded=False, local_port=OTHER_PORT[family])
+        assert _answer(excluded)[:2] == (0, uplink)  # the portal, by the uplink
+        code, out, _ = _answer(other)
+        assert code != 0 and out == ""
+    seen = _witnessed(lab)
+    assert seen["ipv4"]["excluded"] > 0 and seen["ipv6"]["excluded"] > 0, seen  # the witness counts
+    assert seen["ipv4"]["others"] == 0 and seen["ipv6"]["others"] == 0, seen
+    lab.reset_counters()
+    assert set(lab.probe(timeout=3).values()) == {"refused"}
+    assert lab.leaks() == {"ipv4": 0, "ipv6": 0}
+    lab.client("wgkill-release", tunnel.iface)
+    _nothing_left(lab)
+
+
 def test_user_runs_with_that_uid_and_the_same_user_outside_is_not_excluded(xlab: Lab) -> None:
     lab = xlab
     _up(lab)

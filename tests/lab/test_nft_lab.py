@@ -150,14 +150,18 @@ def test_upgrade_from_a_v1_state_comes_down_cleanly(lab: Lab) -> None:
     assert wgkill_lines(lab) == [] and state(lab, tunnel) is None
 
 
-def _send_udp(lab: Lab, target: str, port: int, *, user: str | None = None, mark: int | None = None) -> None:
+HANDSHAKE = bytes([1, 0, 0, 0]) + bytes(144)  # the shape of WireGuard's handshake initiation
+
+
+def _send_udp(lab: Lab, target: str, port: int, *, user: str | None = None, mark: int | None = None,
+              payload: bytes = b"plaintext") -> None:
     code = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
             "mark = int(sys.argv[3])\n"
             "if mark: s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)\n"
             "for _ in range(5):\n"
-            "    try: s.sendto(b'plaintext', (sys.argv[1], int(sys.argv[2])))\n"
+            "    try: s.sendto(bytes.fromhex(sys.argv[4]), (sys.argv[1], int(sys.argv[2])))\n"
             "    except OSError: pass\n")
-    argv = [sys.executable, "-I", "-c", code, target, str(port), str(mark or 0)]
+    argv = [sys.executable, "-I", "-c", code, target, str(port), str(mark or 0), payload.hex()]
     if user:
         argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]  # numeric ids
     lab.client(*argv)
@@ -174,7 +178,8 @@ def _wait_handshake_seen(lab: Lab, tunnel: Tunnel, timeout: float = 20) -> None:
 
 
 @pytest.mark.parametrize("fwmark", [True, False], ids=["fwmark", "no-fwmark"])
-def test_endpoint_exemption_passes_wireguard_alone(lab: Lab, fwmark: bool) -> None:
+def test_endpoint_exemption_passes_wireguard_alone(any_lab: Lab, fwmark: bool) -> None:
+    lab = any_lab
     extra = "" if fwmark else "Table = off\n"  # Table = off: wg-quick sets no fwmark
     tunnel = lab.add_tunnel(extra=extra)
     lab.wg_quick("up", tunnel)
@@ -184,7 +189,14 @@ def test_endpoint_exemption_passes_wireguard_alone(lab: Lab, fwmark: bool) -> No
     lab.kill_daemon(tunnel)  # nothing of WireGuard's left sending
     lab.reset_counters()
     _send_udp(lab, VPN4, tunnel.port, user="65534")
+    _send_udp(lab, VPN4, tunnel.port, user="65534", payload=HANDSHAKE)
     assert lab.counters()["ipv4"].get("carrier", 0) == 0  # an unprivileged program: refused
+    if fwmark:  # unmarked, even root's: only WireGuard's handshake (sent before wg-quick sets the mark)
+        _send_udp(lab, VPN4, tunnel.port)
+        assert lab.counters()["ipv4"].get("carrier", 0) == 0
+        _send_udp(lab, VPN4, tunnel.port, payload=HANDSHAKE)
+        assert lab.counters()["ipv4"].get("carrier", 0) == 5
+        lab.reset_counters()
     _send_udp(lab, VPN4, tunnel.port, mark=51820 if fwmark else None)  # what WireGuard itself sends
     assert lab.counters()["ipv4"].get("carrier", 0) == 5
     lab.wg_quick("up", tunnel)  # reconnect with the block held

@@ -208,6 +208,17 @@ def apply(dns_plan: DnsPlan, backend: str, interface: str, previous: dict | None
     return record
 
 
+def hold(record: dict | None) -> dict | None:
+    """Put back what ``apply`` wrote where another program changed it since: the updated record
+    to save, or None when nothing was changed (the backend keeps nothing that others rewrite:
+    resolvconf merges, resolved's per-link settings are ours alone)."""
+    if not record or record.get("backend") != "file":
+        return None
+    from . import resolvfile
+
+    return resolvfile.hold(record)
+
+
 def revert(record: dict | None) -> list[str]:
     """Undo what ``apply`` recorded; returns warnings for what was deliberately left alone."""
     if not record:

@@ -3,6 +3,10 @@
 The original (or the symlink it was) is recorded in the state and put back on
 release, but only if the file is still what wgkill wrote: a file that DHCP or
 an administrator rewrote since is theirs, and is left alone with a warning.
+While the tunnel is up, wgkill-guard ``hold``s the file: a rewrite by another
+program (a DHCP renewal, NetworkManager) would point the system resolver at a
+server the DNS lock refuses (no leak, but no DNS), so ours goes back and theirs
+becomes the original that release restores.
 """
 
 import base64
@@ -92,6 +96,7 @@ def apply(
         "original_b64": None if original is None else base64.b64encode(original).decode(),
         "mode": mode,
         "written_sha256": _sha(new),
+        "written_b64": base64.b64encode(new).decode(),  # what hold() puts back
         "immutable": False,
     }
     if plan.lock_resolv_conf:
@@ -101,6 +106,24 @@ def apply(
             raise DnsError(f"cannot make {path} immutable: {exc}") from exc
         record["immutable"] = True
     return record
+
+
+def hold(record: dict[str, Any]) -> dict[str, Any] | None:
+    """Put back what ``apply`` wrote if another program replaced it; the record to save then
+    (their version is the original from now on), or None when the file is still ours (or the
+    record is older than this and does not hold what was written)."""
+    path = Path(record["path"])
+    if _ours(path, record) or record.get("written_b64") is None:
+        return None
+    link = os.readlink(path) if path.is_symlink() else None
+    try:
+        original = None if link is not None or not path.exists() else path.read_bytes()
+        mode = path.stat().st_mode & 0o7777 if original is not None else int(record["mode"])
+        write_atomic(path, base64.b64decode(record["written_b64"]), int(record["mode"]), in_place=True)
+    except OSError as exc:
+        raise DnsError(f"cannot put back {path}: {exc.strerror}") from exc
+    return {**record, "symlink": link, "mode": mode,
+            "original_b64": None if original is None else base64.b64encode(original).decode()}
 
 
 def _ours(path: Path, record: dict[str, Any]) -> bool:
