@@ -52,6 +52,9 @@ def hook_cycle(backend: str) -> dict[str, float]:
         variants = {
             "wgkill": [["bash", "-c", f"wgkill-up {iface} --backend {backend}"],
                        ["bash", "-c", f"wgkill-down {iface}"]],
+            **({"wgkill, nft binary": [
+                ["bash", "-c", f"WGKILL_LIBNFTABLES=0 wgkill-up {iface} --backend nft"],
+                ["bash", "-c", f"WGKILL_LIBNFTABLES=0 wgkill-down {iface}"]]} if backend == "nft" else {}),
             "article": article,
             "bare nft -f up + down": [["nft", "-f", str(table)],
                                       ["nft", "delete", "table", "inet", f"wgkill-{iface}"]],
@@ -95,6 +98,10 @@ def main() -> int:
         lines.append(f"| {backend} | {r['wgkill'] * 1000:.0f} ms | {r['article'] * 1000:.0f} ms | "
                      f"{ratio:.2f}{X} | ≤ 1.5{X} ({'met' if ratio <= 1.5 else 'missed'}) | "
                      f"{r['bare nft -f up + down'] * 1000:.0f} ms | {r['two python3 -I -S'] * 1000:.0f} ms |")
+    binary = rows["nft"]["wgkill, nft binary"]
+    lines += ["", f"nft backend through the `nft` binary (`WGKILL_LIBNFTABLES=0`) instead of libnftables "
+              f"in-process, same rounds: {binary * 1000:.0f} ms, {binary / rows['nft']['article']:.2f}{X} "
+              f"the article's lines ({rows['nft']['wgkill'] / binary:.2f}{X} of it in-process)."]
     lines += ["", "| backend | 100,000-prefix split bring-up (wgkill-up, median of 3) | target |",
               "|---|---|---|"]
     for backend, seconds in split.items():

@@ -1187,8 +1187,8 @@ def main() -> int:
     if args.only == "all":
         log("guard repair next (bench/guard_repair.py)")
         rounds = 3 if s.quick else 10
-        report.section("5. Guard repair", guard_repair.section(
-            {backend: guard_repair.measure(rounds, backend) for backend in ("nft", "iptables")}))
+        measured = guard_repair.results(rounds, ("nft", "iptables"))
+        report.section("5. Guard repair", guard_repair.section(measured))
     load_end, labs_end = os.getloadavg(), other_labs()
     report.section("Noise", [
         f"Load average (1/5/15 min) at the start {'/'.join(f'{v:.2f}' for v in load_start)}, "

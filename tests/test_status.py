@@ -36,7 +36,7 @@ from wgkill.status import (
     nameservers,
     probing,
 )
-from wgkill.status.facts import ExclusionFacts
+from wgkill.status.facts import ExclusionFacts, GuardFacts
 from wgkill.tunnel import parse_dump
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "status.schema.json").read_text())
@@ -627,3 +627,30 @@ def test_a_broken_exclusion_fails_closed_so_it_is_a_warning() -> None:
     report = status.judge(_host(_iface(exclusion=_excluded())), None, [stopped])
     assert report.verdict is Verdict.WARNING and _codes(report) == ["exclusion-broken"]
     assert _valid(report)["probe_excluded"][0]["outcome"] == "refused"
+
+
+def test_the_guard_holding_and_its_repairs_are_shown_and_exported() -> None:
+    guard = GuardFacts(running=True, pid=812, repairs=2, last_repair=NOW - 180, last_repair_interface="wg0",
+                       holding=["wg0"])
+    report = status.judge(_host(_iface(), _iface(interface="wg1"), guard=guard))
+    assert report.verdict is Verdict.OK  # holding or not never changes a verdict
+    text = status.human(report)
+    assert "  guard        holds the block in a table of its own (flush-proof)" in text
+    assert "  guard        does not hold the block" in text
+    assert "  guard      running (pid 812), 2 repair(s), the last 3m ago (wg0)" in text
+    doc = _valid(report)
+    assert [i["guard_holding"] for i in doc["interfaces"]] == [True, False]
+    assert doc["host"]["guard"]["repairs"] == 2
+    metrics = status.prometheus(report)
+    assert 'wgkill_guard_holding{interface="wg0"} 1' in metrics
+    assert 'wgkill_guard_holding{interface="wg1"} 0' in metrics
+    assert "# TYPE wgkill_repairs_total counter\nwgkill_repairs_total 2\n" in metrics
+    assert f"wgkill_last_repair_timestamp_seconds {int(NOW - 180)}\n" in metrics
+
+
+def test_no_guard_running_says_so_and_exports_zero_repairs() -> None:
+    report = status.judge(_host(_iface(), guard=GuardFacts()))
+    assert "  guard      not running" in status.human(report)
+    assert _valid(report)["interfaces"][0]["guard_holding"] is False
+    metrics = status.prometheus(report)
+    assert "wgkill_repairs_total 0\n" in metrics and "wgkill_last_repair_timestamp_seconds" not in metrics

@@ -46,7 +46,7 @@ from typing import Any
 from . import state as statefile
 from .errors import StateError, UsageError, WgkillError
 from .kernel import ipv6_available, require_root
-from .names import validate_interface
+from .names import GUARD_RECORD, validate_interface
 
 SETTLE = 0.005  # seconds without a further event before checking: one burst, one check
 SETTLE_MAX = 0.03  # but never wait longer than this after the first event
@@ -232,6 +232,8 @@ class Watch:
     netlink: Any = None
     monitor: subprocess.Popen[bytes] | None = None
     fds: list[int] = field(default_factory=list)
+    server: Any = None  # the hooks' socket (``guardlink.listen``)
+    waiting: list[Any] = field(default_factory=list)  # hooks waiting for the next check's answer
 
     @classmethod
     def open(cls) -> Watch:
@@ -267,7 +269,17 @@ class Watch:
             ready, _, _ = select.select(self.fds, [], [], min(SETTLE, left))
         return first
 
+    def listen(self) -> None:
+        from . import guardlink
+
+        self.server = guardlink.listen()
+        self.fds.append(self.server.fileno())
+
     def _drain(self, ready: list[int]) -> None:
+        if self.server is not None and self.server.fileno() in ready:
+            from . import guardlink
+
+            self.waiting += guardlink.accept_all(self.server)
         if self.netlink is not None and self.netlink.fileno() in ready:
             try:
                 self.netlink.get()
@@ -284,6 +296,12 @@ class Watch:
                 self.monitor = None
 
     def close(self) -> None:
+        if self.server is not None:
+            from . import guardlink
+
+            guardlink.answer(self.waiting)
+            self.server.close()
+            guardlink.socket_path().unlink(missing_ok=True)
         if self.monitor is not None:
             self.monitor.kill()
             self.monitor.wait()
@@ -301,24 +319,39 @@ def _warm() -> None:
 
 
 def run(log: Callable[[str], None], interval: float = DEFAULT_INTERVAL,
-        stop: Callable[[], bool] = lambda: False, verbose: bool = False) -> None:
-    """Watch and repair until ``stop()`` is true (checked after each wake-up) or a signal ends it.
+        stop: Callable[[], bool] = lambda: False, verbose: bool = False, hold: bool = True) -> None:
+    """Watch and repair until ``stop()`` is true (checked after each wake-up) or a signal ends it;
+    ``hold``: also hold each block in a table of the guard's own (``wgkill.owned``).
     ``verbose``: also one line per check of every block (their count, what woke it): that the
     guard is alive and hears events, and what a test waits for before trusting "nothing came back"."""
     require_root()
     if not 0 < interval <= 3600:
         raise UsageError("--interval must be more than 0 and at most 3600 seconds")
     _warm()
+    from . import guardlink, owned
+
     watch = Watch.open()
+    holder = owned.Holder.open(log) if hold else None
+    record = owned.GuardRecord(os.getpid(), time.time())
     try:
+        watch.listen()
+        record.save()
+        if holder is not None:
+            holder.sync()
         log(f"watching {', '.join(statefile.recorded_interfaces()) or 'no recorded block yet'} "
             f"(events: netlink{', nft monitor' if watch.monitor else ''}; poll every {interval:g} s)")
         seen = None
         stuck: dict[str, frozenset[str]] = {}
         checks = 0
         while not stop():
-            for done in check_all(seen, stuck):
-                log(done.line())
+            done = check_all(seen, stuck)
+            owned.note_repairs(record, [r.interface for r in done if r.failed is None])  # before the line
+            for repaired in done:
+                log(repaired.line())
+            if holder is not None:
+                holder.sync()
+            guardlink.answer(watch.waiting)
+            watch.waiting = []
             checks += 1
             if verbose:
                 woken = "start" if checks == 1 else "event" if seen is not None else "poll"
@@ -326,3 +359,6 @@ def run(log: Callable[[str], None], interval: float = DEFAULT_INTERVAL,
             seen = watch.wait(interval)
     finally:
         watch.close()
+        if holder is not None:
+            holder.close()
+        (statefile.state_dir() / GUARD_RECORD).unlink(missing_ok=True)

@@ -165,3 +165,17 @@ def nft_table_name(interface: str) -> str:
     """
     escaped = "".join(_NFT_ESCAPES.get(c, c) for c in validate_interface(interface))
     return CHAIN_PREFIX + escaped
+
+
+# ---- the guard's owned copies (wgkill-guard, ``wgkill.owned``) -------------------------------
+
+GUARD_TABLE_PREFIX = "wgkill_guard-"  # not "wgkill-": no interface's own table can ever have this name
+GUARD_SOCKET = "guard.sock"  # in the state directory: the hooks ask the guard to follow a change
+GUARD_RECORD = "guard.record"  # in the state directory: the guard's repairs, for wgkill-status (not *.json:
+# those are tunnels' states)
+
+
+def guard_table_name(interface: str) -> str:
+    """``wgkill_guard-IFACE``: the guard's owned copy of ``interface``'s block (same escapes as
+    ``nft_table_name``)."""
+    return GUARD_TABLE_PREFIX + nft_table_name(interface)[len(CHAIN_PREFIX):]

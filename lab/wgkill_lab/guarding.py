@@ -16,14 +16,32 @@ from .netns import WEB4, Lab, LabError, wait_until
 REPAIRED = re.compile(r"repaired in (\d+) ms")
 CHECKED = re.compile(r": check \d+ done \(")
 
+# Debian 12's /etc/nftables.conf as the nftables package ships it: `systemctl reload nftables` runs it.
+DEBIAN_NFTABLES_CONF = """#!/usr/sbin/nft -f
+
+flush ruleset
+
+table inet filter {
+	chain input {
+		type filter hook input priority filter;
+	}
+	chain forward {
+		type filter hook forward priority filter;
+	}
+	chain output {
+		type filter hook output priority filter;
+	}
+}
+"""
+
 
 class Guard:
     """``wgkill-guard --verbose`` running in the client namespace; its log lines collected as they
     come: one per repair, and one per check of every block (what "nothing came back" waits for)."""
 
-    def __init__(self, lab: Lab, interval: float = 0.2) -> None:
+    def __init__(self, lab: Lab, interval: float = 0.2, *options: str) -> None:
         argv = ["ip", "netns", "exec", lab.client_ns, "wgkill-guard", "--interval", str(interval),
-                "--verbose"]
+                "--verbose", *options]
         self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                      env=lab.env())
         lab.adopt(self.proc)
@@ -60,6 +78,15 @@ class Guard:
         wait_until(lambda: self.checks() >= wanted, timeout, f"{more} more checks by wgkill-guard",
                    interval=0.01)
 
+    def holding(self) -> list[str]:
+        """The interfaces whose block it said it holds in a table of its own, in order."""
+        return [line.split(": ")[1] for line in self.lines if ": holding the block in table" in line]
+
+    def kill(self) -> int:
+        """SIGKILL: no clean-up of its own; its owned tables go with its socket."""
+        self.proc.kill()
+        return self.proc.wait(timeout=10)
+
     def stop(self) -> int:
         self.proc.terminate()
         return self.proc.wait(timeout=10)
@@ -81,11 +108,11 @@ def repair_ms(line: str) -> int:
 
 
 @contextmanager
-def stream(lab: Lab, seconds: float, interval: float = 0.001) -> Iterator[dict[str, int]]:
-    """A UDP datagram to the web server every ``interval`` while the body runs: the far side's
-    counter then says how many got out. Yields a dict filled with sent/refused counts at the end."""
+def stream(lab: Lab, seconds: float, interval: float = 0.001, target: str = WEB4) -> Iterator[dict[str, int]]:
+    """A UDP datagram to the web server (``target``) every ``interval`` while the body runs: the far
+    side's counter then says how many got out. Yields a dict filled with sent/refused counts at the end."""
     argv = ["ip", "netns", "exec", lab.client_ns, sys.executable, "-I", "-m", "wgkill_lab.servers", "stream",
-            WEB4, "--duration", str(seconds), "--interval", str(interval)]
+            target, "--duration", str(seconds), "--interval", str(interval)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=lab.env())
     lab.adopt(proc)
     if proc.stdout is None or proc.stdout.readline().strip() != "ready":

@@ -62,7 +62,9 @@ def test_nft_transaction_failure_applies_nothing_and_fails_the_bring_up(lab: Lab
     tunnel = lab.add_tunnel(hooks="")
     lab.wg_quick("up", tunnel)
     before = rules(lab)
-    done = lab.client("env", f"PATH={_failing_shim(lab, 'nft')}", "wgkill-up", tunnel.iface, check=False)
+    # the binary, not libnftables in-process: the shim is what fails
+    done = lab.client("env", f"PATH={_failing_shim(lab, 'nft')}", "WGKILL_LIBNFTABLES=0", "wgkill-up",
+                      tunnel.iface, check=False)
     assert done.returncode == 6
     errors = [ln for ln in done.stderr.splitlines() if not ln.startswith("[#]")]
     assert len(errors) == 1 and "ruleset unchanged" in errors[0]
@@ -92,7 +94,9 @@ def test_failing_post_up_aborts_wg_quick(lab: Lab, backend: str, failing: str) -
     path = _failing_shim(lab, failing)
     lab.write_client_config(
         tunnel,
-        hooks=f"PostUp = env PATH={path} wgkill-up %i --backend {backend}\nPreDown = wgkill-down %i\n",
+        # WGKILL_LIBNFTABLES=0: the nft binary, not libnftables in-process: the shim is what fails
+        hooks=f"PostUp = env PATH={path} WGKILL_LIBNFTABLES=0 wgkill-up %i --backend {backend}\n"
+              "PreDown = wgkill-down %i\n",
         allowed_ips="0.0.0.0/0, ::/0", endpoint=f"198.51.100.2:{tunnel.port}",
     )
     up = lab.wg_quick("up", tunnel, check=False)

@@ -5,6 +5,7 @@ Exit 0 when nothing is recorded: a failing PreDown would stop ``wg-quick down``.
 
 from collections.abc import Sequence
 
+from ..guardlink import follow as guard_follows
 from ..release import release
 from . import entry, say
 from .args import Parser
@@ -26,6 +27,7 @@ def build_parser() -> Parser:
 def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     result = release(args.interface, force=args.force)
+    result.warnings += guard_follows()
     for warning in result.warnings:
         say(PROG, f"warning: {warning}")
     if result.kept_for_lockdown:

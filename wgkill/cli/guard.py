@@ -23,6 +23,9 @@ def build_parser() -> Parser:
     parser.add_argument("--verbose", action="store_true",
                         help="also log one line per check of every recorded block: how many so far, "
                              "and what woke it (start, event, poll)")
+    parser.add_argument("--no-hold", action="store_true",
+                        help="only repair: do not also hold each block in an nft table of the guard's own "
+                             "(flags owner), which no other process can flush or delete")
     return parser
 
 
@@ -35,7 +38,7 @@ def run(argv: Sequence[str]) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     guard.run(lambda line: print(f"{PROG}: {line}", file=sys.stderr, flush=True), args.interval,
-              verbose=args.verbose)
+              verbose=args.verbose, hold=not args.no_hold)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 
+from ..guardlink import follow as guard_follows
 from ..release import release
 from . import entry, say
 from .args import Parser
@@ -18,6 +19,7 @@ def build_parser() -> Parser:
 def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     result = release(args.interface, lift_lockdown=True)
+    result.warnings += guard_follows()
     for warning in result.warnings:
         say(PROG, f"warning: {warning}")
     if not result.recorded:

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 
 from ..dns import BACKENDS
 from ..firewall import CHOICES
+from ..guardlink import follow as guard_follows
 from ..killswitch import UpOptions, engage
 from . import entry, say
 from .args import Parser
@@ -89,6 +90,8 @@ def run(argv: Sequence[str]) -> int:
         backend=args.backend,
     )
     result = engage(args.interface, options)
+    if not options.dry_run:
+        result.warnings += guard_follows()
     for warning in result.warnings:
         say(PROG, f"warning: {warning}")
     for command, payload in result.payloads.items():

@@ -19,6 +19,8 @@ from ..errors import UsageError
 
 if TYPE_CHECKING:
     from .. import state as statefile
+    from ..policy import KillSwitchPolicy
+    from ..prefixes import PrefixList
     from .base import Backend
 
 CHOICES = ("auto", "nft", "iptables")
@@ -36,10 +38,19 @@ class Removed:
 
 
 def nft_works() -> bool:
-    """Whether ``nft`` is installed and can talk to the kernel (``nft list tables`` exits 0)."""
+    """Whether ``nft`` is installed and can talk to the kernel (``nft list tables`` works: in-process
+    through libnftables where it is installed, else the binary)."""
     path = shutil.which("nft")
     if path is None:
         return False
+    from .libnft import NftError, available, run_text
+
+    if available():
+        try:
+            run_text("list tables\n")
+        except NftError:
+            return False
+        return True
     try:
         done = subprocess.run([path, "list", "tables"], capture_output=True, check=False, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
@@ -89,3 +100,11 @@ def backend_class(name: str) -> type[Backend]:
 def backend(name: str) -> Backend:
     """The backend called ``name``, its binaries resolved (PrerequisiteError if missing)."""
     return backend_class(name)()
+
+
+def nft_payload(policy: KillSwitchPolicy, split: PrefixList | None) -> str:
+    """``policy``'s block as one nft transaction, whatever backend the tunnel records: the guard's
+    owned copy of an iptables tunnel's block is written in nft (pure: no binary, no kernel)."""
+    from .nft import NftBackend
+
+    return NftBackend.render(policy, split).payload

@@ -31,6 +31,7 @@ from ..names import nft_interface_pattern, nft_table_name
 from ..runner import CommandError, run, which
 from . import Removed
 from .base import Backend, Inspected, Plan
+from .libnft import NftError, run_text
 
 if TYPE_CHECKING:
     from .. import state as statefile
@@ -281,18 +282,24 @@ class NftBackend(Backend):
     # ---- changing -------------------------------------------------------------------------
 
     def _transaction(self, payload: str, what: str, cgroups: bool = False) -> None:
-        """One ``nft -f``; ``cgroups``: the payload names a cgroup (``socket cgroupv2``), which nft
-        resolves only under /sys/fs/cgroup/: on hybrid hosts it runs in a mount namespace of its
-        own with cgroup2 mounted there (``wgkill.cgroupns``)."""
-        argv = [self.nft, "-f", "-"]
+        """One transaction, in-process through libnftables (``libnft``; the ``nft`` binary where it
+        is missing). ``cgroups``: the payload names a cgroup (``socket cgroupv2``), which nft
+        resolves only under /sys/fs/cgroup/: on hybrid hosts ``nft -f`` runs in a mount namespace
+        of its own with cgroup2 mounted there (``wgkill.cgroupns``)."""
         if cgroups:
-            from ..cgroupns import argv_for
+            from ..cgroupns import TARGET, argv_for
             from ..cgroups import unified_root
 
-            argv = argv_for(argv, unified_root())
+            root = unified_root()
+            if str(root) != TARGET:
+                try:
+                    run(argv_for([self.nft, "-f", "-"], root), stdin=payload, change=True)
+                except CommandError as exc:
+                    raise FirewallError(f"nft: {what} failed, ruleset unchanged: {exc}") from exc
+                return
         try:
-            run(argv, stdin=payload, change=True)
-        except CommandError as exc:
+            run_text(payload, change=True)
+        except NftError as exc:
             raise FirewallError(f"nft: {what} failed, ruleset unchanged: {exc}") from exc
 
     def apply(self, plan: Plan, state: statefile.State, previous: statefile.State | None) -> None:
@@ -341,25 +348,27 @@ class NftBackend(Backend):
     def tables(self) -> set[str]:
         """Names of the inet tables in this namespace."""
         try:
-            text = run([self.nft, "list", "tables", "inet"])
-        except CommandError as exc:
+            text = run_text("list tables inet\n")
+        except NftError as exc:
             raise FirewallError(f"nft: cannot list tables: {exc}") from exc
-        return {line.split()[-1] for line in text.splitlines() if line.startswith("table inet ")}
+        # an owned table's line ends in a comment: ``table inet NAME { # progname wgkill-guard``
+        return {line.split("#")[0].split()[-1] for line in text.splitlines()
+                if line.startswith("table inet ")}
 
     def listing(self, table: str) -> dict[str, list[str]] | None:
         """Our table's chains and their rules as nft prints them; None if the table is gone."""
         if table not in self.tables():
             return None
         try:
-            text = run([self.nft, "list", "table", "inet", table])
-        except CommandError as exc:
+            text = run_text(f"list table inet {table}\n")
+        except NftError as exc:
             raise FirewallError(f"nft: cannot read table {table}: {exc}") from exc
         return parse_listing(text).get(table, {})
 
     def set_size(self, table: str, name: str) -> int | None:
         try:
-            text = run([self.nft, "list", "set", "inet", table, name])
-        except CommandError:
+            text = run_text(f"list set inet {table} {name}\n")
+        except NftError:
             return None
         body = text.partition("elements = {")[2].partition("}")[0]
         return len([e for e in body.split(",") if e.strip()])

@@ -69,7 +69,24 @@ def _interface_dict(s: InterfaceStatus, host: HostFacts) -> dict[str, Any]:
         "interface": f.interface, "verdict": s.verdict.name, "summary": s.summary,
         "recorded": state is not None, "link": link, "handshake": handshake, "killswitch": killswitch,
         "endpoints": endpoints, "dns": dns, "exclusion": _exclusion_dict(f),
+        "guard_holding": _holding(f, host),
     }
+
+
+def _holding(f: InterfaceFacts, host: HostFacts) -> bool | None:
+    """Whether wgkill-guard holds this block in a table of its own; None when unknown (not root,
+    tables unreadable) or when nothing is recorded to hold."""
+    if host.guard is None or not host.guard.tables_read or f.state is None:
+        return None
+    return f.interface in host.guard.holding
+
+
+def _guard_dict(host: HostFacts) -> dict[str, Any] | None:
+    g = host.guard
+    if g is None:
+        return None
+    return {"running": g.running, "pid": g.pid, "repairs": g.repairs, "last_repair": g.last_repair,
+            "last_repair_interface": g.last_repair_interface, "holding": list(g.holding)}
 
 
 def _exclusion_dict(f: InterfaceFacts) -> dict[str, Any] | None:
@@ -97,6 +114,7 @@ def report_dict(report: Report) -> dict[str, Any]:
             "resolvers": [{"address": r.address, "source": r.source} for r in host.resolvers],
             "uplinks": dict(host.uplinks), "routes": dict(host.routes),
             "policy_rules": list(host.policy_rules),
+            "guard": _guard_dict(host),
         },
         "probe": _probes(report.probes),
         "probe_excluded": _probes(report.excluded_probes),

@@ -93,6 +93,20 @@ class InterfaceFacts:
 
 
 @dataclass
+class GuardFacts:
+    """wgkill-guard as it is now: whether it runs, its repairs, and which blocks it holds in a table
+    of its own (read from the live tables, not from what it says)."""
+
+    running: bool = False
+    pid: int | None = None
+    repairs: int = 0
+    last_repair: float | None = None  # unix time
+    last_repair_interface: str | None = None
+    holding: list[str] = field(default_factory=list)  # interfaces whose owned table is present
+    tables_read: bool = True  # False: the tables could not be listed
+
+
+@dataclass
 class HostFacts:
     uid: int
     now: float
@@ -103,6 +117,7 @@ class HostFacts:
     uplinks: dict[str, str | None] = field(default_factory=dict)  # family -> main-table default route's dev
     policy_rules: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # host-level read failures
+    guard: GuardFacts | None = None  # None: not root
 
 
 def family_name(family: int) -> str:

@@ -20,7 +20,15 @@ from ..kernel import ipv6_available
 from ..names import validate_interface
 from ..tunnel import read_tunnel
 from .chains import Snapshots
-from .facts import ExclusionFacts, HostFacts, InterfaceFacts, LinkFacts, RouteGap, WgFacts
+from .facts import (
+    ExclusionFacts,
+    GuardFacts,
+    HostFacts,
+    InterfaceFacts,
+    LinkFacts,
+    RouteGap,
+    WgFacts,
+)
 from .nameservers import RESOLV_CONF, read_nameservers
 from .netlink import read_netlink
 from .probing import DEFAULT_TARGETS
@@ -157,6 +165,29 @@ def gather(interface: str | None = None, *, resolv_conf: Path = RESOLV_CONF,
         names = sorted(set(recorded) | {n for n, link in links.items() if link.wireguard})
     snaps = Snapshots()
     host.interfaces = [_read_interface(name, links, host.ipv6, snaps) for name in names]
+    host.guard = read_guard(names)
     host.resolvers, errors = read_nameservers(resolv_conf)
     host.errors += errors
     return host
+
+
+def read_guard(names: list[str]) -> GuardFacts:
+    """Whether wgkill-guard runs (its record in the state directory, its pid alive), its repairs,
+    and which of ``names`` it holds: their owned table present (``wgkill.owned``)."""
+    from ..names import guard_table_name
+    from ..owned import GuardRecord, held_tables
+
+    facts = GuardFacts()
+    record = GuardRecord.load()
+    if record is not None:
+        facts.running = record.running()
+        facts.pid = record.pid
+        facts.repairs = record.repairs
+        facts.last_repair = record.last_repair
+        facts.last_repair_interface = record.last_repair_interface
+    tables = held_tables()
+    if tables is None:
+        facts.tables_read = False
+        return facts
+    facts.holding = [name for name in names if guard_table_name(name) in tables]
+    return facts

@@ -38,6 +38,7 @@ def human(report: Report, colour: bool = False) -> str:
                          + ", ".join(f"{r['address']} ({r['source']})" for r in host["resolvers"]))
         if host["policy_rules"]:
             lines.append("  policy     " + "; ".join(host["policy_rules"]))
+        lines.append(_guard_line(host["guard"], doc["generated_at"]))
     for p in (doc["probe"] or []) + (doc["probe_excluded"] or []):
         target = f"[{p['target']}]" if ":" in p["target"] else p["target"]
         lines.append(f"probe {p['name']}: {target}:{p['port']} via {p['device'] or '-'}: "
@@ -55,9 +56,25 @@ def _interface_lines(item: dict[str, Any]) -> list[str]:
             for e in item["endpoints"]))
     if item["dns"] is not None:
         lines.append(f"  dns          {_dns_text(item['dns'])}")
+    if item["guard_holding"] is not None:
+        lines.append("  guard        " + ("holds the block in a table of its own (flush-proof)"
+                                          if item["guard_holding"] else "does not hold the block"))
     if item["exclusion"] is not None:
         lines.append(f"  exclusion    {_exclusion_text(item['exclusion'])}")
     return lines
+
+
+def _guard_line(guard: dict[str, Any] | None, now: str) -> str:
+    """``guard: running (pid N), 3 repairs, the last 2m ago (wg0)``, or ``guard: not running``."""
+    if guard is None or not guard["running"]:
+        return "  guard      not running"
+    text = f"  guard      running (pid {guard['pid']}), {guard['repairs']} repair(s)"
+    if guard["last_repair"] is not None:
+        from .document import parse_utc
+
+        age = max(0.0, (parse_utc(now) or guard["last_repair"]) - guard["last_repair"])
+        text += f", the last {ago(age)} ago ({guard['last_repair_interface']})"
+    return text
 
 
 def _head(item: dict[str, Any]) -> str:
