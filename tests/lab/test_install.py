@@ -127,7 +127,7 @@ def test_package_metadata(deb: Path) -> None:
     depends = [d.strip() for d in fields["Depends"].split(",")]
     assert {"python3-jinja2", "python3-pyroute2", "wireguard-tools", "nftables | iptables"} <= set(depends)
     assert any(d.startswith("python3:any") for d in depends), depends  # ${python3:Depends}
-    assert fields["Recommends"] == "ipset"
+    assert fields["Recommends"] == "ipset, libnftables1"  # libnftables1: the guard's owned table
     for script in ("postinst", "prerm", "postrm"):
         assert f" {script} " in info  # dh_python3 byte-compiles, dh_installsystemd enables, ours keeps state
 
