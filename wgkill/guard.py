@@ -33,6 +33,7 @@ Our own changes wake the guard too; the check then finds the block intact.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -189,9 +190,9 @@ def check_all(seen: float | None = None, stuck: dict[str, frozenset[str]] | None
 
 def hold_dns(interface: str, seen: float | None = None,
              stuck: dict[str, frozenset[str]] | None = None) -> Repair | None:
-    """While ``interface`` is up, put back the resolv.conf wgkill-up wrote if another program
-    rewrote it (``dns.hold``); None when there was nothing to do (or the same failure again:
-    ``stuck``, as for ``repair``)."""
+    """While ``interface`` is up, put back the resolv.conf wgkill-up wrote (or resolved's settings
+    for its link) if another program changed it (``dns.hold``); None when there was nothing to
+    do. A record whose putting back failed is not tried again until it changes (``stuck``)."""
     from . import dns
 
     stuck = {} if stuck is None else stuck
@@ -208,15 +209,15 @@ def hold_dns(interface: str, seen: float | None = None,
         record = (recorded.dns or {}).get("record") if recorded is not None else None
         if recorded is None or record is None:
             return None
-        found = [f"{record.get('path')} rewritten by another program"]
+        found = [dns.held_what(record)]
+        key, tried = f"{interface} dns", frozenset([json.dumps(record, sort_keys=True)])
+        if stuck.get(key) == tried:
+            return None
         try:
             held = dns.hold(record)
         except WgkillError as exc:
-            if stuck.get(f"{interface} dns") == frozenset([str(exc)]):
-                return None
-            stuck[f"{interface} dns"] = frozenset([str(exc)])
+            stuck[key] = tried
             return Repair(interface, found, time.monotonic() - started, failed=str(exc))
-        stuck.pop(f"{interface} dns", None)
         if held is None:
             return None
         assert recorded.dns is not None

@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from .netns import WEB4, Lab, LabError, wait_until
@@ -39,11 +39,14 @@ class Guard:
     """``wgkill-guard --verbose`` running in the client namespace; its log lines collected as they
     come: one per repair, and one per check of every block (what "nothing came back" waits for)."""
 
-    def __init__(self, lab: Lab, interval: float = 0.2, *options: str) -> None:
-        argv = ["ip", "netns", "exec", lab.client_ns, "wgkill-guard", "--interval", str(interval),
-                "--verbose", *options]
+    def __init__(self, lab: Lab, interval: float = 0.2, *options: str,
+                 where: Callable[..., list[str]] | None = None, env: dict[str, str] | None = None) -> None:
+        """``where``: how to run it (default ``ip netns exec CLIENT``; a resolved harness's ``argv``
+        runs it beside that resolved), with ``env``."""
+        guard = ["wgkill-guard", "--interval", str(interval), "--verbose", *options]
+        argv = where(*guard) if where else ["ip", "netns", "exec", lab.client_ns, *guard]
         self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                     env=lab.env())
+                                     env=env or lab.env())
         lab.adopt(self.proc)
         self.lines: list[str] = []
         self._ready = threading.Event()

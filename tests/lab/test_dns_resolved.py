@@ -300,3 +300,30 @@ def test_ipv6_resolver_through_resolved(lab: Lab, resolved: ResolvedHandle) -> N
     assert re.search(r"six6?\.example", " ".join(q.name for q in vpn.queries()))
     resolved.wg_quick("down", tunnel)
     assert wgkill_lines(lab) == []
+
+
+def test_guard_puts_back_the_links_settings_another_program_changed(lab: Lab,
+                                                                     resolved: ResolvedHandle) -> None:
+    """With the tunnel up, another program points the tunnel's link at the ISP's resolver: the
+    guard sets the link back, and the DNS lock keeps every query off the uplink meanwhile."""
+    from wgkill_lab.guarding import Guard
+
+    isp, lan = start_isp_resolver(lab), start_lan_resolver(lab)
+    tunnel = lab.add_tunnel(hooks="")
+    configure(lab, tunnel, hooks("--dns", tunnel.server4))
+    vpn = start_vpn_resolver(lab, tunnel)
+    _full_tunnel_up(lab, resolved, tunnel, isp, lan, vpn)
+    guard = Guard(lab, 1.0, where=resolved.argv, env=resolved.env())  # the default poll
+    isp.clear()
+
+    resolved.resolvectl("dns", tunnel.iface, ISP_DNS4)
+    resolved.resolvectl("domain", tunnel.iface, "")
+    repaired = guard.wait_repairs(1, timeout=5)  # the witness that the change took
+    said = f"systemd-resolved's settings for {tunnel.iface} changed by another program"
+    assert any(said in line for line in repaired), repaired
+    assert routes_all_to_tunnel(resolved, tunnel), resolved.resolvectl("status", tunnel.iface).stdout
+    assert getent(resolved, "held.example") == VPN_ANSWER4
+    assert quiet(isp, lan) == [0, 0]
+    guard.stop()
+    resolved.wg_quick("down", tunnel)
+    assert wgkill_lines(lab) == []

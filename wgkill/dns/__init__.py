@@ -212,14 +212,21 @@ def apply(
 
 
 def hold(record: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Put back what ``apply`` wrote where another program changed it since: the updated record
-    to save, or None when nothing was changed (the backend keeps nothing that others rewrite:
-    resolvconf merges, resolved's per-link settings are ours alone)."""
-    if not record or record.get("backend") != "file":
+    """Put back what ``apply`` set where another program changed it since (a plain resolv.conf,
+    or resolved's settings for the tunnel's link): the record to save, or None when nothing was
+    changed. resolvconf merges what others add, so it keeps nothing to put back."""
+    if not record or record.get("backend") not in ("file", "resolved"):
         return None
-    from . import resolvfile
+    module = _module(record["backend"])
+    held: dict[str, Any] | None = module.hold(record)
+    return held
 
-    return resolvfile.hold(record)
+
+def held_what(record: dict[str, Any]) -> str:
+    """What ``hold`` found, for the guard's line."""
+    if record.get("backend") == "resolved":
+        return f"systemd-resolved's settings for {record.get('link')} changed by another program"
+    return f"{record.get('path')} rewritten by another program"
 
 
 def revert(record: dict[str, Any] | None) -> list[str]:
