@@ -20,7 +20,7 @@ from wgkill.cgroups import unified_root
 from wgkill_lab.cgroupfs import cgroup_of
 from wgkill_lab.netns import CLIENT4, CLIENT6, VPN4, VPN6, WEB4, WEB6, Lab, Tunnel, wait_until
 
-from .checks import backend_args, hooks, rules, state
+from .checks import backend_args, hooks, rules, simulate_reboot, state
 
 EXCLUDED_PORT, OTHER_PORT = {4: 40001, 6: 40003}, {4: 40002, 6: 40004}  # per family: no TIME_WAIT clash
 
@@ -346,24 +346,11 @@ def test_processes_kept_excluded_only_while_a_tunnel_allows_it(xlab: Lab) -> Non
     assert _wgkill_rules(lab) == []
 
 
-def _flush_everything(lab: Lab) -> None:
-    """What a reboot leaves of the firewall: nothing (nftables, and iptables-legacy's own tables)."""
-    lab.client("nft", "flush", "ruleset")
-    if lab.legacy:
-        for tool in ("iptables", "ip6tables"):
-            for table in ("filter", "mangle", "nat"):
-                lab.client(tool, "-t", table, "-F")
-                lab.client(tool, "-t", table, "-X")
-
-
 def test_lockdown_release_and_reboot_leave_no_cgroup_mark_or_rule(any_xlab: Lab) -> None:
     lab = any_xlab
     tunnel = _up(lab, "--lockdown")
     lab.kill_daemon(tunnel)  # crash...
-    for family in ("-4", "-6"):  # ...and reboot: nothing of the kernel's state survives
-        for rule in (["table", "51820"], ["table", "main", "suppress_prefixlength", "0"]):
-            lab.client("ip", family, "rule", "del", *rule, check=False)
-    _flush_everything(lab)
+    simulate_reboot(lab)  # ...and reboot: nothing of the kernel's state survives
     _cgroup_dir(lab).rmdir()
     assert _wgkill_rules(lab) == []
     boot = lab.client("wgkill-boot")
@@ -383,7 +370,7 @@ def test_boot_without_cgroup_v2_gives_a_full_block_instead(any_xlab: Lab) -> Non
     lab = any_xlab
     tunnel = _up(lab)
     lab.kill_daemon(tunnel)
-    _flush_everything(lab)
+    simulate_reboot(lab)
     lab.cgroupfs = "v1"
     boot = lab.client("wgkill-boot")
     assert "exclusion cannot be restored" in boot.stderr and "full block applied" in boot.stderr
