@@ -86,28 +86,13 @@ def _is_block(block: list[str]) -> bool:
 
 
 def block_payload(recorded: statefile.State) -> str:
-    """The recorded block as an nft payload: the nft backend's recorded text, or the iptables
-    backend's recorded policy rendered for nft."""
-    if recorded.backend == "nft":
-        if recorded.nft is None or not recorded.nft.payload:
-            raise WgkillError(f"{recorded.interface}: no recorded table")
-        return recorded.nft.payload
-    if not recorded.policies:
-        raise WgkillError(f"{recorded.interface}: no recorded policy (older state)")
-    from . import prefixes
-    from .dns import DnsPlan
-    from .firewall import nft_payload
-    from .policy import FamilyPolicy, KillSwitchPolicy, decide_split
+    """The recorded block as an nft payload (``replay.nft_text``)."""
+    from .replay import nft_text
 
-    policies = tuple(FamilyPolicy.from_dict(d) for d in recorded.policies)
-    split = None
-    if any(fp.split_set for fp in policies):
-        listed = prefixes.load_file(recorded.allowed_ips_file) if recorded.allowed_ips_file else None
-        split = decide_split(prefixes.parse_allowed_ips(recorded.allowed_ips), listed)
-    endpoints = tuple(e for fp in policies for e in fp.endpoints)
-    policy = KillSwitchPolicy(recorded.interface, recorded.fwmark, endpoints, tuple(recorded.allowed_ips),
-                              policies, DnsPlan(), split)
-    return nft_payload(policy, split)
+    text = nft_text(recorded)
+    if text is None:
+        raise WgkillError(f"{recorded.interface}: no recorded table or policy (older state)")
+    return text
 
 
 @dataclass

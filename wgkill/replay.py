@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from . import prefixes
 from . import state as statefile
 from .firewall import backend as make_backend
+from .firewall import nft_payload
 from .policy import FamilyPolicy, KillSwitchPolicy, decide_split
 
 if TYPE_CHECKING:
@@ -67,16 +68,11 @@ def replan(recorded: statefile.State, policies: list[FamilyPolicy]) -> None:
     """Apply ``policies`` (the recorded ones, peers changed) for ``recorded``'s interface through
     the backend it records, and record them. The split sets keep what they hold (iptables: the
     ipsets are not touched; nft: the recorded list is rendered into the one payload again)."""
-    from .dns import DnsPlan
-
     firewall = make_backend(recorded.backend)
     split = None
     if firewall.sets_in_payload and any(fp.split_set for fp in policies):
         split = recorded_split(recorded)
-    endpoints = tuple(e for fp in policies for e in fp.endpoints)
-    # The DNS lock is in each FamilyPolicy already; the resolver is not this path's business.
-    policy = KillSwitchPolicy(recorded.interface, recorded.fwmark, endpoints, tuple(recorded.allowed_ips),
-                              tuple(policies), DnsPlan(), split)
+    policy = _policy(recorded, policies, split)
     previous = copy.deepcopy(recorded)
     plan = firewall.plan(policy, split)
     firewall.record(plan, recorded)
@@ -88,3 +84,26 @@ def replan(recorded: statefile.State, policies: list[FamilyPolicy]) -> None:
     firewall.apply(plan, recorded, previous)
     recorded.policies = [fp.to_dict() for fp in policies]
     statefile.save(recorded)
+
+
+def _policy(recorded: statefile.State, policies: list[FamilyPolicy],
+            split: prefixes.PrefixList | None) -> KillSwitchPolicy:
+    from .dns import DnsPlan
+
+    endpoints = tuple(e for fp in policies for e in fp.endpoints)
+    # The DNS lock is in each FamilyPolicy already; the resolver is not this path's business.
+    return KillSwitchPolicy(recorded.interface, recorded.fwmark, endpoints, tuple(recorded.allowed_ips),
+                            tuple(policies), DnsPlan(), split)
+
+
+def nft_text(recorded: statefile.State) -> str | None:
+    """The recorded block as one nft transaction, whatever backend applied it (the guard's owned
+    copy, ``wgkill.owned``): the recorded nft payload, or else the recorded policy rendered for
+    nft. None when the state holds neither (wgkill 0.1)."""
+    if recorded.nft is not None and recorded.nft.payload:
+        return recorded.nft.payload
+    if not recorded.policies:
+        return None
+    policies = [FamilyPolicy.from_dict(d) for d in recorded.policies]
+    split = recorded_split(recorded) if any(fp.split_set for fp in policies) else None
+    return nft_payload(_policy(recorded, policies, split), split)
