@@ -8,19 +8,23 @@ sockets to the endpoint, and nothing else unmarked (test_nft_lab's exemption
 test sends the rest).
 """
 
-from wgkill_lab.netns import Lab
+from wgkill_lab.netns import Lab, Tunnel
 
 from .checks import assert_blocked, assert_first_fetch_through_tunnel, simulate_reboot, wgkill_lines
 
 FIRST_FETCH_WITHIN = 2.0  # seconds; WireGuard's retry after a refused handshake is 5 s
 
 
-def test_daemon_killed_then_wg_quick_up_answers_at_once(any_lab: Lab) -> None:
-    lab = any_lab
+def _crashed(lab: Lab) -> Tunnel:
+    """A tunnel up and through, then its daemon killed: the block holds."""
     tunnel = lab.add_tunnel()
     lab.wg_quick("up", tunnel)
     lab.wait_handshake(tunnel)
     lab.kill_daemon(tunnel)
+    return tunnel
+
+
+def _reconnects_at_once(lab: Lab, tunnel: Tunnel) -> None:
     assert_blocked(lab)
     lab.wg_quick("up", tunnel)  # the block is held: the first handshake must get out
     assert_first_fetch_through_tunnel(lab, within=FIRST_FETCH_WITHIN)
@@ -28,17 +32,14 @@ def test_daemon_killed_then_wg_quick_up_answers_at_once(any_lab: Lab) -> None:
     assert wgkill_lines(lab) == []
 
 
+def test_daemon_killed_then_wg_quick_up_answers_at_once(any_lab: Lab) -> None:
+    _reconnects_at_once(any_lab, _crashed(any_lab))
+
+
 def test_boot_with_a_held_block_then_wg_quick_up_answers_at_once(any_lab: Lab) -> None:
     lab = any_lab
-    tunnel = lab.add_tunnel()
-    lab.wg_quick("up", tunnel)
-    lab.wait_handshake(tunnel)
-    lab.kill_daemon(tunnel)
+    tunnel = _crashed(lab)
     simulate_reboot(lab)
-    boot = lab.client("wgkill-boot")
+    boot = lab.client("wgkill-boot")  # then wg-quick@, after wgkill-boot.service
     assert "recorded block re-applied" in boot.stderr
-    assert_blocked(lab)
-    lab.wg_quick("up", tunnel)  # wg-quick@ after wgkill-boot.service
-    assert_first_fetch_through_tunnel(lab, within=FIRST_FETCH_WITHIN)
-    lab.wg_quick("down", tunnel)
-    assert wgkill_lines(lab) == []
+    _reconnects_at_once(lab, tunnel)
