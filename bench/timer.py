@@ -10,7 +10,7 @@ is an argv list (timed), or ``{"check": argv, "stdout": TEXT, "returncode": N}``
 optional, default exit 0): run untimed in its place, every round, and the run fails unless the
 command's stripped stdout equals TEXT and its exit code is N. Checks prove that what was timed
 did what it should (a route through the tunnel, a destination refused), each round.
-Output (stdout, JSON): ``{name: [{"seconds": [...per timed step], "maxrss_kb": [...]}, ...]}``
+Output (stdout, JSON): ``{name: [{"seconds": [...per timed step], "cpu": [...], "maxrss_kb": [...]}, ...]}``
 with one entry per measured round. Round ``i`` runs the variants in order when
 ``i`` is even and in reverse order when it is odd (A B, B A, ...), so a trend in
 the machine's load does not favour whichever variant always runs first.
@@ -28,8 +28,9 @@ class StepFailed(RuntimeError):
     pass
 
 
-def run_step(argv: list[str]) -> tuple[float, int]:
-    """Run one command; return its wall time and the peak RSS (KiB) of its largest process.
+def run_step(argv: list[str]) -> tuple[float, float, int]:
+    """Run one command; return its wall time, its CPU time (user + system, the whole tree: steadier
+    than wall time on a busy machine) and the peak RSS (KiB) of its largest process.
 
     ``os.wait4`` reports the child's own usage merged with the descendants it
     reaped, so ``ru_maxrss`` is the biggest process of the whole tree (a
@@ -45,7 +46,7 @@ def run_step(argv: list[str]) -> tuple[float, int]:
             err.seek(0)
             said = err.read().decode(errors="replace").strip()[-400:]
             raise StepFailed(f"{argv!r} exited {proc.returncode}: {said}")
-    return elapsed, usage.ru_maxrss
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
 def run_check(check: dict[str, object]) -> None:
@@ -68,15 +69,17 @@ def run_check(check: dict[str, object]) -> None:
 
 def run_variant(steps: list[list[str] | dict[str, object]]) -> dict[str, list[float] | list[int]]:
     seconds: list[float] = []
+    cpu: list[float] = []
     rss: list[int] = []
     for argv in steps:
         if isinstance(argv, dict):
             run_check(argv)
             continue
-        elapsed, maxrss = run_step(argv)
+        elapsed, used, maxrss = run_step(argv)
         seconds.append(elapsed)
+        cpu.append(used)
         rss.append(maxrss)
-    return {"seconds": seconds, "maxrss_kb": rss}
+    return {"seconds": seconds, "cpu": cpu, "maxrss_kb": rss}
 
 
 def main() -> int:

@@ -11,7 +11,6 @@ what it was writing.
 
 import errno
 import os
-import tempfile
 from pathlib import Path
 
 _MOUNT_POINT = (errno.EBUSY, errno.EXDEV, errno.EPERM)
@@ -29,7 +28,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, owner: tuple[int
         current = path.stat()
         write_atomic(backup, path.read_bytes(), current.st_mode & 0o7777,
                      owner=(current.st_uid, current.st_gid))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.wgkill.", dir=path.parent)
+    fd, tmp = _create_temporary(path)
     try:
         os.fchmod(fd, mode)
         if owner is not None and owner != (os.geteuid(), os.getegid()):
@@ -46,6 +45,18 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, owner: tuple[int
         _write_in_place(path, data)
         return
     _sync_directory(path.parent)
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new file beside ``path``, mode 0600, never an existing one (O_EXCL), as ``tempfile.mkstemp``
+    makes it; without importing tempfile (random, shutil, bz2, lzma), which every hook would pay for."""
+    while True:
+        tmp = path.parent / f".{path.name}.wgkill.{os.urandom(6).hex()}"
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue
 
 
 def _write_in_place(path: Path, data: bytes) -> None:

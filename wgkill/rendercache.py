@@ -10,20 +10,19 @@ never the record of what was applied (that is the state file).
 import hashlib
 import json
 import os
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from . import state as statefile
 from .errors import StateError
-from .templating import TEMPLATE_PACKAGE
+from .templating import template_dir
 
 CACHE_DIR = ".render-cache"
 
 
 def _templates_fingerprint() -> str:
-    root = str(files(TEMPLATE_PACKAGE))
+    root = template_dir()
     entries = sorted(
         (os.path.relpath(os.path.join(top, name), root), os.stat(os.path.join(top, name)).st_size,
          os.stat(os.path.join(top, name)).st_mtime_ns)

@@ -6,8 +6,6 @@ System changes are announced as ``[#] command`` (wg-quick's convention) through
 
 import os
 import shlex
-import shutil
-import subprocess
 from collections.abc import Callable, Sequence
 
 from .errors import PrerequisiteError, WgkillError
@@ -28,6 +26,8 @@ class CommandError(WgkillError):
 
 def which(name: str) -> str:
     """Resolve a binary once, before any change, so we fail before the first rule."""
+    import shutil  # imported when used: the hooks' path often runs no binary at all
+
     path = shutil.which(name)
     if path is None:
         raise PrerequisiteError(f"{name} not found on PATH: {_HINTS.get(name, 'install it')}")
@@ -53,6 +53,8 @@ def run(argv: Sequence[str], *, stdin: str | None = None, change: bool = False) 
 
     ``change=True`` marks a system change: it is announced before it runs.
     """
+    import subprocess  # imported when used: the hooks' path often runs no binary at all
+
     if change and trace is not None:
         trace(f"[#] {shlex.join([os.path.basename(argv[0]), *argv[1:]])}")
     try:

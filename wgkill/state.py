@@ -149,8 +149,16 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def save(state: State, directory: Path | None = None) -> Path:
+    """Record ``state``; a file that already holds exactly this text is left alone (a write is two
+    fsyncs, and wgkill-up records its intent, then the same record again when DNS changed nothing)."""
     path = path_for(state.interface, directory)
-    write_atomic(path, state.to_json())
+    text = state.to_json()
+    try:
+        if path.read_bytes() == text.encode("utf-8"):
+            return path
+    except OSError:
+        pass
+    write_atomic(path, text)
     return path
 
 

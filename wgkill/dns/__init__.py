@@ -12,8 +12,6 @@ records what it did as a JSON-able dict, and reverts exactly that.
 import ipaddress
 import os
 import re
-import shutil
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -132,6 +130,8 @@ def resolved_running() -> bool:
     resolved refuses the connection), without asking it anything."""
     if not os.path.exists(RESOLVED_SOCKET):
         return False
+    import socket  # only where resolved may run: the hooks' path pays for what it uses
+
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(2)
     try:
@@ -147,6 +147,8 @@ def detect_backend(requested: str = "auto") -> str:
     """resolved if it runs, else resolvconf if installed, else the plain file."""
     if requested != "auto":
         return requested
+    import shutil
+
     if shutil.which("resolvectl") and resolved_running():
         return "resolved"
     if shutil.which("resolvconf"):

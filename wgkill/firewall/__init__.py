@@ -10,8 +10,6 @@ pays only for the one its state records.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,6 +38,9 @@ class Removed:
 def nft_works() -> bool:
     """Whether ``nft`` is installed and can talk to the kernel (``nft list tables`` works: in-process
     through libnftables where it is installed, else the binary)."""
+    import shutil
+    import subprocess
+
     path = shutil.which("nft")
     if path is None:
         return False
@@ -80,6 +81,8 @@ def check_recorded(state: statefile.State) -> None:
 
 def installed() -> list[str]:
     """The backends whose tools are on PATH: where a lost state's rules may be, found by name."""
+    import shutil
+
     tools = {"nft": "nft", "iptables": "iptables-restore"}
     return [name for name, tool in tools.items() if shutil.which(tool)]
 
