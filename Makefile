@@ -92,6 +92,7 @@ bench: venv
 	unshare --net -- $(BIN)/python bench/run.py
 	unshare --net -- $(BIN)/python bench/backends.py
 	unshare --net -- $(BIN)/python bench/reconnect.py
+	unshare --net -- $(BIN)/python bench/budget.py
 
 # The alert rules' test series (contrib/prometheus), captured anew from the lab: after a change to
 # wgkill-status's metrics, when tests/lab/test_alert_series_lab.py says the lab prints other series.
