@@ -37,48 +37,85 @@ class Peers:
                        peer_endpoints=tuple(e for e in self.endpoints if e.family == fp.family))
 
 
-def peers(interface: str) -> Peers:
+@dataclass
+class Recorded:
+    """Every recorded tunnel, its state loaded once per operation: ``states`` holds the readable ones
+    (None: the file went meanwhile), ``broken`` why the others could not be read."""
+
+    states: dict[str, statefile.State | None]
+    broken: dict[str, StateError]
+
+    @staticmethod
+    def load() -> "Recorded":
+        states: dict[str, statefile.State | None] = {}
+        broken: dict[str, StateError] = {}
+        for name in statefile.recorded_interfaces():
+            try:
+                validate_interface(name)
+            except UsageError:
+                continue
+            try:
+                states[name] = statefile.load(name)
+            except StateError as exc:
+                broken[name] = exc
+        return Recorded(states, broken)
+
+    def reread(self, name: str) -> "Recorded":
+        """These states with ``name``'s read again (written or removed since), the others as they were."""
+        states = {n: s for n, s in self.states.items() if n != name}
+        broken = {n: e for n, e in self.broken.items() if n != name}
+        try:
+            state = statefile.load(name)
+        except StateError as exc:
+            broken[name] = exc
+        else:
+            if state is not None:
+                states[name] = state
+        return Recorded(states, broken)
+
+
+def peers(interface: str, recorded: Recorded | None = None) -> Peers:
     """The other interfaces wgkill protects (a state file each; a corrupt one still counts, by
     name: its endpoints are not known) and their recorded endpoints."""
-    names: set[str] = set()
+    everything = recorded or Recorded.load()
+    names = (set(everything.states) | set(everything.broken)) - {interface}
     endpoints: set[PeerEndpoint] = set()
-    for name in statefile.recorded_interfaces():
-        try:
-            names.add(validate_interface(name))
-            recorded = statefile.load(name) if name != interface else None
-        except (UsageError, StateError):
-            continue
-        if recorded is None:
+    for name in names:
+        state = everything.states.get(name)
+        if state is None:
             continue
         try:
-            endpoints.update(PeerEndpoint(e["address"], e["port"], recorded.fwmark)
-                             for e in recorded.endpoints)
+            endpoints.update(PeerEndpoint(e["address"], e["port"], state.fwmark) for e in state.endpoints)
         except (KeyError, TypeError, ValueError):
             continue  # known by name only, like a corrupt state
-    names.discard(interface)
     ordered = sorted(endpoints, key=lambda e: (e.address, e.port, e.fwmark or 0))
     return Peers(tuple(sorted(names)), tuple(ordered))
 
 
-def recompose(changed: str) -> list[str]:
+def recompose(changed: str, known: Recorded | None = None) -> list[str]:
     """Re-apply every other recorded block whose peer list is not the current one.
 
     Call with the state lock held, after ``changed``'s state was written or
     removed. May be called any number of times: a block already naming the
     right peers is not touched (each re-application shows as its ``[#]`` line).
     Returns one line per block that could not be re-applied, for the caller to
-    warn with: nothing here raises for another tunnel.
+    warn with: nothing here raises for another tunnel. Every state is read once: ``known``, when
+    the caller read them all under the same lock hold (only ``changed``'s is read again).
     """
     from .replay import replan
 
+    everything = known.reread(changed) if known is not None else Recorded.load()
     said = []
-    for interface in peers(changed).interfaces:
+    for interface in peers(changed, everything).interfaces:
         try:
-            recorded = statefile.load(interface)
+            if interface in everything.broken:
+                raise everything.broken[interface]
+            recorded = everything.states.get(interface)
             if recorded is None or not recorded.policies:
                 continue
             policies = [FamilyPolicy.from_dict(d) for d in recorded.policies]
-            wanted = [peers(interface).of(fp) for fp in policies]
+            theirs = peers(interface, everything)
+            wanted = [theirs.of(fp) for fp in policies]
             if wanted == policies:
                 continue
             replan(recorded, wanted)

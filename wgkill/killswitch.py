@@ -151,6 +151,7 @@ class _Decision:
     policy: KillSwitchPolicy
     plan: "Plan"
     warnings: list[str]
+    recorded: compose.Recorded  # every tunnel's state, read once under this run's lock hold
 
 
 def _engage(
@@ -202,7 +203,8 @@ def _decide(
         mark = exclude.check_tunnel(facts.fwmark, split is None, bool(config and config.routes_off))
         excluding = exclude.plan(interface, mark, families)
     route_mark = f"0x{planned.mark:x}/0x{planned.mask:x}" if planned else None
-    others = compose.peers(interface)
+    recorded = compose.Recorded.load()
+    others = compose.peers(interface, recorded)
     policy = build_policy(
         interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark,
         allow_interfaces=options.allow_interfaces, allow_marks=options.allow_marks,
@@ -211,7 +213,7 @@ def _decide(
     )
     plan = firewall.plan(policy, split, cache=not options.dry_run)
     return _Decision(previous, previous_dns, dns_plan, dns_backend, split, route_families, previous_routes,
-                     planned, excluding, policy, plan, warnings)
+                     planned, excluding, policy, plan, warnings, recorded)
 
 
 def _check_routes(options: UpOptions, split: prefixes.PrefixList | None, allowed: prefixes.PrefixList,
@@ -301,7 +303,7 @@ def _commit(interface: str, options: UpOptions, config: WgQuickConfig | None, fi
                   "record": dns.apply(d.dns_plan, d.dns_backend, interface, d.previous_dns)}
     statefile.save(record)
     hostpins.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
-    return compose.recompose(interface)  # the other blocks now let this tunnel out
+    return compose.recompose(interface, d.recorded)  # the other blocks now let this tunnel out
 
 
 def _apply_block(interface: str, options: UpOptions, config: WgQuickConfig | None, firewall: "Backend",
