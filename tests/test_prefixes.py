@@ -265,3 +265,34 @@ def test_a_large_list_keeps_its_texts_and_merges_without_parsing_again() -> None
     assert listed.v4 == tuple(lines) and listed.read == 100_000
     merged = merge(listed, parse_allowed_ips("203.0.113.80/32, 100.0.0.128/25"))
     assert merged.v4[0] == "100.0.0.0/24" and "203.0.113.80/32" in merged.v4 and len(merged.v4) == 100_001
+
+
+def test_a_parsed_list_comes_back_from_the_cache_until_its_text_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from wgkill import rendercache
+
+    monkeypatch.setenv("WGKILL_STATE_DIR", str(tmp_path / "state"))
+    path = tmp_path / "list.txt"
+    path.write_text("# comment\n10.0.0.1/24\n10.0.1.0/24\n2001:db8::/33\n2001:db8:8000::/33\n")
+    assert rendercache.prefix_list(str(path), save_new=False) == load_file(path)
+    assert not (tmp_path / "state").exists()  # --dry-run: nothing written
+    first = rendercache.prefix_list(str(path))
+    with monkeypatch.context() as patched:
+        patched.setattr(prefixes, "parse_text", None)  # a hit does not parse
+        cached = rendercache.prefix_list(str(path))
+    assert cached == first == load_file(path)
+    assert cached.v4 == ("10.0.0.0/23",) and cached.v6 == ("2001:db8::/32",)
+    assert (cached.read, cached.normalised, cached.packed) == (first.read, first.normalised, first.packed)
+    assert merge(cached, parse_allowed_ips("10.0.2.0/23")).v4 == ("10.0.0.0/22",)
+    path.write_text("192.0.2.0/24\n")  # changed: parsed again
+    assert rendercache.prefix_list(str(path)).v4 == ("192.0.2.0/24",)
+    entry = next((tmp_path / "state" / rendercache.CACHE_DIR).glob("prefixes-*.json"))
+    good = json.loads(entry.read_text())
+    for broken in ({**good, "packed": [[1, 2], []]}, {**good, "v4": 5}, {**good, "read": "x"}, "{"):
+        entry.write_text(broken if isinstance(broken, str) else json.dumps(broken))
+        assert rendercache.prefix_list(str(path)).v4 == ("192.0.2.0/24",)
+    path.write_text("not a prefix\n")
+    with pytest.raises(ConfigError, match="1 invalid entry"):
+        rendercache.prefix_list(str(path))

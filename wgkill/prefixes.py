@@ -330,14 +330,18 @@ def _bulk_family(family: int, entries: list[tuple[str, str, str]],
     return keys, kept, normalised
 
 
-def load_file(path: str | Path) -> PrefixList:
-    """Read ``--allowed-ips-file PATH``; unreadable or invalid is a ConfigError."""
+def read_file(path: str | Path) -> str:
+    """The text of ``--allowed-ips-file PATH``; unreadable is a ConfigError."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(f"cannot read prefix file {path}: {reason}") from exc
-    return parse_text(text, str(path))
+
+
+def load_file(path: str | Path) -> PrefixList:
+    """Read and parse ``--allowed-ips-file PATH``; unreadable or invalid is a ConfigError."""
+    return parse_text(read_file(path), str(path))
 
 
 def _known(listed: PrefixList, family: int) -> tuple[list[int], Texts]:
