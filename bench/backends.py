@@ -68,7 +68,8 @@ def hook_cycle(backend: str) -> dict[str, float]:
 
 def split_bring_up(backend: str, count: int = 100_000, rounds: int = 5) -> dict[str, float]:
     """Median ``wgkill-up --allowed-ips-file`` of ``count`` prefixes, and (nft) the bare ``nft -f`` of
-    the same table, its payload from ``--dry-run``, alternating round by round with it."""
+    the same table, its payload from ``--dry-run``, alternating round by round with it. The first
+    round is also given alone: the list parsed and the table rendered (no cache yet)."""
     with Lab(backend=backend) as lab:
         tunnel = lab.add_tunnel(hooks="", allowed_ips="203.0.113.80/32")
         lab.wg_quick("up", tunnel)
@@ -88,19 +89,21 @@ def split_bring_up(backend: str, count: int = 100_000, rounds: int = 5) -> dict[
                 lab.client("nft", "-f", str(table), timeout=300)
                 took["bare nft -f"].append(time.perf_counter() - started)
                 lab.client("nft", "delete", "table", "inet", f"wgkill-{tunnel.iface}")
-        return {name: statistics.median(values) for name, values in took.items() if values}
+        return {"first": took["wgkill"][0],
+                **{name: statistics.median(values) for name, values in took.items() if values}}
 
 
 def split_table(split: dict[str, dict[str, float]]) -> list[str]:
     lines = ["| backend | 100,000-prefix split bring-up (wgkill-up, median of 5) | bare `nft -f` of the set "
-             "| ratio | target |", "|---|---|---|---|---|"]
+             "| ratio | target | first run (list parsed, table rendered) |", "|---|---|---|---|---|---|"]
     for backend, r in split.items():
         if "bare nft -f" in r:
             ratio = r["wgkill"] / r["bare nft -f"]
             lines.append(f"| {backend} | {r['wgkill']:.2f} s | {r['bare nft -f']:.2f} s | {ratio:.2f}{X} | "
-                         f"≤ 1.3{X} ({'met' if ratio <= 1.3 else 'missed'}) |")
+                         f"≤ 1.3{X} ({'met' if ratio <= 1.3 else 'missed'}) | {r['first']:.2f} s, "
+                         f"{r['first'] / r['bare nft -f']:.2f}{X} |")
         else:
-            lines.append(f"| {backend} | {r['wgkill']:.2f} s | — | — | — |")
+            lines.append(f"| {backend} | {r['wgkill']:.2f} s | — | — | — | {r['first']:.2f} s |")
     return lines
 
 
