@@ -48,6 +48,7 @@ def main() -> int:
     import wgkill.ipset
     import wgkill.killswitch
     import wgkill.prefixes
+    import wgkill.rendercache
     import wgkill.routes
     import wgkill.state
     import wgkill.templating
@@ -80,6 +81,7 @@ def main() -> int:
     wgkill.state.write_atomic = _timed(spent, "state file write (fsync)", wgkill.state.write_atomic)
     for module, name, key in (
         (wgkill.prefixes, "load_file", "parse the prefix file"),
+        (wgkill.rendercache, "prefix_list", "parse the prefix file"),  # or take it from the cache
         (wgkill.killswitch, "decide_split", "merge with AllowedIPs (collapse again)"),
         (wgkill.ipset, "sync", "ipset sync (payload + ipset restore)"),
         (wgkill.ipset, "destroy", "ipset destroy"),

@@ -116,3 +116,18 @@ def test_table_names_are_one_to_one_and_valid_for_nft() -> None:
     tables = [nft_table_name(name) for name in names]
     assert all(c.isalnum() or c in "-_." for table in tables for c in table)
     assert len(set(tables)) == len(names)
+
+
+def test_parse_listing_skips_a_sets_elements_and_reads_the_chains_after_it() -> None:
+    elements = ",\n\t\t\t     ".join(f"10.{i >> 8}.{i & 255}.0/24" for i in range(1000))
+    text = (f"table inet wgkill-wg0 {{\n\tset dst4 {{\n\t\ttype ipv4_addr\n\t\tflags interval\n"
+            f"\t\telements = {{ {elements} }}\n\t}}\n\n\tchain output {{\n"
+            "\t\ttype filter hook output priority filter; policy accept;\n"
+            "\t\tip daddr @dst4 jump ipv4\n\t}\n\n\tchain ipv4 {\n\t\toifname \"wg0\" accept\n"
+            "\t\treject with icmp port-unreachable\n\t}\n}\n"
+            "table inet other {\n\tchain x {\n\t\taccept\n\t}\n}\n")
+    assert nft.parse_listing(text) == {
+        "wgkill-wg0": {"output": ["ip daddr @dst4 jump ipv4"],
+                       "ipv4": ['oifname "wg0" accept', "reject with icmp port-unreachable"]},
+        "other": {"x": ["accept"]},
+    }

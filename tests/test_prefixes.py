@@ -3,6 +3,7 @@
 import ipaddress
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,114 @@ def test_uncovered_counts_listed_prefixes_no_cover_prefix_holds_whole() -> None:
     assert prefixes.uncovered(listed, prefixes.parse_allowed_ips("0.0.0.0/0, ::/0")) == 0
     assert prefixes.uncovered(listed, prefixes.parse_allowed_ips("0.0.0.0/0")) == 2  # IPv6 still out
     assert prefixes.uncovered(prefixes.PrefixList(), cover) == 0
+
+
+def _random_lines(rng: random.Random, count: int) -> list[str]:
+    """Prefix-file lines in a small space (duplicates, nesting, siblings and neighbours frequent):
+    host bits set, bare addresses, comments, blanks and tabs among them."""
+    lines = []
+    for _ in range(count):
+        roll = rng.random()
+        host = rng.getrandbits(8) * rng.randint(0, 1)  # host bits set about half the time
+        if roll < 0.6:
+            address = ipaddress.IPv4Address((10 << 24) | rng.getrandbits(12) << 12 | host)
+            lines.append(f"{address}" + ("" if rng.random() < 0.1 else f"/{rng.randint(14, 32)}"))
+        elif roll < 0.9:
+            address6 = ipaddress.IPv6Address((0x20010DB8 << 96) | rng.getrandbits(16) << 80 | host)
+            lines.append(f"{address6}" + ("" if rng.random() < 0.1 else f"/{rng.randint(32, 128)}"))
+        elif roll < 0.95:
+            lines.append(rng.choice(["", "  # a comment", "#10.0.0.0/8"]))
+        else:
+            spaced = ipaddress.IPv4Address((10 << 24) | rng.getrandbits(16) << 8)
+            lines.append(f" \t{spaced}/{rng.randint(16, 24)}  # x")
+    return lines
+
+
+def _entries(lines: list[str]) -> list[str]:
+    return [entry for line in lines if (entry := line.split("#")[0].strip())]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_bulk_reading_equals_line_by_line_and_ipaddress(seed: int) -> None:
+    rng = random.Random(seed)  # noqa: S311 - test data, not secrets
+    lines = _random_lines(rng, rng.choice([1, 2, 7, 60, 600, 3000]))
+    text = "\n".join(lines) + rng.choice(["", "\n"])
+    bulk, by_line = prefixes.parse_text(text), parse_lines(text.splitlines())
+    assert (bulk.v4, bulk.v6, bulk.read, bulk.normalised) == (
+        by_line.v4, by_line.v6, by_line.read, by_line.normalised)
+    want4, want6 = _reference(_entries(lines))
+    assert list(bulk.v4) == want4
+    assert list(bulk.v6) == [ipaddress.ip_network(p).compressed for p in want6]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_merge_splices_or_collapses_as_ipaddress_would(seed: int) -> None:
+    rng = random.Random(seed)  # noqa: S311 - test data, not secrets
+    lines = _random_lines(rng, rng.choice([0, 1, 60, 3000]))
+    extra = _entries(_random_lines(rng, rng.choice([1, 3, 20, 400])))  # over SPLICE_MAX: all collapse
+    listed, config = prefixes.parse_text("\n".join(lines)), parse_allowed_ips(extra)
+    want4, want6 = _reference(_entries(lines) + extra)
+    unpacked = PrefixList(listed.v4, listed.v6)  # built by hand: no integers carried
+    for merged in (merge(listed, config), merge(config, listed), merge(unpacked, config)):
+        assert list(merged.v4) == want4
+        assert list(merged.v6) == [ipaddress.ip_network(p).compressed for p in want6]
+        assert merged.packed and [len(keys) for keys in merged.packed] == [len(merged.v4), len(merged.v6)]
+
+
+@pytest.mark.parametrize("text", [
+    "10.0.0.0/8\r\n192.0.2.0/24\r\n",  # CRLF: the bulk reader
+    "10.0.0.0/8\r192.0.2.0/24\n",  # a lone CR: line by line
+    "\ufeff10.0.0.0/8\n",  # a BOM: refused either way
+    "10.0.0.0/024\n10.0.0.0/8\n",  # a length with a leading zero: formatted, not kept
+    "010.0.0.0/8\n", "10.0.0.0/8 192.0.2.0/24\n", "10.0.0.0/33\n", "2001:db8::/129\n", "abc\n", "1.2.3.4/\n",
+    "\v10.0.0.0/8\x0c\n", "10.0.0.0/8\x1c192.0.2.0/24\n", "", "\n\n", "# only a comment",
+])
+def test_bulk_reading_agrees_on_odd_texts(text: str) -> None:
+    def parsed(read: Callable[[], PrefixList]) -> object:
+        try:
+            listed = read()
+        except ConfigError as exc:
+            return str(exc)
+        return (listed.v4, listed.v6, listed.read, listed.normalised)
+
+    by_line = parsed(lambda: parse_lines(text.splitlines(), "f"))
+    assert parsed(lambda: prefixes.parse_text(text, "f")) == by_line
+
+
+def test_a_large_list_keeps_its_texts_and_merges_without_parsing_again() -> None:
+    lines = [f"{(i >> 16) + 100}.{(i >> 8) & 255}.{i & 255}.0/25" for i in range(100_000)]
+    listed = prefixes.parse_text("\n".join(lines) + "\n")
+    assert listed.v4 == tuple(lines) and listed.read == 100_000
+    merged = merge(listed, parse_allowed_ips("203.0.113.80/32, 100.0.0.128/25"))
+    assert merged.v4[0] == "100.0.0.0/24" and "203.0.113.80/32" in merged.v4 and len(merged.v4) == 100_001
+
+
+def test_a_parsed_list_comes_back_from_the_cache_until_its_text_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from wgkill import rendercache
+
+    monkeypatch.setenv("WGKILL_STATE_DIR", str(tmp_path / "state"))
+    path = tmp_path / "list.txt"
+    path.write_text("# comment\n10.0.0.1/24\n10.0.1.0/24\n2001:db8::/33\n2001:db8:8000::/33\n")
+    assert rendercache.prefix_list(str(path), save_new=False) == load_file(path)
+    assert not (tmp_path / "state").exists()  # --dry-run: nothing written
+    first = rendercache.prefix_list(str(path))
+    with monkeypatch.context() as patched:
+        patched.setattr(prefixes, "parse_text", None)  # a hit does not parse
+        cached = rendercache.prefix_list(str(path))
+    assert cached == first == load_file(path)
+    assert cached.v4 == ("10.0.0.0/23",) and cached.v6 == ("2001:db8::/32",)
+    assert (cached.read, cached.normalised, cached.packed) == (first.read, first.normalised, first.packed)
+    assert merge(cached, parse_allowed_ips("10.0.2.0/23")).v4 == ("10.0.0.0/22",)
+    path.write_text("192.0.2.0/24\n")  # changed: parsed again
+    assert rendercache.prefix_list(str(path)).v4 == ("192.0.2.0/24",)
+    entry = next((tmp_path / "state" / rendercache.CACHE_DIR).glob("prefixes-*.json"))
+    good = json.loads(entry.read_text())
+    for broken in ({**good, "packed": [[1, 2], []]}, {**good, "v4": 5}, {**good, "read": "x"}, "{"):
+        entry.write_text(broken if isinstance(broken, str) else json.dumps(broken))
+        assert rendercache.prefix_list(str(path)).v4 == ("192.0.2.0/24",)
+    path.write_text("not a prefix\n")
+    with pytest.raises(ConfigError, match="1 invalid entry"):
+        rendercache.prefix_list(str(path))

@@ -22,6 +22,7 @@ by a rule cannot be destroyed: remove the rules first.
 import re
 import shutil
 import time
+from operator import methodcaller
 
 from .errors import FirewallError, PrerequisiteError
 from .names import CHAIN_PREFIX, temp_set_name
@@ -63,6 +64,8 @@ def sizing(count: int) -> tuple[int, int]:
 
 def entries(family: int, prefixes: list[str] | tuple[str, ...]) -> list[str]:
     """The prefixes as ipset can hold them: a /0 becomes its two /1 halves (hash:net refuses /0)."""
+    if not any(map(methodcaller("endswith", "/0"), prefixes)):  # C-level: 100,000 prefixes on a hook path
+        return list(prefixes)
     out: list[str] = []
     for prefix in prefixes:
         if prefix.endswith("/0"):
@@ -82,7 +85,8 @@ def restore_payload(name: str, family: int, prefixes: list[str] | tuple[str, ...
     spec = f"hash:net family {FAMILIES[family]} hashsize {hashsize} maxelem {maxelem}"
     lines = [f"destroy {temp}"] if temp_exists else []  # left by an interrupted run
     lines.append(f"create {temp} {spec}")
-    lines.extend(f"add {temp} {member}" for member in members)
+    if members:
+        lines.append(f"add {temp} " + f"\nadd {temp} ".join(members))  # one join: no f-string per member
     if not live_exists:
         lines.append(f"create {name} {spec}")
     lines.extend([f"swap {temp} {name}", f"destroy {temp}", ""])

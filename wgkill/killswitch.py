@@ -187,7 +187,7 @@ def _decide(
     warnings = dns.preflight(dns_plan, dns_backend, previous_dns)
     lan = lan_ranges(options.lan, defaults=options.allow_lan) if options.allow_lan or options.lan else ()
     facts = read_tunnel(interface)
-    listed = prefixes.load_file(options.allowed_ips_file) if options.allowed_ips_file else None
+    listed = _listed(options)
     allowed = prefixes.parse_allowed_ips([ip for peer in facts.peers for ip in peer.allowed_ips])
     split = decide_split(allowed, listed, options.block_all)
     if split is not None:
@@ -214,6 +214,15 @@ def _decide(
     plan = firewall.plan(policy, split, cache=not options.dry_run)
     return _Decision(previous, previous_dns, dns_plan, dns_backend, split, route_families, previous_routes,
                      planned, excluding, policy, plan, warnings, recorded)
+
+
+def _listed(options: UpOptions) -> prefixes.PrefixList | None:
+    """--allowed-ips-file's list, read once (through the cache of parsed lists)."""
+    if not options.allowed_ips_file:
+        return None
+    from . import rendercache  # only split tunnels with a list file pay for this import here
+
+    return rendercache.prefix_list(options.allowed_ips_file, save_new=not options.dry_run)
 
 
 def _check_routes(options: UpOptions, split: prefixes.PrefixList | None, allowed: prefixes.PrefixList,

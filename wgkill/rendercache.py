@@ -1,4 +1,5 @@
-"""Rendered rule text, kept between runs so a hook whose inputs did not change skips Jinja.
+"""Rendered rule text, kept between runs so a hook whose inputs did not change skips Jinja; and
+parsed prefix lists, so a hook whose list file did not change skips parsing it (``prefix_list``).
 
 The key is a hash of everything the templates see (the decided policy), the
 wgkill version and the templates' own files (name, size, mtime), so an
@@ -13,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, prefixes
 from . import state as statefile
 from .errors import StateError
 from .templating import template_dir
@@ -54,3 +55,45 @@ def save(interface: str, entry: dict[str, Any]) -> None:
         statefile.write_atomic(_path(interface), json.dumps(entry))
     except StateError:
         pass
+
+
+def _list_path(path: str) -> Path:
+    name = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:24]
+    return statefile.state_dir() / CACHE_DIR / f"prefixes-{name}.json"
+
+
+def prefix_list(path: str, *, save_new: bool = True) -> prefixes.PrefixList:
+    """``prefixes.load_file(path)``, with the file read once: a list parsed before from the same
+    text by the same wgkill version comes back from the cache (its canonical texts and integers:
+    100,000 prefixes load in about 0.02 s, against 0.1-0.3 s to parse; issue 21). ``save_new``:
+    keep a newly parsed list for the next run (not on --dry-run, which changes nothing)."""
+    text = prefixes.read_file(path)
+    key = hashlib.sha256(f"{__version__}\n{text}".encode()).hexdigest()
+    cached = _load_list(_list_path(path), key)
+    if cached is not None:
+        return cached
+    listed = prefixes.parse_text(text, path)
+    if save_new:
+        save_list = {"key": key, "v4": "\n".join(listed.v4), "v6": "\n".join(listed.v6), "read": listed.read,
+                     "normalised": listed.normalised, "packed": [list(keys) for keys in listed.packed]}
+        try:
+            statefile.write_atomic(_list_path(path), json.dumps(save_list))
+        except StateError:
+            pass  # best effort, as for the rendered text
+    return listed
+
+
+def _load_list(cache: Path, key: str) -> prefixes.PrefixList | None:
+    """The cached list for ``key``; None when absent, for other text, or not whole."""
+    try:
+        data = json.loads(cache.read_text())
+        if not isinstance(data, dict) or data.get("key") != key:
+            return None
+        v4, v6 = (tuple(data[name].split("\n")) if data[name] else () for name in ("v4", "v6"))
+        packed = tuple(tuple(keys) for keys in data["packed"])
+        listed = prefixes.PrefixList(v4, v6, int(data["read"]), int(data["normalised"]), packed)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if len(packed) != 2 or [len(keys) for keys in packed] != [len(v4), len(v6)]:
+        return None
+    return listed

@@ -15,10 +15,11 @@ old version wrote it, and only a new ``wgkill-up`` (or a peer tunnel's
 up/down, which re-plans) renders it with the new templates. A state without a
 recorded policy (wgkill 0.1) is only ever replayed.
 
-The split list (``--allowed-ips-file``) is read and parsed at most once per
-operation (``recorded_split``), and only where the backend needs it: iptables
-refills its ipsets on replay; nft renders the elements into its one payload on
-replan.
+The split list (``--allowed-ips-file``) is read at most once per operation
+(``recorded_split``), and only where the backend needs it: iptables refills its
+ipsets on replay; nft renders the elements into its one payload on replan. It
+is parsed only when its text changed since the last parse
+(``rendercache.prefix_list``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
 
 def recorded_split(recorded: statefile.State) -> prefixes.PrefixList | None:
     """The split destinations the state was applied with: its AllowedIPs and its list file."""
-    listed = prefixes.load_file(recorded.allowed_ips_file) if recorded.allowed_ips_file else None
+    from . import rendercache  # only split tunnels with a list file pay for this import
+
+    listed = rendercache.prefix_list(recorded.allowed_ips_file) if recorded.allowed_ips_file else None
     return decide_split(prefixes.parse_allowed_ips(recorded.allowed_ips), listed)
 
 

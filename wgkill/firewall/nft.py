@@ -185,8 +185,8 @@ def parse_listing(text: str) -> dict[str, dict[str, list[str]]]:
     depth = 0
     for line in text.splitlines():
         stripped = line.strip()
-        if not stripped:
-            continue
+        if not stripped or (chain is None and depth >= 2 and stripped[-1] not in "{}"):
+            continue  # blank, or inside a set (100,000 elements): no head, no rule, no depth change
         head = _TABLE_HEAD.match(line)
         if head and depth == 0:
             table, depth = head.group(1), 1
@@ -246,7 +246,8 @@ class NftBackend(Backend):
                            _route(policy))
         context = replace(context, exclude=_exclusion(policy))
         rendered = render("nft/table.nft.j2", t=context)
-        payload = "".join(line + "\n" for line in rendered.splitlines() if line.strip())
+        kept = list(filter(str.strip, rendered.splitlines()))  # the lines that are not blank
+        payload = "\n".join(kept) + "\n" if kept else ""
         return NftPlan(table, payload, rule_counts(payload, table),
                        {f.p.family: f.set for f in families if f.set},
                        {f.p.family: len(f.elements) for f in families if f.set})
