@@ -14,6 +14,8 @@ from .wgconf import Endpoint, parse_endpoint
 
 @dataclass(frozen=True)
 class LivePeer:
+    """One peer as ``wg show dump`` reports it now: the endpoint WireGuard really uses."""
+
     public_key: str
     endpoint: Endpoint | None
     allowed_ips: tuple[str, ...]
@@ -22,6 +24,8 @@ class LivePeer:
 
 @dataclass(frozen=True)
 class TunnelFacts:
+    """The running interface, read before any change: its fwmark and peers decide the block."""
+
     interface: str
     fwmark: int | None
     listen_port: int | None

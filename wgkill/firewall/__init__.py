@@ -26,6 +26,9 @@ CHOICES = ("auto", "nft", "iptables")
 
 @dataclass(frozen=True)
 class Removed:
+    """What one removal took away in one family (0: the nft table, both at once): wgkill-down
+    reports it, and a removal that found nothing is not an error."""
+
     family: int
     chain_removed: bool
     jumps_removed: int
