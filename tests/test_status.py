@@ -5,9 +5,11 @@ of the verdict is checked here; tests/lab/test_status_lab.py reaches each
 verdict for real.
 """
 
+import calendar
 import json
 import socket
 import struct
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -401,6 +403,20 @@ def test_postup_command_is_the_hooks_own_wgkill_up() -> None:
 def test_parse_utc() -> None:
     assert document.parse_utc("1970-01-02T00:00:00Z") == 86400.0
     assert document.parse_utc("yesterday") is None
+
+
+@pytest.mark.parametrize("text", ["2024-02-29T23:59:59Z", "2000-03-01T00:00:00Z", "1900-02-28T12:00:00Z",
+                                  "2026-12-03T15:21:21Z", "1969-12-31T23:59:59Z", "2100-12-31T00:00:60Z"])
+def test_parse_utc_agrees_with_strptime(text: str) -> None:
+    """The hand parse (no _strptime import on each check) reads what time.strptime reads."""
+    assert document.parse_utc(text) == calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+@pytest.mark.parametrize("text", ["2023-02-29T00:00:00Z", "2023-13-01T00:00:00Z", "2023-01-01T24:00:00Z",
+                                  "2023-01-01 00:00:00Z", "2023-01-01T00:00:00", "2023-01-01T00:00:00Z\n",
+                                  "+023-01-01T00:00:00Z", "2023-0\u0661-01T00:00:00Z"])
+def test_parse_utc_refuses_what_is_not_a_time_wgkill_wrote(text: str) -> None:
+    assert document.parse_utc(text) is None
 
 
 def test_dns_query_is_a_wellformed_question() -> None:

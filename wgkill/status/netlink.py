@@ -21,13 +21,13 @@ def _link_facts(nl: Rtnetlink) -> dict[str, LinkFacts]:
     links: dict[str, LinkFacts] = {}
     by_index: dict[int, LinkFacts] = {}
     for msg in nl.links():
-        link = LinkFacts(name=msg.name, index=msg.index, kind=msg.kind, up=bool(msg.flags & IFF_UP),
+        link = LinkFacts(name=msg.name, index=msg.ifindex, kind=msg.kind, up=bool(msg.flags & IFF_UP),
                          operstate=msg.operstate)
         userspace = msg.kind == "tun" and (WG_SOCKETS / f"{msg.name}.sock").exists()  # wireguard-go
         link.wireguard = msg.kind == "wireguard" or userspace
-        links[msg.name] = by_index[msg.index] = link
+        links[msg.name] = by_index[msg.ifindex] = link
     for address in nl.addresses():
-        owner = by_index.get(address.index)
+        owner = by_index.get(address.ifindex)
         if owner is not None:
             owner.addresses.append(f"{address.address}/{address.prefixlen}")
     return links

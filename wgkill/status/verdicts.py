@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from .facts import (
     RESOLVED_STUBS,
@@ -20,7 +21,9 @@ from .facts import (
     handshake_age,
     is_loopback,
 )
-from .probing import ProbeResult
+
+if TYPE_CHECKING:
+    from .probing import ProbeResult  # only a probing check imports probing
 
 
 class Verdict(IntEnum):
