@@ -9,6 +9,8 @@ import calendar
 import json
 import socket
 import struct
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -670,3 +672,12 @@ def test_no_guard_running_says_so_and_exports_zero_repairs() -> None:
     assert _valid(report)["interfaces"][0]["guard_holding"] is False
     metrics = status.prometheus(report)
     assert "wgkill_repairs_total 0\n" in metrics and "wgkill_last_repair_timestamp_seconds" not in metrics
+
+
+def test_a_plain_check_imports_no_netlink_library_and_no_probing() -> None:
+    """A monitor runs wgkill-status every few seconds (issue 21): pyroute2 alone cost four rule cycles;
+    probing, the metrics writer and time.strptime's imports load only when an option needs them."""
+    code = ("import sys, wgkill.cli.status; print(sorted(m for m in ('pyroute2', 'wgkill.status.probing', "
+            "'wgkill.status.metrics', '_strptime', 'calendar') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

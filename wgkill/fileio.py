@@ -11,7 +11,6 @@ what it was writing.
 
 import errno
 import os
-import tempfile
 from pathlib import Path
 
 _MOUNT_POINT = (errno.EBUSY, errno.EXDEV, errno.EPERM)
@@ -29,6 +28,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, owner: tuple[int
         current = path.stat()
         write_atomic(backup, path.read_bytes(), current.st_mode & 0o7777,
                      owner=(current.st_uid, current.st_gid))
+    import tempfile  # here: the readers of these files (wgkill-status) never pay its imports
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.wgkill.", dir=path.parent)
     try:
         os.fchmod(fd, mode)

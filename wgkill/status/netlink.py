@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from ..errors import WgkillError
 from .facts import LinkFacts, family_name
-from .rtnetlink import KernelError, Rtnetlink, Rule
+from .rtnetlink import AF_INET, AF_INET6, KernelError, Rtnetlink, Rule
 
 WG_SOCKETS = Path("/var/run/wireguard")
 MAIN_TABLE = 254
@@ -39,7 +38,7 @@ def _route_facts(nl: Rtnetlink, links: dict[str, LinkFacts], targets: dict[int, 
     names = {link.index: name for name, link in links.items()}
     uplinks: dict[str, str | None] = {}
     routes: dict[str, str | None] = {}
-    for family, af in ((4, socket.AF_INET), (6, socket.AF_INET6)):
+    for family, af in ((4, AF_INET), (6, AF_INET6)):
         best: tuple[int, str] | None = None
         try:
             table = nl.routes(af)
@@ -75,7 +74,7 @@ def _rule_text(rule: Rule) -> str:
 def _policy_rules(nl: Rtnetlink) -> list[str]:
     """Non-default policy routing rules (wg-quick's fwmark rules, typically)."""
     out = []
-    for af in (socket.AF_INET, socket.AF_INET6):
+    for af in (AF_INET, AF_INET6):
         try:
             rules = nl.rules(af)
         except KernelError:  # a kernel without IPv6: no IPv6 rules
@@ -84,7 +83,7 @@ def _policy_rules(nl: Rtnetlink) -> list[str]:
             default = rule.table in (253, 254, 255) and not rule.fwmark
             if default and rule.suppress_prefixlen in (None, NO_SUPPRESS):
                 continue
-            out.append(("ipv4 " if af == socket.AF_INET else "ipv6 ") + _rule_text(rule))
+            out.append(("ipv4 " if af == AF_INET else "ipv6 ") + _rule_text(rule))
     return out
 
 
