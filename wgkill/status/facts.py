@@ -84,6 +84,8 @@ class ExclusionFacts:
 
 @dataclass
 class InterfaceFacts:
+    """Everything read about one interface: its state file, link, tunnel, rules, DNS and exclusion."""
+
     interface: str
     state: statefile.State | None = None
     state_error: str | None = None
@@ -113,6 +115,8 @@ class GuardFacts:
 
 @dataclass
 class HostFacts:
+    """Everything one check read: the host (uplinks, routes, rules, resolvers, guard), its interfaces."""
+
     uid: int
     now: float
     ipv6: bool = True

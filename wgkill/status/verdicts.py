@@ -56,6 +56,8 @@ class Problem:
 
 @dataclass
 class InterfaceStatus:
+    """One interface's verdict, its one-line summary and the problems behind it."""
+
     facts: InterfaceFacts
     verdict: Verdict
     summary: str
@@ -65,6 +67,8 @@ class InterfaceStatus:
 
 @dataclass
 class Report:
+    """A whole check: the overall verdict (the exit code), per-interface statuses and any probes."""
+
     host: HostFacts
     verdict: Verdict
     summary: str
