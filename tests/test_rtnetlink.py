@@ -89,6 +89,15 @@ def test_an_error_answer_raises_and_a_route_lookup_reads_it_as_no_route() -> Non
     assert Unreachable().route_to("203.0.113.1") is None
 
 
+def test_a_message_cut_short_is_an_unreadable_answer_not_a_kernel_refusal() -> None:
+    """A refusal (KernelError) reads as "no IPv6 here"; a truncated reply must not: status says UNKNOWN."""
+    replay = Replay()
+    datagram = bytes.fromhex(replay.answers[f"{rtnetlink.RTM_GETLINK}:{bytes(16).hex()}"][0])
+    with pytest.raises(OSError) as raised:
+        rtnetlink.answer([datagram[:100]], dump=True)
+    assert not isinstance(raised.value, rtnetlink.KernelError)
+
+
 def test_a_dump_spans_datagrams_until_done() -> None:
     replay = Replay()
     datagrams = [bytes.fromhex(d) for d in replay.answers[f"{rtnetlink.RTM_GETLINK}:{bytes(16).hex()}"]]

@@ -11,6 +11,7 @@ layouts: linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h, l
 from __future__ import annotations
 
 import _socket as socket  # what socket.py wraps: its import turns every constant into an enum (~2 ms)
+import errno
 import os
 import struct
 from collections.abc import Iterable, Iterator
@@ -74,12 +75,13 @@ class Rule(NamedTuple):
 
 
 def messages(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(type, payload) of each message in one datagram; an error answer raises KernelError."""
+    """(type, payload) of each message in one datagram; an error answer raises KernelError, a
+    message cut short (bigger than the receive buffer) plain OSError: the answer cannot be read."""
     offset = 0
     while offset + HEADER.size <= len(data):
         length, kind, _flags, _seq, _port = HEADER.unpack_from(data, offset)
-        if length < HEADER.size:
-            break
+        if length < HEADER.size or offset + length > len(data):
+            raise OSError(errno.EMSGSIZE, "a netlink message was cut short")
         payload = data[offset + HEADER.size:offset + length]
         if kind in (NLMSG_ERROR, NLMSG_DONE) and len(payload) >= 4:
             code = -struct.unpack_from("=i", payload)[0]
