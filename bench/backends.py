@@ -1,5 +1,6 @@
-"""Per firewall backend (nft, iptables): the hook cycle against the article's four lines in the
-same run, and a 100,000-prefix split bring-up (issue 12). Writes docs/benchmarks-backends.md.
+"""Per firewall backend (nft, iptables): the hook cycle and ``wgkill-status IFACE`` (kill switch
+engaged, verdict OK) against the article's four lines in the same run, and a 100,000-prefix split
+bring-up (issues 12 and 21). Writes docs/benchmarks-backends.md.
 
 Run by ``make bench`` inside ``unshare --net`` (the lab refuses the initial namespace). The
 article's lines and both wgkill variants alternate round by round (bench/timer.py), so a
@@ -55,6 +56,9 @@ def hook_cycle(backend: str) -> dict[str, float]:
             **({"wgkill, nft binary": [
                 ["bash", "-c", f"WGKILL_LIBNFTABLES=0 wgkill-up {iface} --backend nft"],
                 ["bash", "-c", f"WGKILL_LIBNFTABLES=0 wgkill-down {iface}"]]} if backend == "nft" else {}),
+            # engaged untimed before and removed after, so every other variant starts from no rules
+            "wgkill-status": [{"check": ["wgkill-up", iface, "--backend", backend]}, ["wgkill-status", iface],
+                              {"check": ["wgkill-down", iface]}],
             "article": article,
             "bare nft -f up + down": [["nft", "-f", str(table)],
                                       ["nft", "delete", "table", "inet", f"wgkill-{iface}"]],
@@ -121,12 +125,16 @@ def main() -> int:
              f"Medians of {ROUNDS} alternating rounds in one run (`python bench/backends.py`, "
              "inside `unshare --net`).", "",
              "| backend | hook cycle (wgkill-up + wgkill-down) | article's 4 lines | ratio | target "
-             "| bare `nft -f` up + down | two `python3 -I -S` |", "|---|---|---|---|---|---|---|"]
+             "| bare `nft -f` up + down | two `python3 -I -S` "
+             "| `wgkill-status IFACE` | ratio to one seed cycle | target |", "|---" * 10 + "|"]
     for backend, r in rows.items():
         ratio = r["wgkill"] / r["article"]
+        status = r["wgkill-status"] / r["article"]
         lines.append(f"| {backend} | {r['wgkill'] * 1000:.0f} ms | {r['article'] * 1000:.0f} ms | "
                      f"{ratio:.2f}{X} | ≤ 1.5{X} ({'met' if ratio <= 1.5 else 'missed'}) | "
-                     f"{r['bare nft -f up + down'] * 1000:.0f} ms | {r['two python3 -I -S'] * 1000:.0f} ms |")
+                     f"{r['bare nft -f up + down'] * 1000:.0f} ms | {r['two python3 -I -S'] * 1000:.0f} ms | "
+                     f"{r['wgkill-status'] * 1000:.0f} ms | {status:.2f}{X} | "
+                     f"≤ 1.5{X} ({'met' if status <= 1.5 else 'missed'}) |")
     binary = rows["nft"]["wgkill, nft binary"]
     lines += ["", f"nft backend through the `nft` binary (`WGKILL_LIBNFTABLES=0`) instead of libnftables "
               f"in-process, same rounds: {binary * 1000:.0f} ms, {binary / rows['nft']['article']:.2f}{X} "

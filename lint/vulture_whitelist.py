@@ -6,6 +6,7 @@ Each entry says who reads it. Anything else vulture reports is dead code: delete
 
 import shlex
 
+from wgkill import status
 from wgkill.firewall.nft import NftFamily, NftTable
 from wgkill.policy import FamilyPolicy
 
@@ -20,3 +21,5 @@ FamilyPolicy.dns_any_via_tunnel  # templates/_dns_lock.j2, nft/_rules.j2
 FamilyPolicy.uplink_upkeep  # templates/killswitch.rules.j2, nft/_rules.j2: DHCP/ND beside the tunnel
 
 shlex.shlex.whitespace_split  # wgkill/confedit.py sets it; shlex reads it
+
+status.__getattr__  # PEP 562: Python calls it for the names wgkill.status loads on first use

@@ -5,9 +5,13 @@ of the verdict is checked here; tests/lab/test_status_lab.py reaches each
 verdict for real.
 """
 
+import calendar
 import json
 import socket
 import struct
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -403,6 +407,20 @@ def test_parse_utc() -> None:
     assert document.parse_utc("yesterday") is None
 
 
+@pytest.mark.parametrize("text", ["2024-02-29T23:59:59Z", "2000-03-01T00:00:00Z", "1900-02-28T12:00:00Z",
+                                  "2026-12-03T15:21:21Z", "1969-12-31T23:59:59Z", "2100-12-31T00:00:60Z"])
+def test_parse_utc_agrees_with_strptime(text: str) -> None:
+    """The hand parse (no _strptime import on each check) reads what time.strptime reads."""
+    assert document.parse_utc(text) == calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+@pytest.mark.parametrize("text", ["2023-02-29T00:00:00Z", "2023-13-01T00:00:00Z", "2023-01-01T24:00:00Z",
+                                  "2023-01-01 00:00:00Z", "2023-01-01T00:00:00", "2023-01-01T00:00:00Z\n",
+                                  "+023-01-01T00:00:00Z", "2023-0\u0661-01T00:00:00Z"])
+def test_parse_utc_refuses_what_is_not_a_time_wgkill_wrote(text: str) -> None:
+    assert document.parse_utc(text) is None
+
+
 def test_dns_query_is_a_wellformed_question() -> None:
     packet = probing.dns_query("wgkill-probe-ab.invalid", 0x1234)
     ident, flags, qd, an, ns, ar = struct.unpack("!HHHHHH", packet[:12])
@@ -654,3 +672,12 @@ def test_no_guard_running_says_so_and_exports_zero_repairs() -> None:
     assert _valid(report)["interfaces"][0]["guard_holding"] is False
     metrics = status.prometheus(report)
     assert "wgkill_repairs_total 0\n" in metrics and "wgkill_last_repair_timestamp_seconds" not in metrics
+
+
+def test_a_plain_check_imports_no_netlink_library_and_no_probing() -> None:
+    """A monitor runs wgkill-status every few seconds (issue 21): pyroute2 alone cost four rule cycles;
+    probing, the metrics writer and time.strptime's imports load only when an option needs them."""
+    code = ("import sys, wgkill.cli.status; print(sorted(m for m in ('pyroute2', 'wgkill.status.probing', "
+            "'wgkill.status.metrics', '_strptime', 'calendar') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -5,19 +5,16 @@ follows that convention: 0 OK (tunnel up, protected), 1 WARNING (tunnel down,
 block holding), 2 CRITICAL (traffic or DNS can leak), 3 UNKNOWN (cannot tell,
 and every usage or internal error: one line, ``WGKILL UNKNOWN - ...``).
 Everything is decided and formatted in ``wgkill.status``; this module reads
-the options and picks the format.
+the options and picks the format. A monitor runs it every few seconds: what only an option uses
+(JSON, the textfile writer, address parsing) is imported when that option is given.
 """
 
-import ipaddress
-import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from .. import status
 from ..errors import UsageError, WgkillError
-from ..fileio import write_atomic
 from ..status import Verdict
 from . import entry
 from .args import Parser
@@ -53,6 +50,10 @@ def build_parser() -> Parser:
 
 def _targets(values: Sequence[str]) -> dict[int, str]:
     targets = dict(status.DEFAULT_TARGETS)
+    if not values:
+        return targets
+    import ipaddress
+
     for value in values:
         try:
             address = ipaddress.ip_address(value)
@@ -64,6 +65,10 @@ def _targets(values: Sequence[str]) -> dict[int, str]:
 
 def _write_textfile(path: str, text: str) -> None:
     """Readers (the textfile collector) see the old file or the new one, never half of one."""
+    from pathlib import Path
+
+    from ..fileio import write_atomic
+
     try:
         write_atomic(Path(path), text.encode(), 0o644, in_place=True)
     except OSError as exc:
@@ -89,6 +94,8 @@ def run(argv: Sequence[str]) -> int:
     if args.prometheus_file:
         _write_textfile(args.prometheus_file, status.prometheus(report))
     if args.json:
+        import json
+
         sys.stdout.write(json.dumps(status.report_dict(report), indent=2) + "\n")
     elif args.prometheus:
         sys.stdout.write(status.prometheus(report))

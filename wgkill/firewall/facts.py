@@ -29,6 +29,8 @@ class ChainFacts:
 
 @dataclass
 class SetFacts:
+    """A split tunnel's address set as it is now, beside what it held when applied."""
+
     name: str
     entries: int | None  # None: the set does not exist
     expected: int | None = None  # what it held when applied; None: not recorded (older states)

@@ -16,7 +16,6 @@ one ``nft -f -``: the same text, no ownership (``owns`` is False).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from dataclasses import dataclass
 
@@ -40,7 +39,9 @@ def _library() -> ctypes.CDLL | None:
     try:
         lib = ctypes.CDLL(SONAME)
     except OSError:
-        found = ctypes.util.find_library("nftables")
+        from ctypes.util import find_library  # only without the soname: it imports tempfile and random
+
+        found = find_library("nftables")
         if found is None:
             return None
         try:

@@ -15,12 +15,21 @@ Three layers, so each can be tested on its own, and the reports:
 * the reports: ``document`` (``--json``, docs/status.schema.json), ``text``
   (the plugin line and the facts, for people), ``metrics`` (Prometheus).
 
-``check_protection`` is what ``wgkill-status`` calls; nothing here prints or exits.
+``check_protection`` is what ``wgkill-status`` calls; nothing here prints or exits. A monitor runs
+it every few seconds, so what a plain check does not use loads on first use (``__getattr__``):
+``probing`` (sockets, selectors) and ``metrics`` (issue 21: status within one rule cycle).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from ..firewall.facts import ChainFacts, SetFacts
 from .document import SCHEMA_VERSION, report_dict
 from .facts import (
+    DEFAULT_PROBE_PORT,
+    DEFAULT_PROBE_TIMEOUT,
+    DEFAULT_TARGETS,
     HostFacts,
     InterfaceFacts,
     LinkFacts,
@@ -30,20 +39,23 @@ from .facts import (
     handshake_age,
 )
 from .gathering import gather
-from .metrics import prometheus
-from .probing import (
-    DEFAULT_PROBE_PORT,
-    DEFAULT_PROBE_TIMEOUT,
-    DEFAULT_TARGETS,
-    ProbeResult,
-    ProbeSpec,
-    plan_excluded_probes,
-    plan_probes,
-    probe,
-    probe_in_cgroup,
-)
 from .text import human
 from .verdicts import InterfaceStatus, Problem, Report, Verdict, ago, judge, judge_interface, worst
+
+if TYPE_CHECKING:
+    from .metrics import prometheus
+    from .probing import (
+        ProbeResult,
+        ProbeSpec,
+        plan_excluded_probes,
+        plan_probes,
+        probe,
+        probe_in_cgroup,
+    )
+
+_LAZY = {"prometheus": "metrics", "ProbeResult": "probing", "ProbeSpec": "probing",
+         "plan_excluded_probes": "probing", "plan_probes": "probing", "probe": "probing",
+         "probe_in_cgroup": "probing"}
 
 __all__ = [
     "DEFAULT_PROBE_PORT",
@@ -81,24 +93,43 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> object:
+    """The names of ``_LAZY``, imported from their module when first asked for."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+
+
 def check_protection(interface: str | None = None, *, probe_targets: dict[int, str] | None = None,
                      probe_port: int = DEFAULT_PROBE_PORT, probe_timeout: float | None = None,
                      probe_excluded: bool = False) -> Report:
     """Gather, optionally probe (``probe_timeout`` set; ``probe_excluded``: also from the exclusion
     cgroup, on purpose), and judge: what the CLI calls."""
     host = gather(interface, targets=probe_targets)
+    if host.uid != 0 or (probe_timeout is None and not probe_excluded):
+        return judge(host)  # a plain check: probing is never imported
+    probes, excluded = _probe(host, probe_targets, probe_port, probe_timeout, probe_excluded)
+    return judge(host, probes, excluded)
+
+
+def _probe(host: HostFacts, targets: dict[int, str] | None, port: int, timeout: float | None,
+           from_exclusion: bool) -> tuple[list[ProbeResult] | None, list[ProbeResult] | None]:
+    from . import probing
+
     probes = excluded = None
-    if probe_timeout is not None and host.uid == 0:
-        probes = probe(plan_probes(host, probe_targets, probe_port), probe_timeout)
-    if probe_excluded and host.uid == 0:
-        specs = plan_excluded_probes(host, probe_targets, probe_port)
-        timeout = probe_timeout or DEFAULT_PROBE_TIMEOUT
+    if timeout is not None:
+        probes = probing.probe(probing.plan_probes(host, targets, port), timeout)
+    if from_exclusion:
+        specs = probing.plan_excluded_probes(host, targets, port)
         cgroup = next((f.exclusion for f in host.interfaces
                        if f.exclusion is not None and f.exclusion.present and f.exclusion.path), None)
         if cgroup is None:
-            excluded = [ProbeResult(s.name, s.protocol, s.family, s.target, s.port, s.device, "skipped",
-                                    "no tunnel here allows exclusion (wgkill-up --allow-exclude)")
-                        for s in specs]
+            why = "no tunnel here allows exclusion (wgkill-up --allow-exclude)"
+            excluded = [probing.ProbeResult(s.name, s.protocol, s.family, s.target, s.port, s.device,
+                                            "skipped", why) for s in specs]
         else:
-            excluded = probe_in_cgroup(f"{cgroup.path}/cgroup.procs", specs, timeout)
-    return judge(host, probes, excluded)
+            excluded = probing.probe_in_cgroup(f"{cgroup.path}/cgroup.procs", specs,
+                                               timeout or DEFAULT_PROBE_TIMEOUT)
+    return probes, excluded

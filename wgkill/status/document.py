@@ -5,24 +5,45 @@ The text report is read from it too, so the two always agree.
 
 from __future__ import annotations
 
-import calendar
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..firewall.facts import ChainFacts
 from .facts import HostFacts, InterfaceFacts, handshake_age
-from .probing import ProbeResult
 from .verdicts import InterfaceStatus, Problem, Report
+
+if TYPE_CHECKING:
+    from .probing import ProbeResult
 
 SCHEMA_VERSION = 1
 
 
 def parse_utc(text: str) -> float | None:
-    """``applied_at`` (``YYYY-MM-DDTHH:MM:SSZ``) as unix time; None if it is not in that form."""
-    try:
-        return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
-    except (ValueError, OverflowError):
+    """``applied_at`` (``YYYY-MM-DDTHH:MM:SSZ``, as wgkill writes it) as unix time; None if it is not
+    in that form. By hand, not ``time.strptime``: its imports (``_strptime``, ``calendar``,
+    ``datetime``, ``locale``) would be paid on every check (issue 21)."""
+    fields = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19])
+    if len(text) != 20 or text[4::3] != "--T::Z" or not all(f.isascii() and f.isdigit() for f in fields):
         return None
+    year, month, day, hour, minute, second = map(int, fields)
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if not 1 <= month <= 12 or not 1 <= day <= _MONTH_DAYS[month - 1] + (leap and month == 2):
+        return None
+    if hour > 23 or minute > 59 or second > 61:
+        return None
+    return float(_days_since_epoch(year, month, day) * 86400 + hour * 3600 + minute * 60 + second)
+
+
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _days_since_epoch(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's ``days_from_civil``)."""
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    return era * 146097 + year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year - 719468
 
 
 def _problem_dict(p: Problem) -> dict[str, Any]:

@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from ..tunnel import TunnelFacts
 
 RESOLVED_STUBS = frozenset({"127.0.0.53", "127.0.0.54"})
+# Where probes go and where gathering asks the kernel a plain packet would leave by: TEST-NET-3 and
+# the IPv6 documentation prefix, routed nowhere. Here, not in ``probing``: a plain check sends no probe.
+DEFAULT_TARGETS = {4: "203.0.113.1", 6: "2001:db8::1"}
+DEFAULT_PROBE_PORT = 443
+DEFAULT_PROBE_TIMEOUT = 2.0
 
 
 @dataclass
@@ -79,6 +84,8 @@ class ExclusionFacts:
 
 @dataclass
 class InterfaceFacts:
+    """Everything read about one interface: its state file, link, tunnel, rules, DNS and exclusion."""
+
     interface: str
     state: statefile.State | None = None
     state_error: str | None = None
@@ -108,6 +115,8 @@ class GuardFacts:
 
 @dataclass
 class HostFacts:
+    """Everything one check read: the host (uplinks, routes, rules, resolvers, guard), its interfaces."""
+
     uid: int
     now: float
     ipv6: bool = True

@@ -21,6 +21,7 @@ from ..names import validate_interface
 from ..tunnel import read_tunnel
 from .chains import Snapshots
 from .facts import (
+    DEFAULT_TARGETS,
     ExclusionFacts,
     GuardFacts,
     HostFacts,
@@ -31,7 +32,6 @@ from .facts import (
 )
 from .nameservers import RESOLV_CONF, read_nameservers
 from .netlink import read_netlink
-from .probing import DEFAULT_TARGETS
 
 
 def postup_command(config_text: str, interface: str) -> str | None:

@@ -18,11 +18,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from .facts import HostFacts, canonical, family_name, is_loopback
-
-DEFAULT_TARGETS = {4: "203.0.113.1", 6: "2001:db8::1"}  # TEST-NET-3 / documentation: routed nowhere
-DEFAULT_PROBE_PORT = 443
-DEFAULT_PROBE_TIMEOUT = 2.0
+from .facts import (
+    DEFAULT_PROBE_PORT,
+    DEFAULT_PROBE_TIMEOUT,
+    DEFAULT_TARGETS,
+    HostFacts,
+    canonical,
+    family_name,
+    is_loopback,
+)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from .facts import (
     RESOLVED_STUBS,
@@ -20,7 +21,9 @@ from .facts import (
     handshake_age,
     is_loopback,
 )
-from .probing import ProbeResult
+
+if TYPE_CHECKING:
+    from .probing import ProbeResult  # only a probing check imports probing
 
 
 class Verdict(IntEnum):
@@ -53,6 +56,8 @@ class Problem:
 
 @dataclass
 class InterfaceStatus:
+    """One interface's verdict, its one-line summary and the problems behind it."""
+
     facts: InterfaceFacts
     verdict: Verdict
     summary: str
@@ -62,6 +67,8 @@ class InterfaceStatus:
 
 @dataclass
 class Report:
+    """A whole check: the overall verdict (the exit code), per-interface statuses and any probes."""
+
     host: HostFacts
     verdict: Verdict
     summary: str
