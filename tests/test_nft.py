@@ -9,7 +9,7 @@ import goldenfiles
 import pytest
 from payload_cases import CASES, FEATURES, facts
 
-from wgkill.firewall import nft
+from wgkill.firewall import nft, nft_render
 from wgkill.names import nft_table_name
 from wgkill.policy import build_policy, decide_split, dns_qname_hex
 from wgkill.prefixes import parse_allowed_ips
@@ -80,7 +80,7 @@ def _matches(expr: str, question: bytes) -> bool:
 
 
 def test_endpoint_lookup_matches_the_exact_name_in_any_case_only() -> None:
-    expr = nft.wire_match(_wire("vpn.lab.test"))
+    expr = nft_render.wire_match(_wire("vpn.lab.test"))
     assert _matches(expr, _wire("vpn.lab.test") + b"\x00\x01\x00\x01")
     assert _matches(expr, _wire("VPN.Lab.TEST") + b"\x00\x01\x00\x01")
     for other in ("x.vpn.lab.test", "xvpn.lab.test", "vpn.lab.test.evil", "vpn.lab.tes", "vpn.lab.testx"):
@@ -89,14 +89,14 @@ def test_endpoint_lookup_matches_the_exact_name_in_any_case_only() -> None:
 
 def test_long_names_are_chained_in_128_bit_chunks() -> None:
     name = "a-very-long-endpoint-name.example-provider.test"
-    expr = nft.wire_match(_wire(name))
+    expr = nft_render.wire_match(_wire(name))
     assert expr.count("@th,") == -(-len(_wire(name)) // 16)
     assert _matches(expr, _wire(name.upper()))
     assert not _matches(expr, _wire(name.replace("provider", "provideR2")))
 
 
 def test_private_domain_matches_itself_and_every_subdomain() -> None:
-    exprs = nft.suffix_matches(_wire("company.internal"))
+    exprs = nft_render.suffix_matches(_wire("company.internal"))
     for name in ("company.internal", "host.company.internal", "a.b.Company.Internal"):
         assert any(_matches(e, _wire(name)) for e in exprs), name
     assert not any(_matches(e, _wire(n)) for e in exprs for n in ("company.internal.example", "example.com"))

@@ -10,212 +10,32 @@ re-running leaves ``nft list ruleset`` byte for byte as it was. Removing is
 one ``add table``/``delete table`` transaction, which is a no-op when the
 table is already gone.
 
-Endpoint-name lookups while blocked: nftables has no string match, but a
-query carries its one question at a fixed offset (after the 8-byte UDP header
-and the 12-byte DNS header), so the wire-format name, terminating zero
-included, is compared with raw payload expressions of at most 128 bits each,
-letters masked with ``~0x20`` (case-insensitive). A name that merely contains
-the endpoint's (a subdomain, a longer label, a continuation) differs in a
-length byte or the terminating zero and is refused.
+The rule text is rendered in ``nft_render``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..errors import FirewallError
-from ..names import nft_interface_pattern, nft_table_name
+from ..names import nft_table_name
 from ..runner import CommandError, run, which
 from . import Removed
 from .base import Backend, Inspected, Plan
 from .libnft import NftError, run_text
+from .nft_text import parse_listing
 
 if TYPE_CHECKING:
     from .. import state as statefile
     from ..exclusion import ExclusionRecord
-    from ..policy import FamilyPolicy, KillSwitchPolicy
+    from ..policy import KillSwitchPolicy
     from ..prefixes import PrefixList
+    from .nft_render import NftPlan
 
 EXCLUSION_CHAINS = ("exclude_mark", "exclude_restore", "exclude_nat")  # templates/nft/table.nft.j2
-
-
-QUESTION_OFFSET = 20  # bytes from the UDP header to the question's name
-MAX_NAME = 255  # a wire-format name's longest length
-CHUNK = 16  # bytes per raw payload comparison (128 bits, one register)
-_IP = {4: "ip", 6: "ip6"}
-_NFPROTO = {4: "ipv4", 6: "ipv6"}
-_ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
-_REJECT = {4: "icmp port-unreachable", 6: "icmpv6 port-unreachable"}
-_CHAIN_HEAD = re.compile(r"^\s*chain (\S+) \{$")
-_TABLE_HEAD = re.compile(r"^\s*table inet (\S+) \{$")
 _FAMILY_JUMP = re.compile(r"meta nfproto ipv[46] jump (?:forward_)?ipv[46]")
-
-
-def _letter(byte: int) -> bool:
-    return 0x41 <= (byte & 0xDF) <= 0x5A
-
-
-def wire_match(wire: bytes, at: int = 0) -> str:
-    """Raw payload comparisons that hold when ``wire`` sits at byte ``at`` of the question,
-    letters compared case-insensitively."""
-    parts = []
-    for start in range(0, len(wire), CHUNK):
-        chunk = wire[start:start + CHUNK]
-        mask = bytes(0xDF if _letter(b) else 0xFF for b in chunk)
-        value = bytes(b & m for b, m in zip(chunk, mask, strict=True))
-        bits = (QUESTION_OFFSET + at + start) * 8
-        expr = f"@th,{bits},{len(chunk) * 8}"
-        if any(m != 0xFF for m in mask):
-            expr += f" & 0x{mask.hex()}"
-        parts.append(f"{expr} == 0x{value.hex()}")
-    return " ".join(parts)
-
-
-def suffix_matches(wire: bytes) -> list[str]:
-    """``wire`` (a private domain) ending the question's name at every offset a name allows:
-    the domain and all its subdomains. A false match refuses a query, never lets one out."""
-    return [wire_match(wire, at) for at in range(MAX_NAME - len(wire) + 1)]
-
-
-def _mark_match(route_mark: str | None) -> str | None:
-    """``0xMARK/0xMASK`` (a --routes or --allow-mark mark) as an nft comparison."""
-    if not route_mark:
-        return None
-    mark, _, mask = route_mark.partition("/")
-    return f"meta mark & 0x{int(mask, 16):08x} == 0x{int(mark, 16):08x}"
-
-
-@dataclass(frozen=True)
-class NftFamily:
-    """What the templates need for one family, beyond its FamilyPolicy."""
-
-    p: FamilyPolicy
-    ip: str
-    nfproto: str
-    addr_type: str
-    reject: str
-    chain: str
-    forward_chain: str
-    set: str | None
-    elements: tuple[str, ...]  # collapsed (wgkill.prefixes): no overlaps, so no auto-merge needed
-    lookups: tuple[str, ...]
-    route_mark: str | None
-    allow_interfaces: tuple[str, ...] = ()  # --allow-iface as nft matches it: br-+ -> br-*
-    allow_marks: tuple[str, ...] = ()  # --allow-mark as nft comparisons
-
-
-@dataclass(frozen=True)
-class NftRoute:
-    """--routes: the mark (and its mask) the route chain sets, and the comparison that finds it."""
-
-    interface: str
-    fwmark: int | None
-    mark: str
-    keep: str  # the mark bits outside the mask, kept as they are
-    match: str
-
-
-@dataclass(frozen=True)
-class NftExclusion:
-    """--allow-exclude: the cgroup whose sockets get ``mark``, and the tunnel they go around."""
-
-    cgroup: str
-    mark: str
-    interface: str
-
-
-def _exclusion(policy: KillSwitchPolicy) -> NftExclusion | None:
-    found = next((fp for fp in policy.families if fp.exclude_cgroup and fp.fwmark), None)
-    if found is None or found.exclude_cgroup is None or found.fwmark is None:
-        return None
-    return NftExclusion(found.exclude_cgroup, f"0x{found.fwmark:08x}", policy.interface)
-
-
-@dataclass(frozen=True)
-class NftTable:
-    table: str
-    families: tuple[NftFamily, ...]
-    private_names: tuple[str, ...]
-    forward: bool
-    route: NftRoute | None = None
-    exclude: NftExclusion | None = None
-
-
-def _route(policy: KillSwitchPolicy) -> NftRoute | None:
-    marked = next((fp.route_mark for fp in policy.families if fp.route_mark), None)
-    if marked is None:
-        return None
-    mark, mask = (int(x, 16) for x in marked.split("/"))
-    return NftRoute(policy.interface, policy.fwmark, f"0x{mark:08x}", f"0x{~mask & 0xFFFFFFFF:08x}",
-                    _mark_match(marked) or "")
-
-
-@dataclass
-class NftPlan:
-    table: str
-    payload: str
-    rules: dict[str, int] = field(default_factory=dict)
-    sets: dict[int, str] = field(default_factory=dict)
-    entries: dict[int, int] = field(default_factory=dict)  # family -> elements rendered into its set
-
-
-def _family(fp: FamilyPolicy, split: PrefixList | None) -> NftFamily:
-    elements = tuple(split.family(fp.family)) if split is not None and fp.split_set else ()
-    return NftFamily(
-        p=fp, ip=_IP[fp.family], nfproto=_NFPROTO[fp.family], addr_type=_ADDR_TYPE[fp.family],
-        reject=_REJECT[fp.family], chain=_NFPROTO[fp.family], forward_chain=f"forward_{_NFPROTO[fp.family]}",
-        set=f"dst{fp.family}" if fp.split_set else None, elements=elements,
-        lookups=tuple(wire_match(bytes.fromhex(q)) for q in fp.endpoint_lookups),
-        route_mark=_mark_match(fp.route_mark),
-        allow_interfaces=tuple(nft_interface_pattern(p) for p in fp.allow_interfaces),
-        allow_marks=tuple(m for m in map(_mark_match, fp.allow_marks) if m),
-    )
-
-
-def parse_listing(text: str) -> dict[str, dict[str, list[str]]]:
-    """``nft list`` output (or our own payload): table -> chain -> rule lines.
-
-    The one reader of the nft text format: a chain's rules are its lines other
-    than the ``type ... hook ...;`` declaration."""
-    tables: dict[str, dict[str, list[str]]] = {}
-    table = chain = None
-    depth = 0
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped or (chain is None and depth >= 2 and stripped[-1] not in "{}"):
-            continue  # blank, or inside a set (100,000 elements): no head, no rule, no depth change
-        head = _TABLE_HEAD.match(line)
-        if head and depth == 0:
-            table, depth = head.group(1), 1
-            tables[table] = {}
-            continue
-        if table is None:
-            continue
-        found = _CHAIN_HEAD.match(line)
-        if found and depth == 1:
-            chain, depth = found.group(1), 2
-            tables[table][chain] = []
-            continue
-        if stripped.endswith("{"):
-            depth += 1
-            continue
-        if stripped == "}":
-            depth -= 1
-            if depth == 1:
-                chain = None
-            elif depth == 0:
-                table = None
-            continue
-        if chain is not None and depth == 2 and not stripped.startswith("type "):
-            tables[table][chain].append(stripped)
-    return tables
-
-
-def rule_counts(payload: str, table: str) -> dict[str, int]:
-    return {chain: len(rules) for chain, rules in parse_listing(payload).get(table, {}).items()}
 
 
 class NftBackend(Backend):
@@ -233,24 +53,11 @@ class NftBackend(Backend):
 
     @staticmethod
     def render(policy: KillSwitchPolicy, split: PrefixList | None) -> NftPlan:
-        """The table's one transaction for ``policy`` (pure: no binary, no kernel)."""
-        from ..templating import render
+        """The table's one transaction for ``policy`` (pure: no binary, no kernel; ``nft_render``,
+        which wgkill-down and wgkill-status never import)."""
+        from .nft_render import render
 
-        table = nft_table_name(policy.interface)
-        families = tuple(_family(fp, split) for fp in policy.families)
-        private = tuple(dict.fromkeys(
-            m for fp in policy.families if fp.dns_lock for q in fp.dns_private_names
-            for m in suffix_matches(bytes.fromhex(q))
-        ))
-        context = NftTable(table, families, private, any(fp.forward_chain for fp in policy.families),
-                           _route(policy))
-        context = replace(context, exclude=_exclusion(policy))
-        rendered = render("nft/table.nft.j2", t=context)
-        kept = list(filter(str.strip, rendered.splitlines()))  # the lines that are not blank
-        payload = "\n".join(kept) + "\n" if kept else ""
-        return NftPlan(table, payload, rule_counts(payload, table),
-                       {f.p.family: f.set for f in families if f.set},
-                       {f.p.family: len(f.elements) for f in families if f.set})
+        return render(policy, split)
 
     def plan(self, policy: KillSwitchPolicy, split: PrefixList | None, *, cache: bool = True) -> Plan:
         from .. import rendercache
@@ -258,6 +65,8 @@ class NftBackend(Backend):
         key = rendercache.cache_key(("nft", policy))
         cached = rendercache.load(policy.interface, key)
         if cached is not None:
+            from .nft_render import NftPlan
+
             data = NftPlan(cached["table"], cached["payload"], cached["rules"],
                            {int(k): v for k, v in cached["sets"].items()},
                            {int(k): v for k, v in cached.get("entries", {}).items()})
@@ -389,10 +198,10 @@ class NftBackend(Backend):
             if base not in record.rules:
                 continue
             for family in (4, 6):
-                name = _NFPROTO[family] if base == "output" else f"forward_{_NFPROTO[family]}"
+                name = f"ipv{family}" if base == "output" else f"forward_ipv{family}"
                 if name not in record.rules or (family == 6 and not ipv6):
                     continue
-                jump = f"meta nfproto {_NFPROTO[family]} jump {name}"
+                jump = f"meta nfproto ipv{family} jump {name}"
                 facts = ChainFacts(f"ipv{family}", f"{record.table} {name}", hook, jump)
                 if live is not None and name in live and base in live:
                     facts.present = True
