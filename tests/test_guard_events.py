@@ -12,14 +12,16 @@ from wgkill import state as statefile
 
 def _iptables(variant: str, sets: list[str] | None = None) -> statefile.State:
     return statefile.State(interface="wg0", applied_at="2026-12-03T00:00:00Z", backend="iptables",
-                           families={4: statefile.FamilyRecord(table="filter", chains=["wgkill-wg0"], jumps=[],
-                                                               rules=3, sets=sets or [], variant=variant)})
+                           families={4: statefile.FamilyRecord(table="filter", chains=["wgkill-wg0"],
+                                                               jumps=[], rules=3, sets=sets or [],
+                                                               variant=variant)})
 
 
 def _nft(dns: str | None = None) -> statefile.State:
     record = {"record": {"backend": dns, "path": "/etc/resolv.conf", "link": "wg0"}} if dns else None
     return statefile.State(interface="wg0", applied_at="2026-12-03T00:00:00Z", backend="nft",
-                           nft=statefile.NftRecord(table="wgkill-wg0", payload="", sets={4: "dst4"}), dns=record)
+                           nft=statefile.NftRecord(table="wgkill-wg0", payload="", sets={4: "dst4"}),
+                           dns=record)
 
 
 @pytest.mark.parametrize(("recorded", "unheard"), [
@@ -37,8 +39,8 @@ def test_only_what_sends_no_event_needs_the_poll(recorded: statefile.State, unhe
 
 
 def test_a_watched_directory_wakes_only_for_its_names() -> None:
-    watches = {1: None, **{2: watch for watch in events.held_file("/etc/resolv.conf").values() if watch},
-               3: next(iter(events.state_files(Path("/var/lib/wgkill")).values()))}
+    directory = next(watch for watch in events.held_file("/etc/resolv.conf").values() if watch)
+    watches = {1: None, 2: directory, 3: next(iter(events.state_files(Path("/var/lib/wgkill")).values()))}
     assert events.concerns(watches, 1, events.IN_CLOSE_WRITE, "")  # the held file itself
     assert events.concerns(watches, 2, events.IN_MOVED_TO, "resolv.conf")
     assert not events.concerns(watches, 2, events.IN_CREATE, "mtab")  # another file in /etc
