@@ -102,6 +102,13 @@ def burst(lab: Lab, guard: Guard) -> int:
 
 def measure(seconds: float) -> tuple[list[Row], int]:
     rows = []
+    with Lab(backend="iptables") as lab:  # the machine's iptables: iptables-nft
+        tunnel = lab.add_tunnel()
+        lab.wg_quick("up", tunnel)
+        lab.wait_handshake(tunnel)
+        guard = Guard(lab, 1.0)
+        rows.append(idle(lab, guard, "one iptables-nft tunnel", seconds))
+        guard.stop()
     with Lab(legacy=True, backend="iptables") as lab:
         nft = lab.add_tunnel(hooks=HOOKS.format(backend="nft"))
         lab.wg_quick("up", nft)

@@ -136,6 +136,6 @@ def held_file(path: str) -> dict[tuple[str, int], Interest | None]:
 
 
 def state_files(directory: Path) -> dict[tuple[str, int], Interest | None]:
-    """The watch for the states: one written (renamed into place), or removed."""
-    return {(str(directory), IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM):
-            lambda name: name.endswith(".json")}
+    """The watch for the states: one written (renamed into place, as every writer does), or
+    removed. Not each close after writing: the lock file (``.lock``) is one at every check."""
+    return {(str(directory), DIR_MASK): lambda name: name.endswith(".json")}

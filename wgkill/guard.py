@@ -6,10 +6,13 @@ a firewall reload, systemd-networkd deleting "foreign" ip rules. Each of those
 silently lifts the block until the next ``wgkill-up``. The guard watches and
 repairs:
 
-* what it watches: rtnetlink (pyroute2: policy rules, routes and links of both
-  families) and, where ``nft`` exists, an ``nft monitor`` child (every nftables
-  change, iptables-nft's included), plus a poll every ``interval`` seconds for
-  what sends no event (iptables-legacy, ipset).
+* what it watches (``wgkill.events``): rtnetlink (policy rules, routes and
+  links of both families), nftables' netlink group (every nftables change,
+  iptables-nft's included: what ``nft monitor`` hears) and inotify on the state
+  directory and each held resolv.conf. Idle, it sleeps: it polls every
+  ``interval`` seconds only while a recorded block uses what sends no event
+  (``unheard``: iptables-legacy, ipset, systemd-resolved's settings) or a
+  source could not be opened.
 * on any of them, after a short settle (a flush is a burst of events), it
   checks every recorded block with the same reading and judging as
   wgkill-status (``status.gathering.read_rules``, ``status.verdicts.chain_problems``)
