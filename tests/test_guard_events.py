@@ -78,3 +78,24 @@ def test_inotify_hears_a_file_written_in_place_or_replaced(tmp_path: Path) -> No
         assert not inotify.changed()  # no longer watched
     finally:
         inotify.close()
+
+
+def test_a_burst_is_one_wake_up_and_what_does_not_concern_it_none(tmp_path: Path) -> None:
+    """A rewrite in many writes (as a flush and re-add is many netlink messages) wakes the guard
+    once; a file beside the held one does not wake it at all."""
+    held = tmp_path / "resolv.conf"
+    held.write_text("nameserver 192.0.2.1\n")
+    watch = guard.Watch(inotify=events.Inotify.open())
+    assert watch.inotify is not None
+    try:
+        watch.inotify.arm(events.held_file(str(held)))
+        (tmp_path / "other").write_text("x")
+        assert watch.wait(0.05) is None  # not ours: slept through it
+        with held.open("w") as out:
+            for line in range(50):
+                out.write(f"nameserver 198.51.100.{line}\n")
+                out.flush()
+        assert watch.wait(1) is not None
+        assert watch.wait(0.05) is None  # the whole burst was drained with the first event
+    finally:
+        watch.close()
