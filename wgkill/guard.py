@@ -354,7 +354,8 @@ def listen_for(watch: Watch) -> list[str]:
             continue
         if recorded is None:
             continue
-        reasons += [f"{name} ({why})" for why in unheard(recorded)]
+        quiet = unheard(recorded)
+        reasons += [f"{name} ({', '.join(quiet)})"] if quiet else []
         record = _dns_record(recorded)
         if record.get("backend") == "file" and record.get("path"):
             wanted.update(events.held_file(str(record["path"])))
