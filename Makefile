@@ -87,12 +87,14 @@ unit: venv
 lab: venv deb-deps wheels
 	unshare --net -- $(BIN)/pytest -m lab $(PYTEST_ARGS)
 
-# Benchmarks against the article's rules and against no rules (issue 8): writes docs/benchmarks.md.
+# Benchmarks against the article's rules and against no rules (issue 8): writes docs/benchmarks.md;
+# bench/guard_idle.py prints what an idle wgkill-guard costs (issue 21).
 bench: venv
 	unshare --net -- $(BIN)/python bench/run.py
 	unshare --net -- $(BIN)/python bench/backends.py
 	unshare --net -- $(BIN)/python bench/reconnect.py
 	unshare --net -- $(BIN)/python bench/budget.py
+	unshare --net -- $(BIN)/python bench/guard_idle.py
 
 # The alert rules' test series (contrib/prometheus), captured anew from the lab: after a change to
 # wgkill-status's metrics, when tests/lab/test_alert_series_lab.py says the lab prints other series.

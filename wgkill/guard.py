@@ -6,10 +6,13 @@ a firewall reload, systemd-networkd deleting "foreign" ip rules. Each of those
 silently lifts the block until the next ``wgkill-up``. The guard watches and
 repairs:
 
-* what it watches: rtnetlink (pyroute2: policy rules, routes and links of both
-  families) and, where ``nft`` exists, an ``nft monitor`` child (every nftables
-  change, iptables-nft's included), plus a poll every ``interval`` seconds for
-  what sends no event (iptables-legacy, ipset).
+* what it watches (``wgkill.events``): rtnetlink (policy rules, routes and
+  links of both families), nftables' netlink group (every nftables change,
+  iptables-nft's included: what ``nft monitor`` hears) and inotify on the state
+  directory and each held resolv.conf. Idle, it sleeps: it polls every
+  ``interval`` seconds only while a recorded block uses what sends no event
+  (``unheard``: iptables-legacy, ipset, systemd-resolved's settings) or a
+  source could not be opened.
 * on any of them, after a short settle (a flush is a burst of events), it
   checks every recorded block with the same reading and judging as
   wgkill-status (``status.gathering.read_rules``, ``status.verdicts.chain_problems``)
@@ -36,14 +39,13 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import events
 from . import state as statefile
 from .errors import StateError, UsageError, WgkillError
 from .kernel import ipv6_available, require_root
@@ -228,73 +230,83 @@ def hold_dns(interface: str, seen: float | None = None,
 
 @dataclass
 class Watch:
-    """The event sources: rtnetlink and ``nft monitor``; ``wait`` returns when either speaks."""
+    """The event sources (``wgkill.events``) and the hooks' socket; ``wait`` returns when one speaks."""
 
-    netlink: Any = None
-    monitor: subprocess.Popen[bytes] | None = None
-    fds: list[int] = field(default_factory=list)
-    server: Any = None  # the hooks' socket (``guardlink.listen``)
-    waiting: list[Any] = field(default_factory=list)  # hooks waiting for the next check's answer
+    sockets: list[socket.socket] = field(default_factory=list)  # rtnetlink, nftables
+    inotify: events.Inotify | None = None
+    missing: list[str] = field(default_factory=list)  # sources that could not be opened: polled instead
+    server: socket.socket | None = None  # the hooks' socket (``guardlink.listen``)
+    waiting: list[socket.socket] = field(default_factory=list)  # hooks waiting for the next check's answer
 
     @classmethod
     def open(cls) -> Watch:
-        from pyroute2 import IPRoute
-        from pyroute2.netlink import rtnl
-
         watch = cls()
-        watch.netlink = IPRoute()
-        watch.netlink.bind(groups=rtnl.RTMGRP_IPV4_RULE | rtnl.RTMGRP_IPV6_RULE | rtnl.RTMGRP_IPV4_ROUTE
-                           | rtnl.RTMGRP_IPV6_ROUTE | rtnl.RTMGRP_LINK)
-        watch.fds.append(watch.netlink.fileno())
-        nft = shutil.which("nft")
-        if nft is not None:
-            watch.monitor = subprocess.Popen([nft, "monitor"], stdout=subprocess.PIPE,
-                                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-            if watch.monitor.stdout is not None:
-                os.set_blocking(watch.monitor.stdout.fileno(), False)
-                watch.fds.append(watch.monitor.stdout.fileno())
+        for name, protocol, groups in (("rtnetlink", events.NETLINK_ROUTE, events.RTNL_GROUPS),
+                                       ("nftables", events.NETLINK_NETFILTER, events.NFT_GROUPS)):
+            sock = events.netlink(protocol, groups)
+            if sock is None:
+                watch.missing.append(name)
+            else:
+                watch.sockets.append(sock)
+        watch.inotify = events.Inotify.open()
+        if watch.inotify is None:
+            watch.missing.append("inotify")
         return watch
 
-    def wait(self, timeout: float) -> float | None:
-        """When (monotonic) the first event came, if one did within ``timeout``; the burst that
-        follows it is drained too."""
-        ready, _, _ = select.select(self.fds, [], [], timeout)
-        if not ready:
-            return None
-        first = time.monotonic()
+    def sources(self) -> str:
+        heard = [name for name in ("rtnetlink", "nftables", "inotify") if name not in self.missing]
+        return ", ".join(heard) or "none"
+
+    def _fds(self) -> list[int]:
+        fds = [sock.fileno() for sock in self.sockets]
+        if self.inotify is not None:
+            fds.append(self.inotify.fd)
+        if self.server is not None:
+            fds.append(self.server.fileno())
+        return fds
+
+    def wait(self, timeout: float | None) -> float | None:
+        """When (monotonic) the first event that concerns us came, if one did within ``timeout``
+        (None: however long it takes); the burst that follows it is drained too."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select(self._fds(), [], [], left)
+            if not ready:
+                return None
+            first = time.monotonic()
+            if self._drain(ready):
+                break
         while ready:
             self._drain(ready)
             left = SETTLE_MAX - (time.monotonic() - first)
             if left <= 0:
                 break
-            ready, _, _ = select.select(self.fds, [], [], min(SETTLE, left))
+            ready, _, _ = select.select(self._fds(), [], [], min(SETTLE, left))
         return first
 
     def listen(self) -> None:
         from . import guardlink
 
         self.server = guardlink.listen()
-        self.fds.append(self.server.fileno())
 
-    def _drain(self, ready: list[int]) -> None:
+    def _drain(self, ready: list[int]) -> bool:
+        """Read what ``ready`` holds; whether any of it concerns us."""
+        concerns = False
         if self.server is not None and self.server.fileno() in ready:
             from . import guardlink
 
             self.waiting += guardlink.accept_all(self.server)
-        if self.netlink is not None and self.netlink.fileno() in ready:
-            try:
-                self.netlink.get()
-            except OSError:  # ENOBUFS: events were lost; the check that follows reads everything anyway
-                pass
-        out = self.monitor.stdout if self.monitor is not None else None
-        if out is not None and out.fileno() in ready:
-            try:
-                data = os.read(out.fileno(), 65536)
-            except BlockingIOError:
-                data = b"-"
-            if not data:  # nft monitor died: keep polling without it
-                self.fds.remove(out.fileno())
-                self.monitor = None
+            concerns = True
+        for sock in [s for s in self.sockets if s.fileno() in ready]:
+            concerns = True
+            if not events.drain(sock):  # closed for good: polled from now on
+                self.sockets.remove(sock)
+                sock.close()
+                self.missing.append("netlink")
+        if self.inotify is not None and self.inotify.fd in ready:
+            concerns = self.inotify.changed() or concerns
+        return concerns
 
     def close(self) -> None:
         if self.server is not None:
@@ -303,11 +315,53 @@ class Watch:
             guardlink.answer(self.waiting)
             self.server.close()
             guardlink.socket_path().unlink(missing_ok=True)
-        if self.monitor is not None:
-            self.monitor.kill()
-            self.monitor.wait()
-        if self.netlink is not None:
-            self.netlink.close()
+        for sock in self.sockets:
+            sock.close()
+        if self.inotify is not None:
+            self.inotify.close()
+
+
+def unheard(recorded: statefile.State) -> list[str]:
+    """What of ``recorded`` sends no event when another program changes it, so that only a poll
+    finds it: iptables-legacy rules, ipsets (the iptables backend's split sets), systemd-resolved's
+    settings for the link. nftables (iptables-nft's rules included), links, routes and rules do."""
+    found = []
+    if recorded.nft is None and "legacy" in [recorded.variant(family) for family in recorded.families]:
+        found.append("iptables-legacy")
+    if recorded.nft is None and recorded.split_sets():
+        found.append("ipset")
+    if _dns_record(recorded).get("backend") == "resolved":
+        found.append("systemd-resolved")
+    return found
+
+
+def _dns_record(recorded: statefile.State) -> dict[str, Any]:
+    record = (recorded.dns or {}).get("record")
+    return record if isinstance(record, dict) else {}
+
+
+def listen_for(watch: Watch) -> list[str]:
+    """Point the file watches at what the states hold now (the state directory, each held
+    resolv.conf), and say what the poll must cover: each block's ``unheard`` sources, and every
+    source that could not be opened (then the poll stands in for it always)."""
+    wanted = events.state_files(statefile.state_dir())
+    reasons = [f"no {name} events" for name in watch.missing]
+    for name in statefile.recorded_interfaces():
+        try:
+            validate_interface(name)
+            recorded = statefile.load(name)
+        except (UsageError, StateError):
+            continue
+        if recorded is None:
+            continue
+        quiet = unheard(recorded)
+        reasons += [f"{name} ({', '.join(quiet)})"] if quiet else []
+        record = _dns_record(recorded)
+        if record.get("backend") == "file" and record.get("path"):
+            wanted.update(events.held_file(str(record["path"])))
+    if watch.inotify is not None:
+        watch.inotify.arm(wanted)
+    return reasons
 
 
 def _warm() -> None:
@@ -340,11 +394,13 @@ def run(log: Callable[[str], None], interval: float = DEFAULT_INTERVAL,
         if holder is not None:
             holder.sync()
         log(f"watching {', '.join(statefile.recorded_interfaces()) or 'no recorded block yet'} "
-            f"(events: netlink{', nft monitor' if watch.monitor else ''}; poll every {interval:g} s)")
+            f"(events: {watch.sources()})")
         seen = None
         stuck: dict[str, frozenset[str]] = {}
         checks = 0
+        polling: list[str] = []
         while not stop():
+            polling = _poll_for(log, listen_for(watch), polling, interval)  # before the check: nothing unseen
             done = check_all(seen, stuck)
             owned.note_repairs(record, [r.interface for r in done if r.failed is None])  # before the line
             for repaired in done:
@@ -357,9 +413,18 @@ def run(log: Callable[[str], None], interval: float = DEFAULT_INTERVAL,
             if verbose:
                 woken = "start" if checks == 1 else "event" if seen is not None else "poll"
                 log(f"check {checks} done ({woken})")
-            seen = watch.wait(interval)
+            seen = watch.wait(interval if polling else None)
     finally:
         watch.close()
         if holder is not None:
             holder.close()
         (statefile.state_dir() / GUARD_RECORD).unlink(missing_ok=True)
+
+
+def _poll_for(log: Callable[[str], None], reasons: list[str], before: list[str],
+              interval: float) -> list[str]:
+    """``reasons`` (what sends no event), said once when they change: the guard polls only for them."""
+    if reasons != before:
+        log(f"polling every {interval:g} s for what sends no event: {', '.join(reasons)}" if reasons
+            else "no poll: every recorded block and its DNS send events")
+    return reasons

@@ -5,11 +5,15 @@ Shared by tests/lab/test_guard.py (behaviour) and bench/guard_repair.py (timings
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+from wgkill.names import GUARD_SOCKET
 
 from .netns import WEB4, Lab, LabError, wait_until
 
@@ -43,6 +47,7 @@ class Guard:
                  where: Callable[..., list[str]] | None = None, env: dict[str, str] | None = None) -> None:
         """``where``: how to run it (default ``ip netns exec CLIENT``; a resolved harness's ``argv``
         runs it beside that resolved), with ``env``."""
+        self.state_dir = Path((env or lab.env())["WGKILL_STATE_DIR"])
         guard = ["wgkill-guard", "--interval", str(interval), "--verbose", *options]
         argv = where(*guard) if where else ["ip", "netns", "exec", lab.client_ns, *guard]
         self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
@@ -74,10 +79,23 @@ class Guard:
         """How many times it has checked every recorded block so far."""
         return sum(1 for line in list(self.lines) if CHECKED.search(line))
 
+    def ask(self, timeout: float = 10) -> None:
+        """Ask it for a check, as the hooks do (its socket: answered once a check that began after
+        the question is done). An idle guard sleeps until an event; this is one."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(str(self.state_dir / GUARD_SOCKET))
+            conn.sendall(b"follow\n")
+            if conn.recv(16) != b"ok\n":
+                raise LabError(f"wgkill-guard did not answer: {self.lines[-5:]}")
+
     def wait_checks(self, more: int = 2, timeout: float = 10) -> None:
-        """Until it has checked every block ``more`` more times. Two: a whole check began after this
-        call (the one running now may have read the kernel before what the caller just did)."""
+        """Until it has checked every block ``more`` more times, each asked for (``ask``): a whole
+        check began after this call (the one running now may have read the kernel before what the
+        caller just did), and whatever the caller's change sent it has been drained by then."""
         wanted = self.checks() + more
+        for _ in range(more):
+            self.ask(timeout)
         wait_until(lambda: self.checks() >= wanted, timeout, f"{more} more checks by wgkill-guard",
                    interval=0.01)
 

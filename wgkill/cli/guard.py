@@ -14,12 +14,12 @@ PROG = "wgkill-guard"
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog=PROG, description="Watch the firewall and the routing rules (netlink, nft monitor) "
+    parser = Parser(prog=PROG, description="Watch the firewall and the routing rules (netlink events) "
                     "and re-apply any engaged wgkill block, or --routes rule or route, that is missing or "
                     "altered, from its state. Runs in the foreground; one log line per repair.")
     parser.add_argument("--interval", metavar="SECONDS", type=float, default=guard.DEFAULT_INTERVAL,
-                        help="also check this often, for what sends no event: iptables-legacy, ipset "
-                             f"(default {guard.DEFAULT_INTERVAL:g})")
+                        help="check this often while a block uses what sends no event: iptables-legacy, "
+                             f"ipset, systemd-resolved (default {guard.DEFAULT_INTERVAL:g})")
     parser.add_argument("--verbose", action="store_true",
                         help="also log one line per check of every recorded block: how many so far, "
                              "and what woke it (start, event, poll)")
@@ -30,7 +30,7 @@ def build_parser() -> Parser:
 
 
 def _stop(_signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(0)  # through the finally blocks: the nft monitor child is ended too
+    raise SystemExit(0)  # through the finally blocks: the socket file is removed too
 
 
 def run(argv: Sequence[str]) -> int:
