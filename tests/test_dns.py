@@ -1,4 +1,5 @@
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,16 @@ def test_plan_refuses_bad_values(kwargs: dict, error: type) -> None:
         dns.plan(None, **kwargs)
 
 
-def test_plan_refuses_bad_config_entry() -> None:
-    with pytest.raises(ConfigError, match=r"1\.2\.3"):
-        dns.plan(parse_config("[Interface]\nDNS = 1.2.3\n"))
+@pytest.mark.parametrize("entry", ["1.2.3", "127.0.0.1:5300", "[::1]:5300"])
+def test_plan_refuses_bad_config_entry(entry: str) -> None:
+    """``DNS =`` is read by the one validator wgkill-render uses (``wgconf.dns_address``): an address,
+    no port (wg-quick's resolvconf line names none; ``--dns`` takes ADDR:PORT for resolved)."""
+    with pytest.raises(ConfigError, match=re.escape(f"DNS = entry {entry!r} is not an IP address")):
+        dns.plan(parse_config(f"[Interface]\nDNS = {entry}\n"))
+
+
+def test_plan_takes_a_port_from_the_dns_flag_only() -> None:
+    assert dns.plan(None, dns=["127.0.0.1:5300"]).resolvers == ("127.0.0.1:5300",)
 
 
 def _plan(*servers: str, lock_file: bool = False) -> dns.DnsPlan:

@@ -56,7 +56,7 @@ class PeerEndpoint:
     def __post_init__(self) -> None:
         """Read back from other tunnels' state files into rule text: only what a rule can hold."""
         ipaddress.ip_address(self.address)
-        if type(self.port) is not int or not 0 < self.port < 65536:
+        if type(self.port) is not int or not 0 <= self.port < 65536:  # wg takes port 0
             raise ValueError(f"endpoint port {self.port!r}")
         if self.fwmark is not None and (type(self.fwmark) is not int or not 0 < self.fwmark < 2**32):
             raise ValueError(f"fwmark {self.fwmark!r}")
