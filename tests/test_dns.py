@@ -8,6 +8,7 @@ from wgkill import dns, hostpins
 from wgkill import state as statefile
 from wgkill.dns import resolvfile
 from wgkill.errors import ConfigError, DnsError, UsageError
+from wgkill.records import EndpointRule
 from wgkill.wgconf import parse_config
 
 CONFIG = parse_config("[Interface]\nDNS = 192.0.2.129, corp.example, 2001:db8:7::1\n")
@@ -153,8 +154,8 @@ def test_hosts_pins_only_recorded_names(fs, monkeypatch: pytest.MonkeyPatch) -> 
     assert hostpins.pin("wg0") == []  # nothing recorded: a first bring-up resolves normally
     statefile.save(statefile.State(
         interface="wg0", applied_at="t", backend="iptables",
-        endpoints=[{"address": "198.51.100.2", "port": 51820, "name": "vpn.example.com"},
-                   {"address": "203.0.113.9", "port": 51820, "name": None}],
+        endpoints=(EndpointRule("198.51.100.2", 51820, "vpn.example.com"),
+                   EndpointRule("203.0.113.9", 51820)),
     ), directory)
     assert hostpins.pin("wg0") == ["198.51.100.2 vpn.example.com # wgkill-pin:wg0"]
     hostpins.pin("wg0")  # twice: still one line

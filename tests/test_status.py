@@ -19,6 +19,7 @@ from wgkill import status
 from wgkill.cli import status as cli
 from wgkill.errors import UsageError
 from wgkill.firewall.iptables import chain_facts, is_wgkill_jump
+from wgkill.records import EndpointRule
 from wgkill.state import FamilyRecord, State
 from wgkill.status import (
     ChainFacts,
@@ -53,7 +54,7 @@ def _state(**kw: object) -> State:
         for name in (4, 6)
     }
     base = {"interface": "wg0", "applied_at": "2027-01-15T08:00:00Z", "backend": "iptables",
-            "fwmark": 51820, "endpoints": [{"address": "198.51.100.2", "port": 51820, "name": None}],
+            "fwmark": 51820, "endpoints": (EndpointRule("198.51.100.2", 51820),),
             "allowed_ips": ["0.0.0.0/0", "::/0"], "families": families,
             "dns": {"servers": [], "domains": [], "lock": False, "backend": "none", "record": None}}
     base.update(kw)

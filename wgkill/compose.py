@@ -51,9 +51,8 @@ def peers(interface: str) -> Peers:
         if recorded is None:
             continue
         try:
-            endpoints.update(PeerEndpoint(e["address"], e["port"], recorded.fwmark)
-                             for e in recorded.endpoints)
-        except (KeyError, TypeError, ValueError):
+            endpoints.update(PeerEndpoint(e.address, e.port, recorded.fwmark) for e in recorded.endpoints)
+        except ValueError:
             continue  # known by name only, like a corrupt state
     names.discard(interface)
     ordered = sorted(endpoints, key=lambda e: (e.address, e.port, e.fwmark or 0))
@@ -77,7 +76,7 @@ def recompose(changed: str) -> list[str]:
             recorded = statefile.load(interface)
             if recorded is None or not recorded.policies:
                 continue
-            policies = [FamilyPolicy.from_dict(d) for d in recorded.policies]
+            policies = list(recorded.policies)
             wanted = [peers(interface).of(fp) for fp in policies]
             if wanted == policies:
                 continue

@@ -158,16 +158,16 @@ def _reapply(recorded: statefile.State, codes: set[str]) -> None:
     if recorded.routes and codes & (_ROUTING | {"routes-chain-missing"}):
         from . import routes
 
-        record = routes.RouteRecord.from_dict(recorded.routes)
+        record = recorded.routes
         if "routes-chain-missing" not in codes:
             routes.restore_routing(record)
             return
         families = sorted(fam.family for fam in record.families.values())
-        endpoints = [(str(e["address"]), int(e["port"])) for e in recorded.endpoints]
+        endpoints = [(e.address, e.port) for e in recorded.endpoints]
         done = routes.setup(recorded.interface, families, previous=record, wg_fwmark=recorded.fwmark,
                             endpoints=endpoints)
-        if done.to_dict() != recorded.routes:
-            recorded.routes = done.to_dict()
+        if done != recorded.routes:
+            recorded.routes = done
             statefile.save(recorded)
 
 

@@ -94,7 +94,7 @@ def _state_record(
         applied_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         fwmark=policy.fwmark,
         config=config.path if config else None,
-        endpoints=[{"address": e.address, "port": e.port, "name": e.name} for e in policy.endpoints],
+        endpoints=policy.endpoints,
         allowed_ips=list(policy.allowed_ips),
         dns={
             "servers": list(plan.servers),
@@ -105,7 +105,7 @@ def _state_record(
         },
         lockdown=options.lockdown,
         allowed_ips_file=options.allowed_ips_file,
-        policies=[fp.to_dict() for fp in policy.families],
+        policies=policy.families,
     )
 
 
@@ -284,13 +284,13 @@ def _commit(interface: str, options: UpOptions, config: WgQuickConfig | None, fi
     if d.planned is not None:
         from . import routes
 
-        record.routes = d.planned.to_dict()
+        record.routes = d.planned
         statefile.save(record)  # intent before any route moves
         done_routes = routes.setup(
             interface, d.route_families, previous=d.planned, wg_fwmark=d.policy.fwmark,
             endpoints=[(e.address, e.port) for e in d.policy.endpoints],
         )
-        record.routes = done_routes.to_dict()
+        record.routes = done_routes
     if d.previous_routes is not None and d.previous_routes is not d.planned:
         from . import routes
 
@@ -371,11 +371,7 @@ def _switch_backend(previous: statefile.State) -> None:
 
 
 def _route_record(recorded: statefile.State | None) -> "RouteRecord | None":
-    if recorded is None or not recorded.routes:
-        return None
-    from .routes import RouteRecord
-
-    return RouteRecord.from_dict(recorded.routes)
+    return recorded.routes if recorded is not None else None
 
 
 def boot() -> list[tuple[str, str]]:

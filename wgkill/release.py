@@ -81,7 +81,7 @@ def _remove_rules(interface: str, recorded: statefile.State | None, excluded: bo
         from . import routes
 
         try:  # routes first: their marks name the sets removed below
-            routes.teardown(routes.RouteRecord.from_dict(recorded.routes))
+            routes.teardown(recorded.routes)
         except (FirewallError, PrerequisiteError) as exc:
             failures.append(str(exc))
     if excluded:  # the marks go first: excluded packets then meet the block, never the uplink

@@ -95,10 +95,9 @@ class Backend(ABC):
 
     @staticmethod
     @abstractmethod
-    def route_parts(interface: str, family: int,
-                    version: int) -> tuple[str, dict[str, str], list[dict[str, str]]]:
-        """For one family's route record: the set the marks match, our chains by key (mangle, nat,
-        guard) and their jumps ({"table", "chain", "spec"}); none where the block's table holds them."""
+    def route_chains(interface: str, version: int) -> dict[str, str]:
+        """For a family's route record: our chains by key (mangle, nat, guard); none where the
+        block's table holds them."""
 
     @abstractmethod
     def apply_route_marks(self, interface: str, family: int, variant: str, mark: int, mask: int,

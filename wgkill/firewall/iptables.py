@@ -442,12 +442,8 @@ class IptablesBackend(Backend):
         return detect_variant(4)
 
     @staticmethod
-    def route_parts(interface: str, family: int,
-                    version: int) -> tuple[str, dict[str, str], list[dict[str, str]]]:
-        from . import iptables_routes
-
-        chains = route_chain_names(interface, guard=version >= 2)
-        return set_name(interface, family), chains, iptables_routes.jumps(interface, chains)
+    def route_chains(interface: str, version: int) -> dict[str, str]:
+        return route_chain_names(interface, guard=version >= 2)
 
     def apply_route_marks(self, interface: str, family: int, variant: str, mark: int, mask: int,
                           endpoints: Sequence[tuple[str, int]], wg_fwmark: int | None) -> None:
