@@ -77,6 +77,9 @@ def test_a_corrupt_exclusion_record_refuses_the_state_at_load(fs) -> None:
     ("endpoints", [{"address": "198.51.100.2", "port": 70000, "name": None}], "corrupt endpoints"),
     ("routes", {"version": 2, "interface": "wg0"}, "corrupt route record"),
     ("routes", [], "route record of unknown version"),
+    ("dns", {"servers": ["192.0.2.1; x"], "record": None}, "corrupt dns record"),
+    ("dns", {"servers": [], "record": {"path": "/etc/passwd"}}, "names no backend wgkill has"),
+    ("dns", ["not", "an", "object"], "corrupt dns record"),
 ])
 def test_a_corrupt_sub_record_refuses_the_state_at_load(fs, key: str, value: object, says: str) -> None:
     """Every record below the top level is typed at load: one that is not what wgkill writes refuses
@@ -94,7 +97,7 @@ def test_sub_records_load_typed() -> None:
     """What other modules get: records, never dicts (their JSON is what 0.1 and 0.2 wrote)."""
     from dataclasses import fields
 
-    for name in ("endpoints", "policies", "routes", "exclude"):
+    for name in ("endpoints", "policies", "routes", "exclude", "dns"):
         kind = str(next(f.type for f in fields(statefile.State) if f.name == name))
         assert "dict" not in kind, (name, kind)
 

@@ -206,7 +206,7 @@ def hold_dns(interface: str, seen: float | None = None,
             recorded = statefile.load(interface)
         except StateError:
             return None
-        record = (recorded.dns or {}).get("record") if recorded is not None else None
+        record = recorded.dns.record if recorded is not None else None
         if recorded is None or record is None:
             return None
         found = [dns.held_what(record)]
@@ -220,8 +220,7 @@ def hold_dns(interface: str, seen: float | None = None,
             return Repair(interface, found, time.monotonic() - started, failed=str(exc))
         if held is None:
             return None
-        assert recorded.dns is not None
-        recorded.dns["record"] = held
+        recorded.dns = recorded.dns.holding(held)
         statefile.save(recorded)
     return Repair(interface, found, time.monotonic() - started)
 

@@ -96,13 +96,13 @@ def _state_record(
         config=config.path if config else None,
         endpoints=policy.endpoints,
         allowed_ips=list(policy.allowed_ips),
-        dns={
-            "servers": list(plan.servers),
-            "domains": list(plan.domains),
-            "lock": plan.lock,
-            "backend": dns_backend if plan.active else "none",
-            "record": dns_record,  # the resolver's undo, replaced once this run's change is done
-        },
+        dns=statefile.DnsState(
+            servers=plan.servers,
+            domains=plan.domains,
+            lock=plan.lock,
+            backend=dns_backend if plan.active else "none",
+            record=dns_record,  # the resolver's undo, replaced once this run's change is done
+        ),
         lockdown=options.lockdown,
         allowed_ips_file=options.allowed_ips_file,
         policies=policy.families,
@@ -177,7 +177,7 @@ def _decide(
 ) -> _Decision:
     """Read the tunnel, the resolver and the earlier state, and plan every piece; changes nothing."""
     previous = _previous(interface)
-    previous_dns = (previous.dns or {}).get("record") if previous else None
+    previous_dns = previous.dns.record if previous else None
     dns_plan = dns.plan(
         config, options.dns, options.dns_domains, options.no_dns_lock, options.lock_resolv_conf,
         options.dns_backend,
@@ -297,8 +297,7 @@ def _commit(interface: str, options: UpOptions, config: WgQuickConfig | None, fi
         routes.teardown(d.previous_routes)  # routed differently (or not at all) last time
     if previous is not None and previous.backend != firewall.name:
         _switch_backend(previous)  # the new block holds: remove the old one, exactly as recorded
-    record.dns = {**(record.dns or {}),
-                  "record": dns.apply(d.dns_plan, d.dns_backend, interface, d.previous_dns)}
+    record.dns = record.dns.holding(dns.apply(d.dns_plan, d.dns_backend, interface, d.previous_dns))
     statefile.save(record)
     hostpins.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
     return compose.recompose(interface)  # the other blocks now let this tunnel out

@@ -11,13 +11,14 @@ decide them, so that ``state`` can parse them.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import StateError, UsageError, WgkillError
 from .names import chain_name, route_chain_names, validate_interface, validate_interface_pattern
 
 BACKENDS = ("iptables", "nft")
+DNS_RECORD_BACKENDS = ("file", "resolved", "resolvconf")  # wgkill.dns' modules, by the name they record
 ROUTE_RECORD_VERSION = 2
 # 1: wgkill 0.1 (marks in bits 24-27, no postrouting guard): removed as recorded
 ROUTE_READABLE_VERSIONS = (1, 2)
@@ -148,6 +149,42 @@ def policy_from_json(data: Any) -> FamilyPolicy:
     if policy.chain != chain_name(policy.interface) or policy.family not in (4, 6):
         raise StateError(f"corrupt recorded policy for {policy.interface}")
     return policy
+
+
+@dataclass(frozen=True)
+class DnsState:
+    """The DNS plan as applied, and ``record``: the resolver backend's own undo, which only
+    ``wgkill.dns`` reads (checked here only for naming a backend, so revert never guesses)."""
+
+    servers: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+    lock: bool = False
+    backend: str = "none"  # the resolver backend changed, "none" when the plan changed nothing
+    record: dict[str, Any] | None = None
+
+    def holding(self, record: dict[str, Any] | None) -> DnsState:
+        """The same state, with the resolver's undo as it is now."""
+        return replace(self, record=record)
+
+
+def dns_state_from_json(data: Any) -> DnsState:
+    """The ``dns`` object as the state wrote it (every version); StateError if malformed."""
+    if not isinstance(data, dict):
+        raise StateError("corrupt dns record: not an object")
+    servers, domains = data.get("servers", []), data.get("domains", [])
+    record, backend = data.get("record"), data.get("backend", "none")
+    try:
+        if not all(isinstance(v, list) and all(isinstance(s, str) for s in v) for v in (servers, domains)):
+            raise TypeError("servers and domains must be lists of names")
+        for server in servers:
+            ipaddress.ip_address(server)
+    except (TypeError, ValueError) as exc:
+        raise StateError(f"corrupt dns record: {exc}") from exc
+    if record is not None and not (isinstance(record, dict) and record.get("backend") in DNS_RECORD_BACKENDS):
+        raise StateError("corrupt dns record: the resolver's undo names no backend wgkill has")
+    if not isinstance(backend, str) or not isinstance(data.get("lock", False), bool):
+        raise StateError("corrupt dns record: bad backend or lock")
+    return DnsState(tuple(servers), tuple(domains), data.get("lock", False), backend, record)
 
 
 @dataclass

@@ -31,10 +31,12 @@ from .records import (
     EndpointRule,
     FamilyPolicy,
     RouteRecord,
+    dns_state_from_json,
     endpoints_from_json,
     policy_from_json,
     route_record_from_json,
 )
+from .records import DnsState as DnsState
 
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -90,7 +92,7 @@ class State:
     allowed_ips: list[str] = field(default_factory=list)
     families: dict[int, FamilyRecord] = field(default_factory=dict)  # backend iptables
     nft: NftRecord | None = None  # backend nft
-    dns: dict[str, Any] | None = None
+    dns: DnsState = field(default_factory=DnsState)  # (null in some old states: nothing changed)
     lockdown: bool = False
     allowed_ips_file: str | None = None
     routes: RouteRecord | None = None  # when --routes set them up
@@ -200,7 +202,7 @@ def load(interface: str, directory: Path | None = None) -> State | None:
     fwmark = data.get("fwmark")
     if fwmark is not None and not isinstance(fwmark, int):
         raise StateError(f"corrupt state file {path}: field 'fwmark' invalid")
-    dns = _dns(data, path)
+    dns = _optional(dns_state_from_json, data.get("dns"), path) or DnsState()
     return State(
         interface=interface,
         applied_at=applied_at,
@@ -252,16 +254,6 @@ def _sub(parse: Callable[[Any], T], data: Any, path: Path) -> T:
         return parse(data)
     except StateError as exc:
         raise StateError(f"corrupt state file {path}: {exc}") from exc
-
-
-def _dns(data: dict[str, Any], path: Path) -> dict[str, Any] | None:
-    dns = data.get("dns")
-    if dns is not None and not (
-        isinstance(dns, dict) and isinstance(dns.get("record"), dict | None)
-        and isinstance(dns.get("servers", []), list)
-    ):
-        raise StateError(f"corrupt state file {path}: field 'dns' invalid")
-    return dns
 
 
 def _family_key(name: str, version: int) -> int | None:

@@ -61,9 +61,8 @@ def _interface_dict(s: InterfaceStatus, host: HostFacts) -> dict[str, Any]:
         }
         endpoints = [{"address": e.address, "port": e.port, "name": e.name, "pinned": e.name is None}
                      for e in state.endpoints]
-        d = state.dns or {}
-        dns = {"servers": list(d.get("servers", [])), "lock": bool(d.get("lock")),
-               "backend": d.get("backend") or "none", "outside": list(s.dns_outside)}
+        dns = {"servers": list(state.dns.servers), "lock": state.dns.lock,
+               "backend": state.dns.backend or "none", "outside": list(s.dns_outside)}
     return {
         "interface": f.interface, "verdict": s.verdict.name, "summary": s.summary,
         "recorded": state is not None, "link": link, "handshake": handshake, "killswitch": killswitch,
