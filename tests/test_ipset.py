@@ -75,13 +75,11 @@ def test_payload_refuses_names_that_are_not_ours() -> None:
 # ---- routes: record and chain text ----------------------------------------------------------
 
 def _record(interface: str = "wg0") -> routes.RouteRecord:
-    record = routes.RouteRecord(interface, 1 << 8, routes.MARK_MASK, 52821, 32001, "nf_tables")
-    for family in (4, 6):
-        record.families[f"ipv{family}"] = routes._family_record(
-            interface, family, 1 << 8, routes.MARK_MASK, 52821, 32001
-        )
-    record.sysctls = [{"key": f"net/ipv4/conf/{interface}/rp_filter", "old": "1", "new": "2"}]
-    return record
+    mark, mask = 1 << 8, routes.MARK_MASK
+    families = {f"ipv{family}": routes._family_record(interface, family, mark, mask, 52821, 32001)
+                for family in (4, 6)}
+    sysctls = [{"key": f"net/ipv4/conf/{interface}/rp_filter", "old": "1", "new": "2"}]
+    return routes.RouteRecord(interface, mark, mask, 52821, 32001, "nf_tables", families, sysctls)
 
 
 def test_record_round_trips_through_json() -> None:
@@ -98,8 +96,9 @@ def test_record_round_trips_through_json() -> None:
 
 def test_nft_records_have_no_chains_of_their_own_and_read_back() -> None:
     """With nft the marks are chains of the block's table: the record names none."""
-    record = routes.RouteRecord("wg0", 1 << 8, routes.MARK_MASK, 52821, 32001, "", backend="nft")
-    record.families["ipv4"] = routes._family_record("wg0", 4, 1 << 8, routes.MARK_MASK, 52821, 32001, "nft")
+    family = routes._family_record("wg0", 4, 1 << 8, routes.MARK_MASK, 52821, 32001, "nft")
+    record = routes.RouteRecord("wg0", 1 << 8, routes.MARK_MASK, 52821, 32001, "", {"ipv4": family},
+                                backend="nft")
     assert record.families["ipv4"].chains == {}
     assert route_record_from_json(json.loads(json.dumps(asdict(record)))) == record
 

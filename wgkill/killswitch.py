@@ -163,7 +163,7 @@ def _engage(
     result = Engaged(interface, decision.policy, {}, decision.warnings
                      + _warnings(interface, options, families, config, decision))
     if options.dry_run:
-        result.payloads = dict(decision.plan.payloads)
+        result.payloads = firewall.preview(decision.plan)
         if decision.excluding is not None:
             result.payloads.update(firewall.exclusion_payloads(decision.excluding))
         return result

@@ -187,7 +187,7 @@ def dns_state_from_json(data: Any) -> DnsState:
     return DnsState(tuple(servers), tuple(domains), data.get("lock", False), backend, record)
 
 
-@dataclass
+@dataclass(frozen=True)
 class FamilyRoutes:
     """What ``wgkill.routes.setup`` put in place for one family."""
 
@@ -197,7 +197,7 @@ class FamilyRoutes:
     chains: dict[str, str]  # key (mangle, nat, guard) -> our chain (none where the block's table holds them)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RouteRecord:
     """Exactly what ``wgkill.routes.setup`` added, for the state."""
 

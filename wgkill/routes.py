@@ -59,6 +59,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,12 @@ SLOTS = tuple(slot for slot in range(1, 16) if slot != (51820 & MARK_MASK) >> MA
 TABLE_BASE = 52820  # tables 52821..52835: clear of wg-quick's 51820 + n
 PRIORITY_BASE = 32000  # 32001..32015: before main (32766) and wg-quick's auto rules (32765, 32764)
 _FAMILY_FLAG = {4: "-4", 6: "-6"}
+
+
+def _family_records(interface: str, families: Sequence[int], mark: int, table: int, priority: int,
+                    backend: str) -> dict[str, FamilyRoutes]:
+    return {f"ipv{family}": _family_record(interface, family, mark, MARK_MASK, table, priority, backend)
+            for family in families}
 
 
 def _family_record(interface: str, family: int, mark: int, mask: int, table: int,
@@ -222,11 +229,8 @@ def plan(interface: str, families: Sequence[int] = (4, 6), *, wg_fwmark: int | N
     slot = allocate(wg_fwmark)
     mark, table, priority = slot << MARK_SHIFT, TABLE_BASE + slot, PRIORITY_BASE + slot
     variant = backend_class(backend).route_variant()
-    record = RouteRecord(interface, mark, MARK_MASK, table, priority, variant, backend=backend)
-    for family in families:
-        record.families[f"ipv{family}"] = _family_record(interface, family, mark, MARK_MASK, table, priority,
-                                                         backend)
-    return record
+    return RouteRecord(interface, mark, MARK_MASK, table, priority, variant,
+                       _family_records(interface, families, mark, table, priority, backend), backend=backend)
 
 
 def setup(
@@ -255,10 +259,9 @@ def setup(
     mark, table, priority = previous.mark, previous.table, previous.priority
     variant = previous.iptables_variant
     firewall = make_backend(previous.backend)
-    record = RouteRecord(interface, mark, MARK_MASK, table, priority, variant, backend=previous.backend)
-    for family in families:
-        record.families[f"ipv{family}"] = _family_record(interface, family, mark, MARK_MASK, table, priority,
-                                                         previous.backend)
+    record = RouteRecord(interface, mark, MARK_MASK, table, priority, variant,
+                         _family_records(interface, families, mark, table, priority, previous.backend),
+                         backend=previous.backend)
 
     # 1. routes in our table: nothing uses the table before the rule exists. Into the tunnel
     #    only while it is up (the guard repairs a dropped tunnel's rule: the fallback suffices).
@@ -272,10 +275,10 @@ def setup(
         firewall.apply_route_marks(interface, family, variant, mark, MARK_MASK, endpoints_here, wg_fwmark)
     # 3. replies on the tunnel must pass the IPv4 reverse-path filter.
     if 4 in families:
-        record.sysctls = _loosen_rp_filter(interface) or [
+        record = replace(record, sysctls=_loosen_rp_filter(interface) or [
             change for change in (previous.sysctls if previous else [])
             if change["key"] == rp_filter_key(interface) and _read_sysctl(change["key"]) == change["new"]
-        ]  # already loosened by the previous run: keep its "old" for teardown
+        ])  # already loosened by the previous run: keep its "old" for teardown
     # 4. the rules: this is where traffic moves, one family at a time.
     for family in families:
         present = any(_rule_matches(r, mark, MARK_MASK, table, priority) for r in _rules(family))

@@ -12,6 +12,11 @@ ip6tables are separate alternatives on Debian, so one variant for both could
 look for the IPv6 chain in the wrong place. A version-1 state (wgkill 0.1:
 iptables, one variant for both families, ``"ipv4"`` keys) is read into the
 same records, so a tunnel brought up before an upgrade comes down cleanly.
+
+Everything below the top level is parsed into typed records at load
+(``wgkill.records``: endpoints, each family's policy, ``--routes``, the DNS
+part; ``wgkill.exclusion``): a corrupt one refuses the whole state here, exit 4,
+before any operation has changed anything, and no module downstream reads dicts.
 """
 
 import fcntl

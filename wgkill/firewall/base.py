@@ -55,7 +55,13 @@ class Backend(ABC):
 
     @abstractmethod
     def plan(self, policy: KillSwitchPolicy, split: PrefixList | None, *, cache: bool = True) -> Plan:
-        """Render the payload for ``policy``; ``cache``: rendered text may be kept for the next run."""
+        """Render the payload for ``policy``, reading no table; ``cache``: rendered text may be kept
+        for the next run."""
+
+    def preview(self, plan: Plan) -> dict[str, str]:
+        """--dry-run: the payloads ``apply`` would feed now, by label. The one place a plan meets
+        the live tables (iptables: its restore input depends on the jumps already there)."""
+        return dict(plan.payloads)
 
     @abstractmethod
     def record(self, plan: Plan, state: statefile.State) -> None:
