@@ -162,6 +162,22 @@ def test_dry_run_prints_payloads_and_changes_nothing(lab: Lab, backend: str) -> 
     assert not lab.state_dir.exists()
 
 
+def test_dry_run_over_an_applied_block_prints_what_apply_would_feed_now(iptables_lab: Lab) -> None:
+    """iptables' restore input depends on the jumps already there: --dry-run reads the live tables
+    for it (Backend.preview, as apply does), the plan does not. The block in place with its jump
+    first: nothing is inserted or deleted, and nothing changes."""
+    lab = iptables_lab
+    tunnel = lab.add_tunnel()
+    lab.wg_quick("up", tunnel)
+    before = rules(lab)
+    done = lab.client("wgkill-up", "--dry-run", tunnel.iface, "--backend", "iptables")
+    assert "# iptables-restore -w -n" in done.stdout and f":wgkill-{tunnel.iface} - [0:0]" in done.stdout
+    assert "-I OUTPUT" not in done.stdout and "-D OUTPUT" not in done.stdout
+    assert rules(lab) == before
+    lab.wg_quick("down", tunnel)
+    assert wgkill_lines(lab) == []
+
+
 @contextmanager
 def _umask(mask: int) -> Iterator[None]:
     """The process umask (inherited by wg-quick and its hooks) for the block only."""
