@@ -1,4 +1,5 @@
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ from wgkill import dns, hostpins
 from wgkill import state as statefile
 from wgkill.dns import resolvfile
 from wgkill.errors import ConfigError, DnsError, UsageError
+from wgkill.records import EndpointRule
 from wgkill.wgconf import parse_config
 
 CONFIG = parse_config("[Interface]\nDNS = 192.0.2.129, corp.example, 2001:db8:7::1\n")
@@ -34,9 +36,16 @@ def test_plan_refuses_bad_values(kwargs: dict, error: type) -> None:
         dns.plan(None, **kwargs)
 
 
-def test_plan_refuses_bad_config_entry() -> None:
-    with pytest.raises(ConfigError, match=r"1\.2\.3"):
-        dns.plan(parse_config("[Interface]\nDNS = 1.2.3\n"))
+@pytest.mark.parametrize("entry", ["1.2.3", "127.0.0.1:5300", "[::1]:5300"])
+def test_plan_refuses_bad_config_entry(entry: str) -> None:
+    """``DNS =`` is read by the one validator wgkill-render uses (``wgconf.dns_address``): an address,
+    no port (wg-quick's resolvconf line names none; ``--dns`` takes ADDR:PORT for resolved)."""
+    with pytest.raises(ConfigError, match=re.escape(f"DNS = entry {entry!r} is not an IP address")):
+        dns.plan(parse_config(f"[Interface]\nDNS = {entry}\n"))
+
+
+def test_plan_takes_a_port_from_the_dns_flag_only() -> None:
+    assert dns.plan(None, dns=["127.0.0.1:5300"]).resolvers == ("127.0.0.1:5300",)
 
 
 def _plan(*servers: str, lock_file: bool = False) -> dns.DnsPlan:
@@ -145,8 +154,8 @@ def test_hosts_pins_only_recorded_names(fs, monkeypatch: pytest.MonkeyPatch) -> 
     assert hostpins.pin("wg0") == []  # nothing recorded: a first bring-up resolves normally
     statefile.save(statefile.State(
         interface="wg0", applied_at="t", backend="iptables",
-        endpoints=[{"address": "198.51.100.2", "port": 51820, "name": "vpn.example.com"},
-                   {"address": "203.0.113.9", "port": 51820, "name": None}],
+        endpoints=(EndpointRule("198.51.100.2", 51820, "vpn.example.com"),
+                   EndpointRule("203.0.113.9", 51820)),
     ), directory)
     assert hostpins.pin("wg0") == ["198.51.100.2 vpn.example.com # wgkill-pin:wg0"]
     hostpins.pin("wg0")  # twice: still one line

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import goldenfiles
@@ -27,11 +28,11 @@ _check = goldenfiles.checker("payloads")
 
 
 def test_record_round_trip_and_refusals() -> None:
-    assert ExclusionRecord.from_dict(RECORD.to_dict()) == RECORD
-    for bad in ({**RECORD.to_dict(), "cgroup": "../init.scope"}, {**RECORD.to_dict(), "mark": 0},
-                {**RECORD.to_dict(), "mark": "51820"}, {**RECORD.to_dict(), "families": [4, 4]},
-                {**RECORD.to_dict(), "interface": "-j ACCEPT"}, {**RECORD.to_dict(), "version": 9},
-                {**RECORD.to_dict(), "extra": 1}, None):
+    assert ExclusionRecord.from_dict(asdict(RECORD)) == RECORD
+    for bad in ({**asdict(RECORD), "cgroup": "../init.scope"}, {**asdict(RECORD), "mark": 0},
+                {**asdict(RECORD), "mark": "51820"}, {**asdict(RECORD), "families": [4, 4]},
+                {**asdict(RECORD), "interface": "-j ACCEPT"}, {**asdict(RECORD), "version": 9},
+                {**asdict(RECORD), "extra": 1}, None):
         with pytest.raises(StateError):
             ExclusionRecord.from_dict(bad)
 

@@ -36,3 +36,34 @@ def test_explicit_request_wins(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_nft_missing_means_it_does_not_work(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     assert firewall.nft_works() is False
+
+
+def test_an_iptables_plan_reads_no_table_and_its_preview_reads_the_live_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plans are pure: the restore input against the live tables (which a jump already there changes)
+    is built only by ``preview`` (``--dry-run``), as ``apply`` builds it, never by ``plan``."""
+    from payload_cases import CASES
+
+    from wgkill.firewall.iptables import FilterSnapshot, IptablesBackend, IptablesFamily, chain_specs
+    from wgkill.policy import build_policy
+
+    policy = build_policy("wg0", CASES["full-tunnel"], None, families=(4,))
+    specs = chain_specs(policy.families[0])
+    jump = specs[0].jump
+    live = FilterSnapshot(chains={specs[0].chain}, rules={specs[0].hook: ["-j ACCEPT", jump]})  # displaced
+    read: list[int] = []
+
+    def snapshot(self: IptablesFamily, table: str = "filter") -> FilterSnapshot:
+        read.append(self.family)
+        return live
+
+    monkeypatch.setattr(IptablesFamily, "snapshot", snapshot)
+    backend = IptablesBackend({4: "nf_tables", 6: "nf_tables"})
+    plan = backend.plan(policy, None, cache=False)
+    assert read == []
+    assert plan.payloads == {"iptables-restore -w -n": IptablesFamily.apply_payload(specs, FilterSnapshot())}
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    shown = backend.preview(plan)
+    assert read == [4]
+    assert shown == {"iptables-restore -w -n": IptablesFamily.apply_payload(specs, live)}
+    assert f"-D {specs[0].hook} {jump}" in shown["iptables-restore -w -n"]  # moved first, as apply would

@@ -141,9 +141,9 @@ def test_pin_keeps_key_spelling_spacing_comment_and_crlf(tmp_path: Path) -> None
     ("[Interface]\nDNS = 1.1.1\n", ":2: invalid dns '1.1.1'"),
     ("[Interface]\nSaveConfig = yes\n", ":2: invalid saveconfig 'yes': SaveConfig must be true or false"),
     ("[Interface]\n[Wat]\nKey = 1\n", ":2: unknown section '[Wat]'"),
-    ("[Interface]\n\n[Peer]\nEndpoint = [10.0.0.1]:5\n"
+    ("[Interface]\n\n[Peer]\nEndpoint = [10.0.0.1:5\n"
      "PublicKey = rIncF/NfKymcZ2qEtcVVNJh2ElkAbzMaXs2zXo0S7RM=\n",
-     ":4: invalid endpoint '[10.0.0.1]:5'"),
+     ":4: invalid endpoint '[10.0.0.1:5'"),
     ("[Interface]\n\n[Peer]\nAllowedIPs = 0.0.0.0/0, bad\n"
      "PublicKey = rIncF/NfKymcZ2qEtcVVNJh2ElkAbzMaXs2zXo0S7RM=\n",
      ":4: invalid allowedips 'bad'"),

@@ -8,6 +8,7 @@ import pytest
 
 from wgkill import state as statefile
 from wgkill.errors import StateError
+from wgkill.records import EndpointRule
 
 DIR = Path("/var/lib/wgkill")
 
@@ -19,7 +20,7 @@ def _state(interface: str = "wg0") -> statefile.State:
         backend="iptables",
         fwmark=51820,
         config=f"/etc/wireguard/{interface}.conf",
-        endpoints=[{"address": "198.51.100.2", "port": 51820, "name": None}],
+        endpoints=(EndpointRule("198.51.100.2", 51820),),
         allowed_ips=["0.0.0.0/0", "::/0"],
         families={
             4: statefile.FamilyRecord(
@@ -67,6 +68,38 @@ def test_a_corrupt_exclusion_record_refuses_the_state_at_load(fs) -> None:
     (DIR / "wg0.json").write_text(json.dumps(data))
     with pytest.raises(StateError, match=r"corrupt state file .*bad cgroup name"):
         statefile.load("wg0", DIR)
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("policies", [{"family": 4, "interface": "wg0"}], "corrupt recorded policy"),
+    ("policies", ["not an object"], "corrupt recorded policy"),
+    ("endpoints", [{"address": "198.51.100.2; accept", "port": 51820, "name": None}], "corrupt endpoints"),
+    ("endpoints", [{"address": "198.51.100.2", "port": 70000, "name": None}], "corrupt endpoints"),
+    ("routes", {"version": 2, "interface": "wg0"}, "corrupt route record"),
+    ("routes", [], "route record of unknown version"),
+    ("dns", {"servers": ["192.0.2.1; x"], "record": None}, "corrupt dns record"),
+    ("dns", {"servers": [], "record": {"path": "/etc/passwd"}}, "names no backend wgkill has"),
+    ("dns", ["not", "an", "object"], "corrupt dns record"),
+])
+def test_a_corrupt_sub_record_refuses_the_state_at_load(fs, key: str, value: object, says: str) -> None:
+    """Every record below the top level is typed at load: one that is not what wgkill writes refuses
+    the whole state (exit 4) before an operation starts; nothing downstream parses dicts."""
+    statefile.save(_state(), DIR)
+    data = json.loads((DIR / "wg0.json").read_text())
+    data[key] = value
+    (DIR / "wg0.json").write_text(json.dumps(data))
+    with pytest.raises(StateError, match=f"corrupt state file .*{says}") as caught:
+        statefile.load("wg0", DIR)
+    assert caught.value.exit_code == 4 and "\n" not in str(caught.value)
+
+
+def test_sub_records_load_typed() -> None:
+    """What other modules get: records, never dicts (their JSON is what 0.1 and 0.2 wrote)."""
+    from dataclasses import fields
+
+    for name in ("endpoints", "policies", "routes", "exclude", "dns"):
+        kind = str(next(f.type for f in fields(statefile.State) if f.name == name))
+        assert "dict" not in kind, (name, kind)
 
 
 def test_existing_loose_directory_is_tightened(fs) -> None:

@@ -23,6 +23,7 @@ from wgkill import status
 from wgkill.cli import status as cli
 from wgkill.errors import UsageError
 from wgkill.firewall.iptables import chain_facts, is_wgkill_jump
+from wgkill.records import DnsState, EndpointRule
 from wgkill.state import FamilyRecord, State
 from wgkill.status import (
     ChainFacts,
@@ -57,9 +58,9 @@ def _state(**kw: object) -> State:
         for name in (4, 6)
     }
     base = {"interface": "wg0", "applied_at": "2027-01-15T08:00:00Z", "backend": "iptables",
-            "fwmark": 51820, "endpoints": [{"address": "198.51.100.2", "port": 51820, "name": None}],
+            "fwmark": 51820, "endpoints": (EndpointRule("198.51.100.2", 51820),),
             "allowed_ips": ["0.0.0.0/0", "::/0"], "families": families,
-            "dns": {"servers": [], "domains": [], "lock": False, "backend": "none", "record": None}}
+            "dns": DnsState()}
     base.update(kw)
     return State(**base)  # type: ignore[arg-type]
 
@@ -287,8 +288,8 @@ def test_worst_verdict_wins_and_a_known_leak_outranks_unknown() -> None:
 # ---- DNS --------------------------------------------------------------------------------------
 
 
-def _dns(lock: bool, servers: tuple[str, ...] = ("10.64.0.1",)) -> dict:
-    return {"servers": list(servers), "domains": [], "lock": lock, "backend": "file", "record": None}
+def _dns(lock: bool, servers: tuple[str, ...] = ("10.64.0.1",)) -> DnsState:
+    return DnsState(servers=servers, lock=lock, backend="file")
 
 
 def test_dns_lock_off_with_a_lan_resolver_is_critical_and_the_fix_drops_no_dns_lock() -> None:

@@ -1,10 +1,11 @@
+import re
 from pathlib import Path
 
 import pytest
 
 from wgkill.errors import ConfigError
 from wgkill.policy import build_policy
-from wgkill.wgconf import Endpoint, load_config, parse_config, parse_endpoint, parse_fwmark
+from wgkill.wgconf import Endpoint, load_config, parse_config, parse_endpoint, parse_fwmark, read_endpoint
 
 ARTICLE = """\
 [Interface]
@@ -54,10 +55,53 @@ def test_keys_are_case_insensitive_and_comments_anywhere() -> None:
     assert second.endpoint is None and second.public_key == "k2"
 
 
-@pytest.mark.parametrize("text", ["host", "host:0", "host:70000", "2001:db8::1:51820", "[::1]"])
-def test_bad_endpoints(text: str) -> None:
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize(("text", "host", "port"), [
+    ("[2001:db8::1]:51820", "2001:db8::1", 51820),
+    ("2001:db8::1:51820", "2001:db8::1", 51820),  # no brackets: wg splits at the last colon
+    ("[198.51.100.2]:51820", "198.51.100.2", 51820),  # wg takes any host in brackets
+    ("[vpn.example]:51820", "vpn.example", 51820),
+    ("198.51.100.2:0", "198.51.100.2", 0),  # strtoul's range, 0 included, as getaddrinfo takes it
+    ("vpn.example:65535", "vpn.example", 65535),
+    ("vpn.example:051820", "vpn.example", 51820),  # decimal, leading zeros and all
+    ("vpn_1.example.:51820", "vpn_1.example.", 51820),
+    (" \t198.51.100.2:51820\n", "198.51.100.2", 51820),  # wg's blanks
+])
+def test_endpoints_read_as_wg_reads_them(text: str, host: str, port: int) -> None:
+    """wireguard-tools src/config.c parse_endpoint: brackets to the first ], else the last colon."""
+    assert parse_endpoint(text) == Endpoint(host, port) == read_endpoint(text)
+
+
+def test_endpoint_port_by_udp_service_name() -> None:
+    """wg hands the port to getaddrinfo as a service: a name in /etc/services is a port."""
+    import socket
+
+    assert parse_endpoint("vpn.example:domain").port == socket.getservbyname("domain", "udp")
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("", "expected HOST:PORT"),
+    ("host", "expected HOST:PORT"),
+    ("host:", "expected HOST:PORT"),
+    ("host:51820:", "expected HOST:PORT"),  # the last colon: an empty port
+    ("[::1]", "no port after ]"),
+    ("[::1]:", "no port after ]"),
+    ("[::1]51820", "no port after ]"),
+    ("[::1:51820", "no ] after ["),
+    (":51820", "neither an IP address nor a hostname"),
+    ("[]:51820", "neither an IP address nor a hostname"),
+    ("vpn..example:51820", "neither an IP address nor a hostname"),
+    ("host:70000", "port above 65535"),  # glibc would wrap it to 4464
+    ("host:+51820", "nor a UDP service name"),  # strtoul would take the sign: refused
+    ("host:-1", "nor a UDP service name"),
+    ("host:0x10", "nor a UDP service name"),  # base 10 only
+    ("host:no-such-service", "nor a UDP service name"),
+])
+def test_bad_endpoints(text: str, says: str) -> None:
+    with pytest.raises(ConfigError, match="invalid Endpoint") as caught:
         parse_endpoint(text)
+    assert says in str(caught.value)
+    with pytest.raises(ValueError, match=re.escape(says)):
+        read_endpoint(text)
 
 
 @pytest.mark.parametrize(

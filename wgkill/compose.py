@@ -85,8 +85,8 @@ def peers(interface: str, recorded: Recorded | None = None) -> Peers:
         if state is None:
             continue
         try:
-            endpoints.update(PeerEndpoint(e["address"], e["port"], state.fwmark) for e in state.endpoints)
-        except (KeyError, TypeError, ValueError):
+            endpoints.update(PeerEndpoint(e.address, e.port, state.fwmark) for e in state.endpoints)
+        except ValueError:
             continue  # known by name only, like a corrupt state
     ordered = sorted(endpoints, key=lambda e: (e.address, e.port, e.fwmark or 0))
     return Peers(tuple(sorted(names)), tuple(ordered))
@@ -113,7 +113,7 @@ def recompose(changed: str, known: Recorded | None = None) -> list[str]:
             recorded = everything.states.get(interface)
             if recorded is None or not recorded.policies:
                 continue
-            policies = [FamilyPolicy.from_dict(d) for d in recorded.policies]
+            policies = list(recorded.policies)
             theirs = peers(interface, everything)
             wanted = [theirs.of(fp) for fp in policies]
             if wanted == policies:

@@ -7,7 +7,7 @@ file: a record whose fields are not what wgkill writes is refused.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import StateError, WgkillError
@@ -26,9 +26,6 @@ class ExclusionRecord:
     mark: int  # the tunnel's fwmark: wg-quick's policy rule already routes it around the tunnel
     families: list[int] = field(default_factory=list)
     version: int = RECORD_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Any) -> ExclusionRecord:

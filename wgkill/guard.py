@@ -160,16 +160,16 @@ def _reapply(recorded: statefile.State, codes: set[str]) -> None:
     if recorded.routes and codes & (_ROUTING | {"routes-chain-missing"}):
         from . import routes
 
-        record = routes.RouteRecord.from_dict(recorded.routes)
+        record = recorded.routes
         if "routes-chain-missing" not in codes:
             routes.restore_routing(record)
             return
         families = sorted(fam.family for fam in record.families.values())
-        endpoints = [(str(e["address"]), int(e["port"])) for e in recorded.endpoints]
+        endpoints = [(e.address, e.port) for e in recorded.endpoints]
         done = routes.setup(recorded.interface, families, previous=record, wg_fwmark=recorded.fwmark,
                             endpoints=endpoints)
-        if done.to_dict() != recorded.routes:
-            recorded.routes = done.to_dict()
+        if done != recorded.routes:
+            recorded.routes = done
             statefile.save(recorded)
 
 
@@ -208,7 +208,7 @@ def hold_dns(interface: str, seen: float | None = None,
             recorded = statefile.load(interface)
         except StateError:
             return None
-        record = (recorded.dns or {}).get("record") if recorded is not None else None
+        record = recorded.dns.record if recorded is not None else None
         if recorded is None or record is None:
             return None
         found = [dns.held_what(record)]
@@ -222,8 +222,7 @@ def hold_dns(interface: str, seen: float | None = None,
             return Repair(interface, found, time.monotonic() - started, failed=str(exc))
         if held is None:
             return None
-        assert recorded.dns is not None
-        recorded.dns["record"] = held
+        recorded.dns = recorded.dns.holding(held)
         statefile.save(recorded)
     return Repair(interface, found, time.monotonic() - started)
 

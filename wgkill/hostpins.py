@@ -36,7 +36,7 @@ def pin(interface: str, path: Path = HOSTS) -> list[str]:
         recorded = statefile.load(interface)
     except StateError:
         return []  # a corrupt state pins nothing; wgkill-down reports it
-    pairs = [(e["address"], e["name"]) for e in (recorded.endpoints if recorded else []) if e.get("name")]
+    pairs = [(e.address, e.name) for e in (recorded.endpoints if recorded else ()) if e.name]
     current = path.read_text() if path.exists() else ""
     kept = _without_pins(current, interface)
     lines = [f"{address} {name} {_tag(interface)}\n" for address, name in pairs]

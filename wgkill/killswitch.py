@@ -94,18 +94,18 @@ def _state_record(
         applied_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         fwmark=policy.fwmark,
         config=config.path if config else None,
-        endpoints=[{"address": e.address, "port": e.port, "name": e.name} for e in policy.endpoints],
+        endpoints=policy.endpoints,
         allowed_ips=list(policy.allowed_ips),
-        dns={
-            "servers": list(plan.servers),
-            "domains": list(plan.domains),
-            "lock": plan.lock,
-            "backend": dns_backend if plan.active else "none",
-            "record": dns_record,  # the resolver's undo, replaced once this run's change is done
-        },
+        dns=statefile.DnsState(
+            servers=plan.servers,
+            domains=plan.domains,
+            lock=plan.lock,
+            backend=dns_backend if plan.active else "none",
+            record=dns_record,  # the resolver's undo, replaced once this run's change is done
+        ),
         lockdown=options.lockdown,
         allowed_ips_file=options.allowed_ips_file,
-        policies=[fp.to_dict() for fp in policy.families],
+        policies=policy.families,
     )
 
 
@@ -164,7 +164,7 @@ def _engage(
     result = Engaged(interface, decision.policy, {}, decision.warnings
                      + _warnings(interface, options, families, config, decision))
     if options.dry_run:
-        result.payloads = dict(decision.plan.payloads)
+        result.payloads = firewall.preview(decision.plan)
         if decision.excluding is not None:
             result.payloads.update(firewall.exclusion_payloads(decision.excluding))
         return result
@@ -178,7 +178,7 @@ def _decide(
 ) -> _Decision:
     """Read the tunnel, the resolver and the earlier state, and plan every piece; changes nothing."""
     previous = _previous(interface)
-    previous_dns = (previous.dns or {}).get("record") if previous else None
+    previous_dns = previous.dns.record if previous else None
     dns_plan = dns.plan(
         config, options.dns, options.dns_domains, options.no_dns_lock, options.lock_resolv_conf,
         options.dns_backend,
@@ -295,21 +295,20 @@ def _commit(interface: str, options: UpOptions, config: WgQuickConfig | None, fi
     if d.planned is not None:
         from . import routes
 
-        record.routes = d.planned.to_dict()
+        record.routes = d.planned
         statefile.save(record)  # intent before any route moves
         done_routes = routes.setup(
             interface, d.route_families, previous=d.planned, wg_fwmark=d.policy.fwmark,
             endpoints=[(e.address, e.port) for e in d.policy.endpoints],
         )
-        record.routes = done_routes.to_dict()
+        record.routes = done_routes
     if d.previous_routes is not None and d.previous_routes is not d.planned:
         from . import routes
 
         routes.teardown(d.previous_routes)  # routed differently (or not at all) last time
     if previous is not None and previous.backend != firewall.name:
         _switch_backend(previous)  # the new block holds: remove the old one, exactly as recorded
-    record.dns = {**(record.dns or {}),
-                  "record": dns.apply(d.dns_plan, d.dns_backend, interface, d.previous_dns)}
+    record.dns = record.dns.holding(dns.apply(d.dns_plan, d.dns_backend, interface, d.previous_dns))
     statefile.save(record)
     hostpins.unpin(interface)  # the tunnel is up: the PreUp pins have done their job
     return compose.recompose(interface, d.recorded)  # the other blocks now let this tunnel out
@@ -382,11 +381,7 @@ def _switch_backend(previous: statefile.State) -> None:
 
 
 def _route_record(recorded: statefile.State | None) -> "RouteRecord | None":
-    if recorded is None or not recorded.routes:
-        return None
-    from .routes import RouteRecord
-
-    return RouteRecord.from_dict(recorded.routes)
+    return recorded.routes if recorded is not None else None
 
 
 def boot() -> list[tuple[str, str]]:

@@ -11,11 +11,10 @@ else is rejected, in IPv6 too even when the tunnel carries none.
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from .dns import DnsPlan
-from .errors import ConfigError, StateError, UsageError
+from .errors import ConfigError, UsageError
 from .names import (
     chain_name,
     forward_chain_name,
@@ -26,100 +25,12 @@ from .names import (
     validate_interface_pattern,
 )
 from .prefixes import PrefixList, merge
+from .records import EndpointRule as EndpointRule
+from .records import FamilyPolicy as FamilyPolicy
+from .records import PeerEndpoint as PeerEndpoint
+from .records import parse_mark as parse_mark
 from .tunnel import TunnelFacts
 from .wgconf import WgQuickConfig, parse_fwmark
-
-
-@dataclass(frozen=True)
-class EndpointRule:
-    """A peer endpoint the block lets UDP reach; ``name`` is its hostname, if it had one."""
-
-    address: str
-    port: int
-    name: str | None = None
-
-    @property
-    def family(self) -> int:
-        return ipaddress.ip_address(self.address).version
-
-
-@dataclass(frozen=True)
-class PeerEndpoint:
-    """Another protected tunnel's endpoint, with that tunnel's fwmark: this block lets out its
-    WireGuard packets as that tunnel's own block does, whatever route they take (an on-link
-    endpoint leaves by the uplink, not through this tunnel)."""
-
-    address: str
-    port: int
-    fwmark: int | None = None
-
-    def __post_init__(self) -> None:
-        """Read back from other tunnels' state files into rule text: only what a rule can hold."""
-        ipaddress.ip_address(self.address)
-        if type(self.port) is not int or not 0 < self.port < 65536:
-            raise ValueError(f"endpoint port {self.port!r}")
-        if self.fwmark is not None and (type(self.fwmark) is not int or not 0 < self.fwmark < 2**32):
-            raise ValueError(f"fwmark {self.fwmark!r}")
-
-    @property
-    def family(self) -> int:
-        return ipaddress.ip_address(self.address).version
-
-
-@dataclass(frozen=True)
-class FamilyPolicy:
-    """Inputs for one family's restore payload."""
-
-    family: int
-    interface: str
-    chain: str
-    comment: str
-    fwmark: int | None
-    endpoints: tuple[EndpointRule, ...]
-    reject_with: str
-    host_prefix: int
-    endpoint_lookups: tuple[str, ...] = ()
-    dns_lock: bool = False
-    dns_servers: tuple[str, ...] = ()
-    dns_any_via_tunnel: bool = False
-    dns_private_names: tuple[str, ...] = ()
-    split_set: str | None = None
-    lan: tuple[str, ...] = ()
-    forward_chain: str | None = None
-    route_mark: str | None = None  # --routes: packets so marked are routed into the tunnel
-    uplink_upkeep: bool = True
-    allow_interfaces: tuple[str, ...] = ()  # --allow-iface: out these (iptables patterns, br-+) passes
-    allow_marks: tuple[str, ...] = ()  # --allow-mark: packets carrying VALUE/MASK pass
-    peer_interfaces: tuple[str, ...] = ()  # the other tunnels wgkill protects: their outer packets are judged
-    peer_endpoints: tuple[PeerEndpoint, ...] = ()  # theirs, of this family: their own UDP passes
-    exclude_cgroup: str | None = None  # --allow-exclude: its sockets carrying ``fwmark`` pass
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types, for the state: another tunnel's up or down re-renders this family from it."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FamilyPolicy":
-        """The policy as ``to_dict`` wrote it; anything else is a StateError (never a guess)."""
-        try:
-            fields: dict[str, Any] = {
-                name: tuple(value) if isinstance(value, list) else value for name, value in data.items()
-            }
-            fields["endpoints"] = tuple(EndpointRule(**e) for e in data["endpoints"])
-            fields["peer_endpoints"] = tuple(PeerEndpoint(**e) for e in data.get("peer_endpoints", ()))
-            policy = cls(**fields)
-        except (TypeError, KeyError, ValueError) as exc:
-            raise StateError(f"corrupt recorded policy: {exc}") from exc
-        validate_interface(policy.interface)
-        for name in policy.peer_interfaces:
-            validate_interface(name)
-        for pattern in policy.allow_interfaces:
-            validate_interface_pattern(pattern)
-        for mark in policy.allow_marks:
-            parse_mark(mark)
-        if policy.chain != chain_name(policy.interface) or policy.family not in (4, 6):
-            raise StateError(f"corrupt recorded policy for {policy.interface}")
-        return policy
 
 
 @dataclass(frozen=True)
@@ -171,21 +82,6 @@ WELL_KNOWN_MARKS = (
     MarkUser("Tailscale", 0x00FF0000, ("tailscale0",)),
     MarkUser("Calico", 0xFFFF0000, ("cali+", "vxlan.calico")),
 )
-
-
-def parse_mark(text: str) -> str:
-    """``--allow-mark VALUE/MASK`` (or a bare VALUE, mask 0xffffffff) in one canonical form,
-    ``0xV/0xM`` as iptables-save prints it; a value with bits outside its mask is refused."""
-    value_text, _, mask_text = text.partition("/")
-    try:
-        value = int(value_text, 0)
-        mask = int(mask_text, 0) if mask_text else 0xFFFFFFFF
-    except ValueError as exc:
-        raise UsageError(f"--allow-mark {text!r}: expected VALUE/MASK, e.g. 0x80000/0xff0000") from exc
-    if not (0 <= value < 2**32 and 0 < mask < 2**32) or value & ~mask:
-        raise UsageError(f"--allow-mark {text!r}: VALUE and MASK are 32-bit, MASK non-zero, "
-                         "VALUE only within MASK")
-    return f"{value:#x}/{mask:#x}"
 
 
 def mark_overlaps(fwmark: int | None, links: Iterable[str]) -> list[str]:

@@ -50,11 +50,11 @@ def release(interface: str, force: bool = False, lift_lockdown: bool = False) ->
         if recorded is not None:
             check_recorded(recorded)  # a state naming chains or sets not ours is refused before any change
         result = Released(interface, recorded=recorded is not None)
-        if recorded is not None and recorded.dns and recorded.dns.get("record"):
+        if recorded is not None and recorded.dns.record:
             from . import dns
 
             # resolver first, while the block still holds; a failure keeps both
-            result.warnings += dns.revert(recorded.dns.get("record"))
+            result.warnings += dns.revert(recorded.dns.record)
         elif recorded is None:
             result.warnings.append("state unreadable: resolver configuration (if any) not restored")
         excluded = recorded is None or bool(recorded.exclude)
@@ -81,7 +81,7 @@ def _remove_rules(interface: str, recorded: statefile.State | None, excluded: bo
         from . import routes
 
         try:  # routes first: their marks name the sets removed below
-            routes.teardown(routes.RouteRecord.from_dict(recorded.routes))
+            routes.teardown(recorded.routes)
         except (FirewallError, PrerequisiteError) as exc:
             failures.append(str(exc))
     if excluded:  # the marks go first: excluded packets then meet the block, never the uplink

@@ -41,7 +41,6 @@ BACKUP_SUFFIX = ".bak"
 
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _PREFIX = re.compile(r"[^/]+(/[0-9]{1,3})?")
-_ENDPOINT = re.compile(r"\[(?P<v6>[^\[\]]+)\]:(?P<port6>[0-9]+)|(?P<host>[^:\[\]]+):(?P<port>[0-9]+)")
 _HOOK_UNSAFE_CHARS = frozenset("#%")
 # C0/C1 controls and DEL (Cc, U+0085 included), invisible format characters (Cf), lone surrogates
 # (undecodable argv bytes, Cs), and the line and paragraph separators U+2028/U+2029 (Zl, Zp).
@@ -105,44 +104,22 @@ def dns_entry(value: str) -> str:
     """A ``DNS =`` item: a server address, or a search domain, told apart as wg-quick does."""
     if wgconf.is_dns_address(value):
         try:
-            ipaddress.ip_address(value)
+            return wgconf.dns_address(value)
         except ValueError as exc:
             raise Invalid("expected a DNS server address or a search domain") from exc
-        return value
     try:
         return domain(value)
     except Invalid as exc:
         raise Invalid("expected a DNS server address or a search domain") from exc
 
 
-def port(value: str) -> int:
-    if not value.isdigit() or not 0 < int(value) < 65536:
-        raise Invalid("port must be 1-65535")
-    return int(value)
-
-
 def endpoint(value: str) -> Endpoint:
-    """``HOST:PORT``, ``IPv4:PORT`` or ``[IPv6]:PORT``; a hostname must be a valid DNS name."""
-    match = _ENDPOINT.fullmatch(value.strip())
-    if not match:
-        raise Invalid("expected HOST:PORT, or [IPv6]:PORT for an IPv6 address")
-    if match.group("v6") is not None:
-        host, number = match.group("v6"), port(match.group("port6"))
-        try:
-            if ipaddress.ip_address(host).version != 6:
-                raise Invalid("only IPv6 addresses go in brackets")
-        except ValueError as exc:
-            raise Invalid("expected an IPv6 address in the brackets") from exc
-        return Endpoint(host, number)
-    host, number = match.group("host"), port(match.group("port"))
+    """``HOST:PORT`` or ``[IPv6]:PORT``, read as wg reads it (``wgconf.read_endpoint``, shared with
+    the config reader)."""
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        try:
-            domain(host)
-        except Invalid as exc:
-            raise Invalid("the host is neither an IP address nor a valid hostname") from exc
-    return Endpoint(host, number)
+        return wgconf.read_endpoint(value)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def keepalive(value: str) -> int:

@@ -85,7 +85,7 @@ def replan(recorded: statefile.State, policies: list[FamilyPolicy]) -> None:
     if recorded.nft is not None and previous.nft is not None:
         recorded.nft.set_entries = previous.nft.set_entries
     firewall.apply(plan, recorded, previous)
-    recorded.policies = [fp.to_dict() for fp in policies]
+    recorded.policies = tuple(policies)
     statefile.save(recorded)
 
 
@@ -107,6 +107,6 @@ def nft_text(recorded: statefile.State) -> str | None:
         return recorded.nft.payload
     if not recorded.policies:
         return None
-    policies = [FamilyPolicy.from_dict(d) for d in recorded.policies]
+    policies = list(recorded.policies)
     split = recorded_split(recorded) if any(fp.split_set for fp in policies) else None
     return nft_payload(_policy(recorded, policies, split), split)

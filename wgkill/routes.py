@@ -59,7 +59,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,100 +67,41 @@ from .errors import FirewallError, PrerequisiteError, StateError
 from .firewall import backend as make_backend
 from .firewall import backend_class
 from .names import validate_interface
+from .records import (
+    ROUTE_RECORD_VERSION,
+    UNREACHABLE_METRIC,
+    FamilyRoutes,
+    route_routes,
+    route_rule,
+    rp_filter_key,
+)
+from .records import RouteRecord as RouteRecord
 from .runner import CommandError, run
-from .state import BACKENDS
 
-RECORD_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # 1: wgkill 0.1 (marks in bits 24-27, no postrouting guard): removed as recorded
+RECORD_VERSION = ROUTE_RECORD_VERSION  # what setup writes (wgkill.records reads 1 and 2)
 MARK_SHIFT = 8
 MARK_MASK = 0x00000F00  # bits 8-11: clear of k8s (0xc000), tailscale (0xff0000), calico (0xffff0000)
 # wg-quick's fwmarks (51820 + n = 0xca6c...) hold 0xa in this field: that value is never ours.
 SLOTS = tuple(slot for slot in range(1, 16) if slot != (51820 & MARK_MASK) >> MARK_SHIFT)
 TABLE_BASE = 52820  # tables 52821..52835: clear of wg-quick's 51820 + n
 PRIORITY_BASE = 32000  # 32001..32015: before main (32766) and wg-quick's auto rules (32765, 32764)
-UNREACHABLE_METRIC = 4294967295
 _FAMILY_FLAG = {4: "-4", 6: "-6"}
 
 
-@dataclass
-class FamilyRoutes:
-    """What ``setup`` put in place for one family."""
-
-    family: int
-    set_name: str
-    rule: str  # as given to `ip rule add/del`
-    routes: list[str]  # as given to `ip route replace/del`
-    chains: dict[str, str]  # key (mangle, nat, guard: see _HOOKS) -> our chain (none with nft)
-    jumps: list[dict[str, str]]  # {"table", "chain", "spec"} as iptables-save prints them
-
-
-@dataclass
-class RouteRecord:
-    """Exactly what ``setup`` added; JSON-serialisable (``to_dict``/``from_dict``) for the state."""
-
-    interface: str
-    mark: int
-    mask: int
-    table: int
-    priority: int
-    iptables_variant: str  # "" with the nft backend
-    families: dict[str, FamilyRoutes] = field(default_factory=dict)
-    sysctls: list[dict[str, str]] = field(default_factory=list)  # {"key", "old", "new"}
-    version: int = RECORD_VERSION
-    backend: str = "iptables"  # "nft": the marks live in the kill switch's table
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RouteRecord:
-        """Rebuild a record from its JSON form; anything malformed is a StateError."""
-        try:
-            if data.get("version") not in READABLE_VERSIONS:
-                raise StateError(f"route record of unknown version {data.get('version')!r}")
-            families = {
-                name: FamilyRoutes(**value) for name, value in dict(data["families"]).items()
-            }
-            record = cls(**{**data, "families": families})
-        except (TypeError, KeyError, ValueError, AttributeError) as exc:
-            raise StateError(f"corrupt route record: {exc}") from exc
-        validate_interface(record.interface)
-        if record.backend not in BACKENDS:
-            raise StateError(f"route record of unknown backend {record.backend!r}")
-        numbers = (record.mark, record.mask, record.table, record.priority)
-        if not all(type(v) is int and 0 < v < 2**32 for v in numbers) or record.mark & ~record.mask:
-            raise StateError("corrupt route record: bad mark, mask, table or priority")
-        # Commands are rebuilt from these numbers, never taken from the file: a record
-        # whose text differs from what setup would have written is refused.
-        for name, fam in record.families.items():
-            family = {"ipv4": 4, "ipv6": 6}.get(name)
-            expected = family and _family_record(record.interface, family, record.mark, record.mask,
-                                                 record.table, record.priority, record.backend,
-                                                 record.version)
-            if fam != expected:
-                raise StateError(f"route record for {record.interface}: {name} is not what wgkill writes")
-        for change in record.sysctls:  # teardown writes these back: only our one key, only digits
-            if (not isinstance(change, dict) or set(change) != {"key", "old", "new"}
-                    or change["key"] != sysctl_key(record.interface)
-                    or not all(isinstance(change[k], str) and change[k].isdigit() for k in ("old", "new"))):
-                raise StateError(f"route record for {record.interface}: a sysctl wgkill does not change")
-        return record
+def _family_records(interface: str, families: Sequence[int], mark: int, table: int, priority: int,
+                    backend: str) -> dict[str, FamilyRoutes]:
+    return {f"ipv{family}": _family_record(interface, family, mark, MARK_MASK, table, priority, backend)
+            for family in families}
 
 
 def _family_record(interface: str, family: int, mark: int, mask: int, table: int,
                    priority: int, backend: str = "iptables", version: int = RECORD_VERSION) -> FamilyRoutes:
-    """One family's part of the record; its set, chains and jumps are the backend's (no binary needed)."""
-    set_name, chains, jumps = backend_class(backend).route_parts(interface, family, version)
+    """One family's part of the record; its chains are the backend's (no binary needed)."""
     return FamilyRoutes(
         family=family,
-        set_name=set_name,
-        rule=f"fwmark {mark:#x}/{mask:#x} lookup {table} priority {priority}",
-        routes=[
-            f"default dev {interface} table {table}",
-            f"unreachable default metric {UNREACHABLE_METRIC} table {table}",
-        ],
-        chains=chains,
-        jumps=jumps,
+        rule=route_rule(mark, mask, table, priority),
+        routes=route_routes(interface, table),
+        chains=backend_class(backend).route_chains(interface, version),
     )
 
 
@@ -266,7 +207,7 @@ def _write_sysctl(key: str, value: str) -> None:
 def _loosen_rp_filter(interface: str) -> list[dict[str, str]]:
     """If IPv4 rp_filter is strict for ``interface`` (max of all and the interface), make the
     interface loose: replies from listed destinations arrive on it unmarked."""
-    key = sysctl_key(interface)
+    key = rp_filter_key(interface)
     own, every = _read_sysctl(key), _read_sysctl("net/ipv4/conf/all/rp_filter")
     if own is None or every is None or max(int(own), int(every)) != 1:
         return []
@@ -288,11 +229,8 @@ def plan(interface: str, families: Sequence[int] = (4, 6), *, wg_fwmark: int | N
     slot = allocate(wg_fwmark)
     mark, table, priority = slot << MARK_SHIFT, TABLE_BASE + slot, PRIORITY_BASE + slot
     variant = backend_class(backend).route_variant()
-    record = RouteRecord(interface, mark, MARK_MASK, table, priority, variant, backend=backend)
-    for family in families:
-        record.families[f"ipv{family}"] = _family_record(interface, family, mark, MARK_MASK, table, priority,
-                                                         backend)
-    return record
+    return RouteRecord(interface, mark, MARK_MASK, table, priority, variant,
+                       _family_records(interface, families, mark, table, priority, backend), backend=backend)
 
 
 def setup(
@@ -321,10 +259,9 @@ def setup(
     mark, table, priority = previous.mark, previous.table, previous.priority
     variant = previous.iptables_variant
     firewall = make_backend(previous.backend)
-    record = RouteRecord(interface, mark, MARK_MASK, table, priority, variant, backend=previous.backend)
-    for family in families:
-        record.families[f"ipv{family}"] = _family_record(interface, family, mark, MARK_MASK, table, priority,
-                                                         previous.backend)
+    record = RouteRecord(interface, mark, MARK_MASK, table, priority, variant,
+                         _family_records(interface, families, mark, table, priority, previous.backend),
+                         backend=previous.backend)
 
     # 1. routes in our table: nothing uses the table before the rule exists. Into the tunnel
     #    only while it is up (the guard repairs a dropped tunnel's rule: the fallback suffices).
@@ -338,10 +275,10 @@ def setup(
         firewall.apply_route_marks(interface, family, variant, mark, MARK_MASK, endpoints_here, wg_fwmark)
     # 3. replies on the tunnel must pass the IPv4 reverse-path filter.
     if 4 in families:
-        record.sysctls = _loosen_rp_filter(interface) or [
+        record = replace(record, sysctls=_loosen_rp_filter(interface) or [
             change for change in (previous.sysctls if previous else [])
-            if change["key"] == sysctl_key(interface) and _read_sysctl(change["key"]) == change["new"]
-        ]  # already loosened by the previous run: keep its "old" for teardown
+            if change["key"] == rp_filter_key(interface) and _read_sysctl(change["key"]) == change["new"]
+        ])  # already loosened by the previous run: keep its "old" for teardown
     # 4. the rules: this is where traffic moves, one family at a time.
     for family in families:
         present = any(_rule_matches(r, mark, MARK_MASK, table, priority) for r in _rules(family))
@@ -455,8 +392,3 @@ def missing(record: RouteRecord) -> list[tuple[str, str, str]]:
         gone = firewall.missing_route_marks(fam.family, record.iptables_variant, fam.chains)
         missing += [(name, "chain", what) for what in gone]
     return missing
-
-
-def sysctl_key(interface: str) -> str:
-    """The rp_filter key for ``interface`` in sysctl's slash form (names may contain dots)."""
-    return f"net/ipv4/conf/{validate_interface(interface)}/rp_filter"

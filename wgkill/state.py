@@ -12,30 +12,46 @@ ip6tables are separate alternatives on Debian, so one variant for both could
 look for the IPv6 chain in the wrong place. A version-1 state (wgkill 0.1:
 iptables, one variant for both families, ``"ipv4"`` keys) is read into the
 same records, so a tunnel brought up before an upgrade comes down cleanly.
+
+Everything below the top level is parsed into typed records at load
+(``wgkill.records``: endpoints, each family's policy, ``--routes``, the DNS
+part; ``wgkill.exclusion``): a corrupt one refuses the whole state here, exit 4,
+before any operation has changed anything, and no module downstream reads dicts.
 """
 
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import fileio
 from .errors import StateError
 from .exclusion import ExclusionRecord
+from .records import (
+    BACKENDS,
+    EndpointRule,
+    FamilyPolicy,
+    RouteRecord,
+    dns_state_from_json,
+    endpoints_from_json,
+    policy_from_json,
+    route_record_from_json,
+)
+from .records import DnsState as DnsState
 
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
-BACKENDS = ("iptables", "nft")
 DEFAULT_DIR = "/var/lib/wgkill"
 LOCK_NAME = ".lock"
 # Written by earlier versions and read by none, skipped at load: the hash of a payload (the payload
 # or the chain bodies are recorded), and the top-level copies of --allow-iface/--allow-mark (each
 # family's recorded policy holds them).
 RETIRED = frozenset({"payload_sha256", "allow_interfaces", "allow_marks"})
+T = TypeVar("T")
 
 
 def state_dir() -> Path:
@@ -77,16 +93,16 @@ class State:
     backend: str = "iptables"
     fwmark: int | None = None
     config: str | None = None
-    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    endpoints: tuple[EndpointRule, ...] = ()
     allowed_ips: list[str] = field(default_factory=list)
     families: dict[int, FamilyRecord] = field(default_factory=dict)  # backend iptables
     nft: NftRecord | None = None  # backend nft
-    dns: dict[str, Any] | None = None
+    dns: DnsState = field(default_factory=DnsState)  # (null in some old states: nothing changed)
     lockdown: bool = False
     allowed_ips_file: str | None = None
-    routes: dict[str, Any] | None = None  # wgkill.routes.RouteRecord, when --routes set them up
-    policies: list[dict[str, Any]] = field(default_factory=list)  # FamilyPolicy.to_dict() per family
-    exclude: ExclusionRecord | None = None  # with --allow-exclude; parsed (and refused if corrupt) at load
+    routes: RouteRecord | None = None  # when --routes set them up
+    policies: tuple[FamilyPolicy, ...] = ()  # per family: another tunnel's up or down re-renders it
+    exclude: ExclusionRecord | None = None  # with --allow-exclude
     version: int = VERSION
 
     def to_json(self) -> str:
@@ -162,8 +178,9 @@ def save(state: State, directory: Path | None = None) -> Path:
     return path
 
 
-def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
-    value = data.get(key)
+def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path,
+             default: Any = None) -> Any:
+    value = data.get(key, default)
     if not isinstance(value, kind):
         raise StateError(f"corrupt state file {path}: field {key!r} missing or invalid")
     return value
@@ -198,23 +215,23 @@ def load(interface: str, directory: Path | None = None) -> State | None:
     fwmark = data.get("fwmark")
     if fwmark is not None and not isinstance(fwmark, int):
         raise StateError(f"corrupt state file {path}: field 'fwmark' invalid")
-    dns = _dns(data, path)
+    dns = _optional(dns_state_from_json, data.get("dns"), path) or DnsState()
     return State(
         interface=interface,
         applied_at=applied_at,
         backend=backend,
         fwmark=fwmark,
         config=data.get("config"),
-        endpoints=_require(data, "endpoints", list, path),
+        endpoints=_sub(endpoints_from_json, _require(data, "endpoints", list, path), path),
         allowed_ips=_require(data, "allowed_ips", list, path),
         families=families,
         nft=nft,
         dns=dns,
         lockdown=data.get("lockdown") is True,
-        routes=data["routes"] if isinstance(data.get("routes"), dict) else None,
-        exclude=_exclusion(data.get("exclude"), path),
+        routes=_optional(route_record_from_json, data.get("routes"), path),
+        exclude=_optional(ExclusionRecord.from_dict, data.get("exclude"), path),
         allowed_ips_file=data["allowed_ips_file"] if isinstance(data.get("allowed_ips_file"), str) else None,
-        policies=_dicts(data, "policies", path),
+        policies=tuple(_sub(policy_from_json, d, path) for d in _require(data, "policies", list, path, [])),
     )
 
 
@@ -240,30 +257,16 @@ def _families(data: dict[str, Any], version: int, path: Path) -> dict[int, Famil
     return families
 
 
-def _exclusion(data: Any, path: Path) -> ExclusionRecord | None:
-    if data is None:
-        return None
+def _optional(parse: Callable[[Any], T], data: Any, path: Path) -> T | None:
+    return None if data is None else _sub(parse, data, path)
+
+
+def _sub(parse: Callable[[Any], T], data: Any, path: Path) -> T:
+    """A typed sub-record, parsed at load: corrupt, it refuses the whole state (StateError)."""
     try:
-        return ExclusionRecord.from_dict(data)
+        return parse(data)
     except StateError as exc:
         raise StateError(f"corrupt state file {path}: {exc}") from exc
-
-
-def _dns(data: dict[str, Any], path: Path) -> dict[str, Any] | None:
-    dns = data.get("dns")
-    if dns is not None and not (
-        isinstance(dns, dict) and isinstance(dns.get("record"), dict | None)
-        and isinstance(dns.get("servers", []), list)
-    ):
-        raise StateError(f"corrupt state file {path}: field 'dns' invalid")
-    return dns
-
-
-def _dicts(data: dict[str, Any], key: str, path: Path) -> list[dict[str, Any]]:
-    value = data.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise StateError(f"corrupt state file {path}: field {key!r} invalid")
-    return value
 
 
 def _family_key(name: str, version: int) -> int | None:

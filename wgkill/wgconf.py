@@ -42,7 +42,7 @@ WG_KEYS = {INTERFACE: frozenset({"listenport", "fwmark", "privatekey"}),
 _SPELLING = {"[interface]": "[Interface]", "[peer]": "[Peer]"}
 _IFS = re.compile(r"[ \t\n]+")  # bash's default IFS: how wg-quick splits ${value//,/ }
 _DNS_ADDRESS = re.compile(r"(^[0-9.]+$)|(^.*:.*$)")  # wg-quick's own test
-_ENDPOINT = re.compile(r"^\[?([^\[\]]+?)\]?:([0-9]{1,5})$")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")  # a hostname's label (getaddrinfo takes _ too)
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,62 @@ class Endpoint:
 
 
 def parse_endpoint(text: str) -> Endpoint:
-    """Parse ``host:port`` or ``[v6]:port``; raise ConfigError if it is neither."""
-    match = _ENDPOINT.match(text.strip(BLANKS))
-    if not match or not 0 < int(match.group(2)) < 65536:
-        raise ConfigError(f"invalid Endpoint {text!r}: expected HOST:PORT or [IPv6]:PORT")
-    host = match.group(1)
-    if ":" in host and not text.strip(BLANKS).startswith("["):
-        raise ConfigError(f"invalid Endpoint {text!r}: IPv6 addresses need brackets")
-    return Endpoint(host, int(match.group(2)))
+    """``Endpoint`` as wg reads it (``read_endpoint``); ConfigError, one line, if not."""
+    try:
+        return read_endpoint(text)
+    except ValueError as exc:
+        raise ConfigError(f"invalid Endpoint {_shown(text)}: {exc}") from None
+
+
+def read_endpoint(text: str) -> Endpoint:
+    """``Endpoint`` as wg reads it; ValueError (the reason) if wg would not, or wgkill cannot.
+
+    The one parser for the config reader, ``wg show`` output and wgkill-render. It splits as
+    ``parse_endpoint`` in wireguard-tools' src/config.c: after a leading ``[`` the host runs to the
+    first ``]``, which a ``:`` and a non-empty port must follow; else the host is everything before
+    the *last* ``:`` (so ``2001:db8::1:51820`` is host 2001:db8::1, port 51820, as wg reads it).
+    The port then goes to getaddrinfo as a service: decimal digits read as strtoul would, 0-65535
+    (glibc would also take a sign and wrap above 65535: both refused), or a UDP service name. The
+    host is an IP literal or a hostname (dot-separated labels of letters, digits, ``-``, ``_``).
+    """
+    value = text.strip(BLANKS)
+    if value.startswith("["):
+        host, close, rest = value[1:].partition("]")
+        if not close:
+            raise ValueError("no ] after [")
+        if not rest.startswith(":") or len(rest) == 1:
+            raise ValueError("no port after ]")
+        service = rest[1:]
+    else:
+        host, colon, service = value.rpartition(":")
+        if not colon or not service:
+            raise ValueError("expected HOST:PORT or [IPv6]:PORT")
+    return Endpoint(_endpoint_host(host), _endpoint_port(service))
+
+
+def _endpoint_host(host: str) -> str:
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    if not name or len(name) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in name.split(".")):
+        raise ValueError("the host is neither an IP address nor a hostname")
+    return host
+
+
+def _endpoint_port(service: str) -> int:
+    if service.isascii() and service.isdecimal():
+        if int(service) > 0xFFFF:
+            raise ValueError("port above 65535")
+        return int(service)
+    import socket  # only for a service name: wgconf is on the hook path
+
+    try:
+        return socket.getservbyname(service, "udp")
+    except (OSError, UnicodeError) as exc:
+        raise ValueError("port neither 0-65535 nor a UDP service name") from exc
 
 
 # ---- lines ---------------------------------------------------------------------------------------
@@ -264,6 +312,14 @@ def is_dns_address(value: str) -> bool:
     """Whether a ``DNS =`` item is a server address (else a search domain), by wg-quick's own test:
     digits and dots, or anything with a colon. wgkill-render and the config reader share it."""
     return _DNS_ADDRESS.match(value) is not None
+
+
+def dns_address(value: str) -> str:
+    """A ``DNS =`` server item (``is_dns_address``): an IP address, as it is, else ValueError.
+    wg-quick hands it to resolvconf as a ``nameserver`` line, which names no port (``ADDR:PORT``
+    is ``--dns``'s, for resolved). wgkill-render and ``wgkill-up``'s DNS plan share it."""
+    ipaddress.ip_address(value)
+    return value
 
 
 def parse_fwmark(value: str) -> int:

@@ -15,10 +15,12 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 from wgkill import ipset, names, prefixes, routes, runner
 from wgkill.errors import StateError, WgkillError
+from wgkill.records import route_record_from_json
 from wgkill.tunnel import read_tunnel
 
 V4_BASE = 11 << 24  # 11.0.0.0 up: clear of every lab address (192.0.2/24, 198.51.100/24, 203.0.113/24)
@@ -61,7 +63,7 @@ def _up(args: argparse.Namespace) -> dict[str, object]:
                           previous=previous)
     timings["routes"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
-    return {"record": record.to_dict(), "counts": counts, "read": listed.read,
+    return {"record": asdict(record), "counts": counts, "read": listed.read,
             "normalised": listed.normalised, "timings": timings}
 
 
@@ -73,16 +75,15 @@ def record_from_json(text: str) -> routes.RouteRecord:
         raise StateError(f"corrupt route record: {exc}") from exc
     if not isinstance(data, dict):
         raise StateError("corrupt route record: not a JSON object")
-    return routes.RouteRecord.from_dict(data)
+    return route_record_from_json(data)
 
 
 def _down(args: argparse.Namespace) -> dict[str, object]:
     record = record_from_json(Path(args.record).read_text())
     started = time.perf_counter()
     removed = routes.teardown(record)
-    destroyed = [
-        fam.set_name for fam in record.families.values() if ipset.destroy(fam.set_name)
-    ]
+    sets = [names.set_name(record.interface, fam.family) for fam in record.families.values()]
+    destroyed = [name for name in sets if ipset.destroy(name)]
     return {"removed": removed, "destroyed": destroyed, "seconds": time.perf_counter() - started}
 
 

@@ -1,5 +1,6 @@
 """Bad input and broken pieces in the lab: one line, a documented code, never a leak."""
 
+import json
 import os
 import stat
 from collections.abc import Iterator
@@ -44,6 +45,33 @@ def test_corrupt_state_keeps_blocking_until_force(lab: Lab) -> None:
     assert wgkill_lines(lab) == [] and state(lab, tunnel) is None
     lab.wg_quick("down", tunnel)  # nothing recorded now: PreDown succeeds
     assert_open_uplink(lab)
+
+
+@pytest.mark.parametrize(("where", "corrupt"), [
+    ("policy", lambda d: d["policies"][0].update(chain="OUTPUT")),
+    ("endpoint", lambda d: d["endpoints"][0].update(port="51820; accept")),
+    ("dns", lambda d: d.update(dns=["not", "an", "object"])),
+])
+def test_a_corrupt_record_inside_the_state_refuses_at_load_and_changes_nothing(
+        lab: Lab, where: str, corrupt) -> None:  # type: ignore[no-untyped-def]
+    """The state is parsed into typed records at load: a bad sub-record refuses the whole state,
+    exit 4, before wgkill-down removes anything (not halfway through, the DNS put back first)."""
+    tunnel = lab.add_tunnel()
+    lab.wg_quick("up", tunnel)
+    applied = rules(lab)
+    path = lab.state_dir / f"{tunnel.iface}.json"
+    data = json.loads(path.read_text())
+    corrupt(data)
+    path.write_text(json.dumps(data))
+    before = path.read_bytes()
+    done = lab.client("wgkill-down", tunnel.iface, check=False)
+    assert done.returncode == 4, (where, done.stderr)
+    assert len(done.stderr.splitlines()) == 1 and "corrupt state file" in done.stderr
+    assert rules(lab) == applied and path.read_bytes() == before
+    lab.client("ip", "link", "set", tunnel.iface, "down")
+    assert_blocked(lab)
+    lab.client("wgkill-down", "--force", tunnel.iface)
+    lab.wg_quick("down", tunnel)
 
 
 def _failing_shim(lab: Lab, name: str) -> str:
@@ -132,6 +160,22 @@ def test_dry_run_prints_payloads_and_changes_nothing(lab: Lab, backend: str) -> 
         assert f"-I OUTPUT 1 -m comment --comment \"wgkill:{tunnel.iface}\"" in done.stdout
     assert rules(lab) == before
     assert not lab.state_dir.exists()
+
+
+def test_dry_run_over_an_applied_block_prints_what_apply_would_feed_now(iptables_lab: Lab) -> None:
+    """iptables' restore input depends on the jumps already there: --dry-run reads the live tables
+    for it (Backend.preview, as apply does), the plan does not. The block in place with its jump
+    first: nothing is inserted or deleted, and nothing changes."""
+    lab = iptables_lab
+    tunnel = lab.add_tunnel()
+    lab.wg_quick("up", tunnel)
+    before = rules(lab)
+    done = lab.client("wgkill-up", "--dry-run", tunnel.iface, "--backend", "iptables")
+    assert "# iptables-restore -w -n" in done.stdout and f":wgkill-{tunnel.iface} - [0:0]" in done.stdout
+    assert "-I OUTPUT" not in done.stdout and "-D OUTPUT" not in done.stdout
+    assert rules(lab) == before
+    lab.wg_quick("down", tunnel)
+    assert wgkill_lines(lab) == []
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import ConfigError, UsageError
-from ..wgconf import WgQuickConfig
+from ..wgconf import WgQuickConfig, dns_address
 
 RESOLVED_SOCKET = "/run/systemd/resolve/io.systemd.Resolve"
 BACKENDS = ("auto", "resolved", "resolvconf", "file", "none")
@@ -106,10 +106,12 @@ def plan(
     checked, resolvers = [], []
     for server in servers:
         try:
-            address, port = parse_resolver(server)
+            address, port = parse_resolver(server if dns else dns_address(server))
         except ValueError as exc:
-            error = UsageError if dns else ConfigError
-            raise error(f"{source} entry {server!r} is not an IP address (or ADDR:PORT, [V6]:PORT)") from exc
+            if not dns:  # DNS = goes to resolvconf as a nameserver line: an address, no port
+                raise ConfigError(f"{source} entry {server!r} is not an IP address") from exc
+            raise UsageError(
+                f"{source} entry {server!r} is not an IP address (or ADDR:PORT, [V6]:PORT)") from exc
         checked.append(address)
         resolvers.append(_resolver_text(address, port))
     search = tuple(_valid_domain(d) for d in (config.dns_search if config else ()))

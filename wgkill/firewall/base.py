@@ -55,7 +55,13 @@ class Backend(ABC):
 
     @abstractmethod
     def plan(self, policy: KillSwitchPolicy, split: PrefixList | None, *, cache: bool = True) -> Plan:
-        """Render the payload for ``policy``; ``cache``: rendered text may be kept for the next run."""
+        """Render the payload for ``policy``, reading no table; ``cache``: rendered text may be kept
+        for the next run."""
+
+    def preview(self, plan: Plan) -> dict[str, str]:
+        """--dry-run: the payloads ``apply`` would feed now, by label. The one place a plan meets
+        the live tables (iptables: its restore input depends on the jumps already there)."""
+        return dict(plan.payloads)
 
     @abstractmethod
     def record(self, plan: Plan, state: statefile.State) -> None:
@@ -95,10 +101,9 @@ class Backend(ABC):
 
     @staticmethod
     @abstractmethod
-    def route_parts(interface: str, family: int,
-                    version: int) -> tuple[str, dict[str, str], list[dict[str, str]]]:
-        """For one family's route record: the set the marks match, our chains by key (mangle, nat,
-        guard) and their jumps ({"table", "chain", "spec"}); none where the block's table holds them."""
+    def route_chains(interface: str, version: int) -> dict[str, str]:
+        """For a family's route record: our chains by key (mangle, nat, guard); none where the
+        block's table holds them."""
 
     @abstractmethod
     def apply_route_marks(self, interface: str, family: int, variant: str, mark: int, mask: int,

@@ -293,12 +293,17 @@ class IptablesBackend(Backend):
                 })
         sets = {fp.family: fp.split_set for fp in policy.families}
         data = IptablesPlan(specs, prerendered, removals, sets, split)
-        payloads = {}
-        for family, chains in specs.items():
-            snap = self.family(family).snapshot() if os.geteuid() == 0 else FilterSnapshot()
-            label = f"{_TOOL[family]}-restore -w -n"
-            payloads[label] = self.family(family).apply_payload(chains, snap)
+        # Against tables holding no jump of ours; ``apply`` and ``preview`` read the live ones.
+        payloads = {f"{_TOOL[family]}-restore -w -n": prerendered[family]["fresh"] for family in specs}
         return Plan(self.name, payloads, data)
+
+    def preview(self, plan: Plan) -> dict[str, str]:
+        data: IptablesPlan = plan.data
+        payloads = {}
+        for family, chains in data.specs.items():
+            snap = self.family(family).snapshot() if os.geteuid() == 0 else FilterSnapshot()  # user: none
+            payloads[f"{_TOOL[family]}-restore -w -n"] = self.family(family).apply_payload(chains, snap)
+        return payloads
 
     def record(self, plan: Plan, state: statefile.State) -> None:
         from .. import state as statefile
@@ -442,12 +447,8 @@ class IptablesBackend(Backend):
         return detect_variant(4)
 
     @staticmethod
-    def route_parts(interface: str, family: int,
-                    version: int) -> tuple[str, dict[str, str], list[dict[str, str]]]:
-        from . import iptables_routes
-
-        chains = route_chain_names(interface, guard=version >= 2)
-        return set_name(interface, family), chains, iptables_routes.jumps(interface, chains)
+    def route_chains(interface: str, version: int) -> dict[str, str]:
+        return route_chain_names(interface, guard=version >= 2)
 
     def apply_route_marks(self, interface: str, family: int, variant: str, mark: int, mask: int,
                           endpoints: Sequence[tuple[str, int]], wg_fwmark: int | None) -> None:

@@ -27,13 +27,6 @@ TABLES = ("mangle", "nat")
 _HOST_BITS = {4: 32, 6: 128}
 
 
-def jumps(interface: str, chains: dict[str, str]) -> list[dict[str, str]]:
-    """The jumps to ``chains`` as the route record keeps them: {"table", "chain", "spec"}."""
-    comment = route_jump_comment(interface)
-    return [{"table": HOOKS[key][0], "chain": HOOKS[key][1], "spec": jump_spec(chain, comment)}
-            for key, chain in chains.items()]
-
-
 def chain_bodies(
     interface: str, family: int, mark: int, mask: int,
     endpoints: Sequence[tuple[str, int]] = (), wg_fwmark: int | None = None,

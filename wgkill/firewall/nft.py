@@ -226,9 +226,8 @@ class NftBackend(Backend):
         return ""
 
     @staticmethod
-    def route_parts(interface: str, family: int,
-                    version: int) -> tuple[str, dict[str, str], list[dict[str, str]]]:
-        return f"dst{family}", {}, []
+    def route_chains(interface: str, version: int) -> dict[str, str]:
+        return {}
 
     def apply_route_marks(self, interface: str, family: int, variant: str, mark: int, mask: int,
                           endpoints: Sequence[tuple[str, int]], wg_fwmark: int | None) -> None:

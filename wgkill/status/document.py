@@ -80,12 +80,10 @@ def _interface_dict(s: InterfaceStatus, host: HostFacts) -> dict[str, Any]:
             } for c in f.chains],
             "sets": [{"name": x.name, "entries": x.entries} for x in f.sets],
         }
-        endpoints = [{"address": str(e.get("address")), "port": e.get("port"),
-                      "name": e.get("name"), "pinned": e.get("name") is None}
-                     for e in state.endpoints if isinstance(e, dict)]
-        d = state.dns or {}
-        dns = {"servers": list(d.get("servers", [])), "lock": bool(d.get("lock")),
-               "backend": d.get("backend") or "none", "outside": list(s.dns_outside)}
+        endpoints = [{"address": e.address, "port": e.port, "name": e.name, "pinned": e.name is None}
+                     for e in state.endpoints]
+        dns = {"servers": list(state.dns.servers), "lock": state.dns.lock,
+               "backend": state.dns.backend or "none", "outside": list(s.dns_outside)}
     return {
         "interface": f.interface, "verdict": s.verdict.name, "summary": s.summary,
         "recorded": state is not None, "link": link, "handshake": handshake, "killswitch": killswitch,

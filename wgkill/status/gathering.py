@@ -84,8 +84,7 @@ def read_rules(facts: InterfaceFacts, ipv6: bool, snaps: Snapshots) -> None:
         from .. import routes
 
         try:
-            record = routes.RouteRecord.from_dict(state.routes)
-            facts.route_gaps = [RouteGap(*gap) for gap in routes.missing(record)]
+            facts.route_gaps = [RouteGap(*gap) for gap in routes.missing(state.routes)]
         except WgkillError as exc:
             facts.read_errors.append(f"cannot read the --routes rules and routes: {exc}")
 

@@ -65,8 +65,7 @@ def plan_probes(host: HostFacts, targets: dict[int, str] | None = None, port: in
     configured, else to the target."""
     targets = targets or DEFAULT_TARGETS
     if dns_servers is None:
-        tunnel = {canonical(s) for f in host.interfaces if f.state and f.state.dns
-                  for s in f.state.dns.get("servers", [])}
+        tunnel = {canonical(s) for f in host.interfaces if f.state for s in f.state.dns.servers}
         dns_servers = [r.address for r in host.resolvers
                        if r.address not in tunnel and not is_loopback(r.address)]
     specs = []

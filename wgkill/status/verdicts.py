@@ -184,8 +184,7 @@ def _exclusion_problems(facts: InterfaceFacts) -> list[Problem]:
 
 def dns_outside(facts: InterfaceFacts, resolvers: Sequence[Nameserver]) -> list[str]:
     """Configured resolvers that are neither the tunnel's nor on loopback nor on the tunnel link."""
-    dns = (facts.state.dns if facts.state else None) or {}
-    tunnel = {canonical(s) for s in dns.get("servers", []) if isinstance(s, str)}
+    tunnel = {canonical(s) for s in (facts.state.dns.servers if facts.state else ())}
     outside = []
     for r in resolvers:
         address = canonical(r.address)
@@ -231,9 +230,9 @@ def judge_interface(facts: InterfaceFacts, host: HostFacts) -> InterfaceStatus:
                                     "it can leak",
                                     _reapply_fix(facts), iface))
     problems += _exclusion_problems(facts)
-    dns = facts.state.dns or {}
+    dns = facts.state.dns
     outside = dns_outside(facts, host.resolvers)
-    if dns.get("servers") and not dns.get("lock") and outside:
+    if dns.servers and not dns.lock and outside:
         fix = (facts.postup or f"wgkill-up {iface}").replace(" --no-dns-lock", "")
         problems.append(Problem(Verdict.CRITICAL, "dns-unlocked",
                                 f"DNS lock is off and the system also uses {', '.join(outside)}, "
