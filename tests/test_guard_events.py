@@ -18,7 +18,8 @@ def _iptables(variant: str, sets: list[str] | None = None) -> statefile.State:
 
 
 def _nft(dns: str | None = None) -> statefile.State:
-    record = {"record": {"backend": dns, "path": "/etc/resolv.conf", "link": "wg0"}} if dns else None
+    record = statefile.DnsState(record={"backend": dns, "path": "/etc/resolv.conf", "link": "wg0"}) if dns \
+        else statefile.DnsState()
     return statefile.State(interface="wg0", applied_at="2026-12-03T00:00:00Z", backend="nft",
                            nft=statefile.NftRecord(table="wgkill-wg0", payload="", sets={4: "dst4"}),
                            dns=record)

@@ -335,7 +335,7 @@ def unheard(recorded: statefile.State) -> list[str]:
 
 
 def _dns_record(recorded: statefile.State) -> dict[str, Any]:
-    record = (recorded.dns or {}).get("record")
+    record = recorded.dns.record
     return record if isinstance(record, dict) else {}
 
 
