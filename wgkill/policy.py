@@ -35,6 +35,9 @@ from .wgconf import WgQuickConfig, parse_fwmark
 
 @dataclass(frozen=True)
 class KillSwitchPolicy:
+    """Everything a block lets out, decided once from the tunnel and the options: both backends
+    render it, the state records it, and composition re-renders from it."""
+
     interface: str
     fwmark: int | None
     endpoints: tuple[EndpointRule, ...]
@@ -71,6 +74,8 @@ def lan_ranges(extra: tuple[str, ...] = (), defaults: bool = True) -> tuple[str,
 # wg-quick's default fwmark 51820 (0xca6c) has Kubernetes' two bits set on every host.
 @dataclass(frozen=True)
 class MarkUser:
+    """Another program's packet-mark bits, known by its links: the fwmark warning names it."""
+
     name: str
     bits: int
     links: tuple[str, ...]  # interface patterns, ``+`` as iptables writes it

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from .errors import StateError, UsageError, WgkillError
 from .names import chain_name, route_chain_names, validate_interface, validate_interface_pattern
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a hook pays ~4 ms)
+if TYPE_CHECKING:
+    from typing import Any
 
 BACKENDS = ("iptables", "nft")
 DNS_RECORD_BACKENDS = ("file", "resolved", "resolvconf")  # wgkill.dns' modules, by the name they record

@@ -20,6 +20,8 @@ from .names import validate_interface
 
 @dataclass
 class Released:
+    """What one wgkill-down or wgkill-release removed, and what the user should know."""
+
     interface: str
     recorded: bool
     removed: list[Removed] = field(default_factory=list)

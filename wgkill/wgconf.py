@@ -287,6 +287,8 @@ def split_list(value: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Peer:
+    """One [Peer] section, as wg reads it."""
+
     public_key: str | None = None
     endpoint: Endpoint | None = None
     allowed_ips: tuple[str, ...] = ()
@@ -294,6 +296,8 @@ class Peer:
 
 @dataclass(frozen=True)
 class WgQuickConfig:
+    """A wg-quick config, read as wg-quick and wg read it: what wgkill plans from."""
+
     path: str
     addresses: tuple[str, ...] = ()
     dns_servers: tuple[str, ...] = ()

@@ -11,10 +11,10 @@ pays only for the one its state records.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a hook pays ~4 ms)
 if TYPE_CHECKING:
     from .. import state as statefile
     from ..policy import KillSwitchPolicy

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from ..errors import FirewallError
 from ..names import nft_table_name
@@ -27,6 +26,7 @@ from .base import Backend, Inspected, Plan
 from .libnft import NftError, run_text
 from .nft_text import parse_listing
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a hook pays ~4 ms)
 if TYPE_CHECKING:
     from .. import state as statefile
     from ..exclusion import ExclusionRecord

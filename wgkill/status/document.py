@@ -6,13 +6,15 @@ The text report is read from it too, so the two always agree.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
 
 from ..firewall.facts import ChainFacts
 from .facts import HostFacts, InterfaceFacts, handshake_age
 from .verdicts import InterfaceStatus, Problem, Report
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a check pays ~4 ms)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .probing import ProbeResult
 
 SCHEMA_VERSION = 1

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .. import state as statefile
 from ..firewall.facts import ChainFacts, SetFacts
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a check pays ~4 ms)
 if TYPE_CHECKING:
     from ..tunnel import TunnelFacts
 

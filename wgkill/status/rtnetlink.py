@@ -15,7 +15,7 @@ import errno
 import os
 import struct
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from dataclasses import dataclass
 
 NETLINK_ROUTE = 0
 AF_UNSPEC, AF_INET, AF_INET6 = socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6
@@ -42,7 +42,10 @@ class KernelError(OSError):
     """The kernel answered a request with an error (NLMSG_ERROR): "no route" is one such answer."""
 
 
-class Link(NamedTuple):
+@dataclass(frozen=True)
+class Link:
+    """One link of RTM_GETLINK's dump."""
+
     ifindex: int
     name: str
     flags: int  # IFF_*
@@ -50,13 +53,19 @@ class Link(NamedTuple):
     operstate: str | None  # "UP", "DOWN", "UNKNOWN", ... (the kernel's IF_OPER_* names)
 
 
-class Address(NamedTuple):
+@dataclass(frozen=True)
+class Address:
+    """One address of RTM_GETADDR's dump."""
+
     ifindex: int
     address: str  # IFA_ADDRESS (the peer's, on a point-to-point link with a separate local address)
     prefixlen: int
 
 
-class Route(NamedTuple):
+@dataclass(frozen=True)
+class Route:
+    """One route of RTM_GETROUTE's dump (or a lookup's answer)."""
+
     family: int
     table: int
     type: int  # RTN_*: 1 unicast
@@ -65,7 +74,10 @@ class Route(NamedTuple):
     priority: int | None  # the metric
 
 
-class Rule(NamedTuple):
+@dataclass(frozen=True)
+class Rule:
+    """One policy rule of RTM_GETRULE's dump."""
+
     family: int
     priority: int | None  # absent for priority 0
     flags: int  # FIB_RULE_*: 0x2 inverted ("not")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING
 
 from .facts import (
     RESOLVED_STUBS,
@@ -22,6 +21,7 @@ from .facts import (
     is_loopback,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a check pays ~4 ms)
 if TYPE_CHECKING:
     from .probing import ProbeResult  # only a probing check imports probing
 
