@@ -1,5 +1,7 @@
+import base64
 import os
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -98,6 +100,23 @@ def test_hold_puts_ours_back_and_keeps_theirs_as_the_original(tmp_path: Path) ->
     held = resolvfile.hold(record)
     assert held is not None and path.read_bytes() == ours
     assert dns.hold(held) is None
+    assert resolvfile.revert(held) == []
+    assert path.read_text() == "nameserver 198.51.100.99\n"
+
+
+def test_hold_waits_for_a_writer_that_truncated_first(tmp_path: Path) -> None:
+    """The guard hears a rewrite the moment the file is truncated: the text the writer puts there
+    50 ms later is the original that release restores, never the empty file in between."""
+    path = tmp_path / "resolv.conf"
+    path.write_text("nameserver 203.0.113.53\n")
+    record = resolvfile.apply(_plan(), "wg0", path=path)
+    with open(path, "wb") as writer:  # open(path, "w"): truncated, nothing written yet
+        timer = threading.Timer(0.05, lambda: (writer.write(b"nameserver 198.51.100.99\n"), writer.flush()))
+        timer.start()
+        held = resolvfile.hold(record)
+        timer.join()
+    assert held is not None
+    path.write_bytes(base64.b64decode(held["written_b64"]))  # ours, as hold put it back before the write
     assert resolvfile.revert(held) == []
     assert path.read_text() == "nameserver 198.51.100.99\n"
 

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import os
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from . import GLIBC_MAX_NAMESERVERS, DnsPlan
 RESOLV_CONF = Path("/etc/resolv.conf")
 FS_IOC_GETFLAGS = 0x80086601
 FS_IMMUTABLE_FL = 0x10
+SETTLE_SECONDS, SETTLE_ROUNDS = 0.02, 10  # another program's rewrite, read until it stops changing
 
 
 def is_immutable(path: Path) -> bool:
@@ -117,13 +119,28 @@ def hold(record: dict[str, Any]) -> dict[str, Any] | None:
         return None
     link = os.readlink(path) if path.is_symlink() else None
     try:
-        original = None if link is not None or not path.exists() else path.read_bytes()
+        original = None if link is not None or not path.exists() else _settled(path)
         mode = path.stat().st_mode & 0o7777 if original is not None else int(record["mode"])
         write_atomic(path, base64.b64decode(record["written_b64"]), int(record["mode"]), in_place=True)
     except OSError as exc:
         raise DnsError(f"cannot put back {path}: {exc.strerror}") from exc
     return {**record, "symlink": link, "mode": mode,
             "original_b64": None if original is None else base64.b64encode(original).decode()}
+
+
+def _settled(path: Path) -> bytes:
+    """The other program's version once it stopped changing. The guard hears a rewrite at once,
+    and a writer that truncates first (``open(path, "w")``, ``echo >``) may not have written yet:
+    adopting that empty file as the original would make wgkill-down restore an empty resolv.conf.
+    Two equal reads ``SETTLE_SECONDS`` apart settle it; an empty file is given the full rounds."""
+    previous = path.read_bytes()
+    for _ in range(SETTLE_ROUNDS):
+        time.sleep(SETTLE_SECONDS)
+        current = path.read_bytes()
+        if current == previous and current:
+            return current
+        previous = current
+    return previous
 
 
 def _ours(path: Path, record: dict[str, Any]) -> bool:
