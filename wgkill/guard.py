@@ -48,6 +48,7 @@ from typing import Any
 from . import events
 from . import state as statefile
 from .errors import StateError, UsageError, WgkillError
+from .firewall import backend_class
 from .kernel import ipv6_available, require_root
 from .names import GUARD_RECORD, validate_interface
 
@@ -324,11 +325,7 @@ def unheard(recorded: statefile.State) -> list[str]:
     """What of ``recorded`` sends no event when another program changes it, so that only a poll
     finds it: iptables-legacy rules, ipsets (the iptables backend's split sets), systemd-resolved's
     settings for the link. nftables (iptables-nft's rules included), links, routes and rules do."""
-    found = []
-    if recorded.nft is None and "legacy" in [recorded.variant(family) for family in recorded.families]:
-        found.append("iptables-legacy")
-    if recorded.nft is None and recorded.split_sets():
-        found.append("ipset")
+    found = backend_class(recorded.backend).silent(recorded)
     if _dns_record(recorded).get("backend") == "resolved":
         found.append("systemd-resolved")
     return found

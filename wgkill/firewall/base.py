@@ -94,6 +94,12 @@ class Backend(ABC):
     def inspect(self, state: statefile.State, ipv6: bool) -> Inspected:
         """The recorded chains and sets as they are now, and what could not be read."""
 
+    @staticmethod
+    @abstractmethod
+    def silent(state: statefile.State) -> list[str]:
+        """What of this block another program can change without an event (the guard polls only
+        for these): nothing in nftables, whose every change is announced (iptables-nft's too)."""
+
     # ---- --routes: the marks that route a split tunnel's set into it (wgkill.routes) ---------
 
     @staticmethod

@@ -443,6 +443,12 @@ class IptablesBackend(Backend):
         return chains, sets, errors
 
     @staticmethod
+    def silent(state: statefile.State) -> list[str]:
+        """iptables-legacy rules and ipsets: neither announces a change (nf_tables does)."""
+        legacy = "legacy" in [state.variant(family) for family in state.families]
+        return (["iptables-legacy"] if legacy else []) + (["ipset"] if state.split_sets() else [])
+
+    @staticmethod
     def route_variant() -> str:
         return detect_variant(4)
 

@@ -222,6 +222,10 @@ class NftBackend(Backend):
     # ---- --routes: chains ``route`` and ``route_nat`` of the tunnel's own table, in the plan -----
 
     @staticmethod
+    def silent(state: statefile.State) -> list[str]:
+        return []
+
+    @staticmethod
     def route_variant() -> str:
         return ""
 
