@@ -7,7 +7,8 @@ Each entry says who reads it. Anything else vulture reports is dead code: delete
 import shlex
 
 from wgkill import status
-from wgkill.firewall.nft import NftFamily, NftTable
+from wgkill.cli.args import Parser
+from wgkill.firewall.nft_render import NftFamily, NftTable
 from wgkill.policy import FamilyPolicy
 
 NftFamily.nfproto  # templates/nft/table.nft.j2: the family's nfproto match
@@ -23,3 +24,5 @@ FamilyPolicy.uplink_upkeep  # templates/killswitch.rules.j2, nft/_rules.j2: DHCP
 shlex.shlex.whitespace_split  # wgkill/confedit.py sets it; shlex reads it
 
 status.__getattr__  # PEP 562: Python calls it for the names wgkill.status loads on first use
+
+Parser._get_formatter  # argparse calls it for every help text and usage line

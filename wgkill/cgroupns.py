@@ -13,13 +13,13 @@ namespace is touched.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import PrerequisiteError
+from .runner import find
 
 TARGET = "/sys/fs/cgroup"
 
@@ -28,7 +28,7 @@ def argv_for(command: Sequence[str], root: Path) -> list[str]:
     """``command`` as is where cgroup2 is already at /sys/fs/cgroup, else wrapped to mount it there."""
     if str(root) == TARGET:
         return list(command)
-    unshare = shutil.which("unshare")
+    unshare = find("unshare")
     if unshare is None:
         raise PrerequisiteError("unshare not found on PATH: install util-linux")
     return [unshare, "--mount", "--propagation", "private", "--",
@@ -49,7 +49,7 @@ def main(argv: Sequence[str]) -> None:
         sys.exit("usage: python -m wgkill.cgroupns -- COMMAND [ARGS...]")
     if not _own_mount_namespace():
         sys.exit("wgkill.cgroupns: refusing to mount outside a private mount namespace (use unshare)")
-    mount = shutil.which("mount")
+    mount = find("mount")
     if mount is None:
         sys.exit("wgkill.cgroupns: mount not found on PATH: install mount")
     done = subprocess.run([mount, "-t", "cgroup2", "cgroup2", TARGET], capture_output=True, text=True,

@@ -20,13 +20,12 @@ by a rule cannot be destroyed: remove the rules first.
 """
 
 import re
-import shutil
 import time
 from operator import methodcaller
 
 from .errors import FirewallError, PrerequisiteError
 from .names import CHAIN_PREFIX, temp_set_name
-from .runner import CommandError, run
+from .runner import CommandError, find, run
 
 IPSET = "ipset"
 FAMILIES = {4: "inet", 6: "inet6"}
@@ -95,7 +94,7 @@ def restore_payload(name: str, family: int, prefixes: list[str] | tuple[str, ...
 
 def _binary() -> str:
     """The ipset binary, resolved before any change (Debian package ``ipset``)."""
-    path = shutil.which(IPSET)
+    path = find(IPSET)
     if path is None:
         raise PrerequisiteError("ipset not found on PATH: install the ipset package")
     return path

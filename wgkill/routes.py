@@ -57,7 +57,6 @@ may be called twice and with pieces already gone.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -76,7 +75,7 @@ from .records import (
     rp_filter_key,
 )
 from .records import RouteRecord as RouteRecord
-from .runner import CommandError, run
+from .runner import CommandError, find, run
 
 RECORD_VERSION = ROUTE_RECORD_VERSION  # what setup writes (wgkill.records reads 1 and 2)
 MARK_SHIFT = 8
@@ -109,7 +108,7 @@ def _family_record(interface: str, family: int, mark: int, mask: int, table: int
 
 
 def _ip() -> str:
-    path = shutil.which("ip")
+    path = find("ip")
     if path is None:
         raise PrerequisiteError("ip not found on PATH: install iproute2")
     return path

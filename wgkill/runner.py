@@ -24,11 +24,36 @@ class CommandError(WgkillError):
         super().__init__(f"{shlex.join(self.argv)}: {said}")
 
 
+def find(name: str, path: str | None = None) -> str | None:
+    """Where ``name`` runs from on ``path`` (default PATH), None if nowhere: ``shutil.which``'s
+    POSIX rules (a name with a slash is checked as it is; an executable file, not a directory),
+    without importing shutil (bz2, lzma, fnmatch: about 5 ms of every hook)."""
+    def runnable(candidate: str) -> bool:
+        return os.access(candidate, os.X_OK) and not os.path.isdir(candidate)
+
+    if os.sep in name:
+        return name if runnable(name) else None
+    if path is None:
+        path = os.environ.get("PATH")
+        if path is None:
+            try:
+                path = os.confstr("CS_PATH") or os.defpath
+            except (AttributeError, ValueError):
+                path = os.defpath
+    seen: set[str] = set()
+    for directory in path.split(os.pathsep):
+        if directory in seen:
+            continue
+        seen.add(directory)
+        candidate = os.path.join(directory, name)
+        if runnable(candidate):
+            return candidate
+    return None
+
+
 def which(name: str) -> str:
     """Resolve a binary once, before any change, so we fail before the first rule."""
-    import shutil  # imported when used: the hooks' path often runs no binary at all
-
-    path = shutil.which(name)
+    path = find(name)
     if path is None:
         raise PrerequisiteError(f"{name} not found on PATH: {_HINTS.get(name, 'install it')}")
     return path

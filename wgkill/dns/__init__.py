@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from ..errors import ConfigError, UsageError
+from ..runner import find
 from ..wgconf import WgQuickConfig, dns_address
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a hook pays ~4 ms)
@@ -154,11 +155,9 @@ def detect_backend(requested: str = "auto") -> str:
     """resolved if it runs, else resolvconf if installed, else the plain file."""
     if requested != "auto":
         return requested
-    import shutil
-
-    if shutil.which("resolvectl") and resolved_running():
+    if find("resolvectl") and resolved_running():
         return "resolved"
-    if shutil.which("resolvconf"):
+    if find("resolvconf"):
         return "resolvconf"
     return "file"
 

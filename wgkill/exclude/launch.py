@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from ..cgroups import Cgroup, command_of, unified_root
 from ..errors import CommandNotFoundError, ExecError, PrerequisiteError, UsageError
 from ..kernel import require_root
 from ..names import exclude_cgroup
+from ..runner import find
 from . import ExclusionRecord, recorded_exclusions
 
 LOG_NAME = "exclude.log"
@@ -75,7 +75,7 @@ def find_command(name: str, path: str) -> str:
         if not os.access(name, os.X_OK) or os.path.isdir(name):
             raise ExecError(f"{name}: not executable")
         return name
-    found = shutil.which(name, path=path)
+    found = find(name, path=path)
     if found is None:
         raise CommandNotFoundError(f"{name}: command not found on PATH={path}")
     return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UsageError
+from ..runner import find
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a hook pays ~4 ms)
 if TYPE_CHECKING:
@@ -41,10 +42,7 @@ class Removed:
 def nft_works() -> bool:
     """Whether ``nft`` is installed and can talk to the kernel (``nft list tables`` works: in-process
     through libnftables where it is installed, else the binary)."""
-    import shutil
-    import subprocess
-
-    path = shutil.which("nft")
+    path = find("nft")
     if path is None:
         return False
     from .libnft import NftError, available, run_text
@@ -55,6 +53,8 @@ def nft_works() -> bool:
         except NftError:
             return False
         return True
+    import subprocess
+
     try:
         done = subprocess.run([path, "list", "tables"], capture_output=True, check=False, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
@@ -84,10 +84,8 @@ def check_recorded(state: statefile.State) -> None:
 
 def installed() -> list[str]:
     """The backends whose tools are on PATH: where a lost state's rules may be, found by name."""
-    import shutil
-
     tools = {"nft": "nft", "iptables": "iptables-restore"}
-    return [name for name, tool in tools.items() if shutil.which(tool)]
+    return [name for name, tool in tools.items() if find(tool)]
 
 
 def backend_class(name: str) -> type[Backend]:

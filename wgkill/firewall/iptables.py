@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ from ..names import (
     route_chain_names,
     set_name,
 )
-from ..runner import CommandError, run, which
+from ..runner import CommandError, find, run, which
 from ..templating import render
 from . import Removed
 from .base import Backend, Inspected, Plan
@@ -45,7 +44,7 @@ _VARIANT_INFIX = {"nf_tables": "nft", "legacy": "legacy"}
 
 def detect_variant(family: int = 4) -> str:
     """Which iptables the plain name on PATH runs: 'nf_tables' or 'legacy'."""
-    path = shutil.which(f"{_TOOL[family]}-restore")
+    path = find(f"{_TOOL[family]}-restore")
     if path is None:
         raise PrerequisiteError(
             f"{_TOOL[family]}-restore not found on PATH: install iptables (nft or legacy)"
@@ -148,10 +147,10 @@ class IptablesFamily:
     def _binary(self, verb: str) -> str:
         """Prefer the variant-specific name; accept the plain one if it is that variant."""
         tool = _TOOL[self.family]
-        specific = shutil.which(f"{tool}-{_VARIANT_INFIX[self.variant]}-{verb}")
+        specific = find(f"{tool}-{_VARIANT_INFIX[self.variant]}-{verb}")
         if specific:
             return specific
-        plain = shutil.which(f"{tool}-{verb}")
+        plain = find(f"{tool}-{verb}")
         if plain and detect_variant(self.family) == self.variant:
             return plain
         raise PrerequisiteError(
@@ -394,7 +393,7 @@ class IptablesBackend(Backend):
                 continue
             owned = [("OUTPUT", own), ("FORWARD", forward_chain_name(interface))]
             removed.append(self.family(family).remove(owned))
-            if shutil.which("ipset") and ipset.exists(set_name(interface, family)):
+            if find("ipset") and ipset.exists(set_name(interface, family)):
                 ipset.destroy(set_name(interface, family))
         return removed
 
