@@ -9,8 +9,8 @@ each command's wall time, and the floors in the same rounds: the article's four 
 as the hooks exit), and the interpreter with the standard modules a typed program of this kind
 imports (re, typing, dataclasses, pathlib, json, argparse). Inside the process
 (bench/budget_probe.py): imports, state file, kernel, guard socket, deciding. "start and exit" is
-the floor's; "the rest" is the command's wall time less all of the above (the entry script, and the
-noise between the two kinds of runs).
+the floor's; "unaccounted" is the command's wall time less all of the above: the two come from
+different runs (so it carries their noise), and the probe cannot see what its wrappers miss.
 """
 
 import json
@@ -98,7 +98,8 @@ def main() -> int:
     start = whole["interpreter start + exit"]
     rows = [("start and exit (interpreter)", {v: start for v in steps})]
     rows += [(key, {v: steps[v].get(key, 0.0) for v in steps}) for key in keys]
-    rows += [("the rest", {v: whole[v] - start - sum(steps[v].values()) for v in steps})]
+    rows += [("unaccounted (the command less the rows above)",
+              {v: whole[v] - start - sum(steps[v].values()) for v in steps})]
     rows += [("**whole command**", {v: whole[v] for v in steps})]
     for label, values in rows:
         cells = " | ".join(f"{values[v]:.1f}" for v in ("up", "down", "status"))

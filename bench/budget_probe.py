@@ -5,7 +5,8 @@ Run by ``bench/budget.py`` in the client namespace, in place of ``wgkill-VERB AR
 with wall-clock wrappers around the steps that can cost: the state file (load,
 save), the kernel (nftables in-process through libnftables, child processes),
 and for status its netlink and guard reads. What is left of the body is "deciding"
-(plain Python). Every loaded wgkill module's reference to a wrapped function is
+(plain Python). Imports the body makes when it first needs a module count as imports. Every
+loaded wgkill module's reference to a wrapped function is
 replaced, so ``from .libnft import run_text`` is timed too. Interpreter start and
 exit are outside this process: ``budget.py`` measures them separately. Prints one
 JSON object (milliseconds). Only what the interpreter loads at start (os, sys, time)
@@ -50,10 +51,27 @@ def main() -> int:
     spent: dict[str, float] = {}
     start = time.perf_counter()
     module = __import__(f"wgkill.cli.{verb}", fromlist=["run"])
+    for module_name, _, _ in STEPS:
+        __import__(module_name)  # the body would import it (or already has): counted as imports
     spent["imports"] = time.perf_counter() - start
+    before_body = spent["imports"]
     for module_name, name, key in STEPS:
-        __import__(module_name)  # no cost counted: the body would import it (or already has)
         wrap_everywhere(module_name, name, spent, key)
+    import builtins
+
+    real_import, depth = builtins.__import__, [0]
+
+    def timed_import(*args: object, **kwargs: object) -> object:  # modules the body imports when used
+        depth[0] += 1
+        begin = time.perf_counter()
+        try:
+            return real_import(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            depth[0] -= 1
+            if depth[0] == 0:
+                spent["imports"] = spent.get("imports", 0.0) + time.perf_counter() - begin
+
+    builtins.__import__ = timed_import  # type: ignore[assignment]
     begin = time.perf_counter()
     devnull = os.open(os.devnull, os.O_WRONLY)
     saved = os.dup(1)
@@ -64,7 +82,8 @@ def main() -> int:
         sys.stdout.flush()
         os.dup2(saved, 1)
     body = time.perf_counter() - begin
-    counted = sum(v for k, v in spent.items() if k != "imports")
+    builtins.__import__ = real_import
+    counted = spent.get("imports", 0.0) - before_body + sum(v for k, v in spent.items() if k != "imports")
     spent["deciding (other Python)"] = max(0.0, body - counted)
     import json
 
