@@ -46,10 +46,13 @@ class Recorded:
     broken: dict[str, StateError]
 
     @staticmethod
-    def load() -> "Recorded":
+    def load(skip: str | None = None) -> "Recorded":
+        """Every recorded tunnel but ``skip`` (the caller's own, which it has read already)."""
         states: dict[str, statefile.State | None] = {}
         broken: dict[str, StateError] = {}
         for name in statefile.recorded_interfaces():
+            if name == skip:
+                continue
             try:
                 validate_interface(name)
             except UsageError:

@@ -17,12 +17,14 @@ _MOUNT_POINT = (errno.EBUSY, errno.EXDEV, errno.EPERM)
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, owner: tuple[int, int] | None = None,
-                 backup: Path | None = None, in_place: bool = False) -> None:
+                 backup: Path | None = None, in_place: bool = False, durable: bool = True) -> None:
     """Replace ``path`` with ``data``, with permission bits ``mode``.
 
     ``owner``: (uid, gid) to give the file when not the caller's own.
     ``backup``: first keep the current file there, with its mode and owner.
     ``in_place``: if ``path`` cannot be renamed over (a mount point), write it in place.
+    ``durable=False``: no fsync (a cache, which a crash may lose: the next run rebuilds it);
+    still never half a file for a reader.
     """
     if backup is not None:
         current = path.stat()
@@ -36,7 +38,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, owner: tuple[int
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -44,7 +47,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, owner: tuple[int
             raise
         _write_in_place(path, data)
         return
-    _sync_directory(path.parent)
+    if durable:
+        _sync_directory(path.parent)
 
 
 def _create_temporary(path: Path) -> tuple[int, Path]:

@@ -209,7 +209,7 @@ def _decide(
         mark = exclude.check_tunnel(facts.fwmark, split is None, bool(config and config.routes_off))
         excluding = exclude.plan(interface, mark, families)
     route_mark = f"0x{planned.mark:x}/0x{planned.mask:x}" if planned else None
-    recorded = compose.Recorded.load()
+    recorded = compose.Recorded.load(skip=interface)  # its own state is `previous`
     others = compose.peers(interface, recorded)
     policy = build_policy(
         interface, facts, config, families, dns_plan, split, lan, options.gateway, route_mark,

@@ -29,12 +29,14 @@ CACHE_DIR = ".render-cache"
 
 def _templates_fingerprint() -> str:
     root = template_dir()
-    entries = sorted(
-        (os.path.relpath(os.path.join(top, name), root), os.stat(os.path.join(top, name)).st_size,
-         os.stat(os.path.join(top, name)).st_mtime_ns)
-        for top, _, names in os.walk(root) for name in names if name.endswith(".j2")
-    )
-    return repr(entries)
+    entries = []
+    for top, _, names in os.walk(root):
+        for name in names:
+            if name.endswith(".j2"):
+                path = os.path.join(top, name)
+                found = os.stat(path)
+                entries.append((os.path.relpath(path, root), found.st_size, found.st_mtime_ns))
+    return repr(sorted(entries))
 
 
 def cache_key(policy: object) -> str:
@@ -57,7 +59,7 @@ def load(interface: str, wanted: str) -> dict[str, Any] | None:
 def save(interface: str, entry: dict[str, Any]) -> None:
     """Best effort: a cache that cannot be written costs the next run a render, nothing more."""
     try:
-        statefile.write_atomic(_path(interface), json.dumps(entry))
+        statefile.write_atomic(_path(interface), json.dumps(entry), durable=False)
     except StateError:
         pass
 
@@ -82,7 +84,7 @@ def prefix_list(path: str, *, save_new: bool = True) -> prefixes.PrefixList:
         save_list = {"key": key, "v4": "\n".join(listed.v4), "v6": "\n".join(listed.v6), "read": listed.read,
                      "normalised": listed.normalised, "packed": [list(keys) for keys in listed.packed]}
         try:
-            statefile.write_atomic(_list_path(path), json.dumps(save_list))
+            statefile.write_atomic(_list_path(path), json.dumps(save_list), durable=False)
         except StateError:
             pass  # best effort, as for the rendered text
     return listed

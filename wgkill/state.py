@@ -163,11 +163,12 @@ def lock(directory: Path | None = None) -> Iterator[None]:
         os.close(fd)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` (mode 0600) so a reader sees the old file or the new one, never half."""
+def write_atomic(path: Path, text: str, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``text`` (mode 0600) so a reader sees the old file or the new one, never half.
+    ``durable=False`` for the caches beside the states: no fsync (``fileio.write_atomic``)."""
     _ensure_dir(path.parent)
     try:
-        fileio.write_atomic(path, text.encode("utf-8"), 0o600)
+        fileio.write_atomic(path, text.encode("utf-8"), 0o600, durable=durable)
     except OSError as exc:
         raise StateError(f"cannot write state {path}: {exc.strerror}") from exc
 

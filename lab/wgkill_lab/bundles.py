@@ -54,7 +54,7 @@ def fetch(bundles: Sequence[str] = tuple(BUNDLES), cache: Path | None = None, *,
     cache = cache or CACHE_DIR
     cache.mkdir(parents=True, exist_ok=True)
     roots = []
-    with _locked(cache / ".lock"):
+    with locked(cache / ".lock"):
         for bundle in bundles:
             base = cache / bundle
             if refresh or not (base / "MANIFEST").is_file():
@@ -64,7 +64,8 @@ def fetch(bundles: Sequence[str] = tuple(BUNDLES), cache: Path | None = None, *,
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (created if missing): labs on one machine take turns."""
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

@@ -4,12 +4,13 @@ The package lands in /usr/sbin, /lib/systemd and dpkg's database: one suite at a
 time on a machine. Every such test holds the package lock from install to purge.
 """
 
-import fcntl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from wgkill_lab.bundles import locked
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_LOCK = Path("/run/lock/wgkill-package-tests.lock")
@@ -32,9 +33,5 @@ def deb() -> Path:
 def package_lock() -> Iterator[None]:
     """Held while a test installs, uses and purges the package (other suites on this machine wait)."""
     PACKAGE_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with open(PACKAGE_LOCK, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with locked(PACKAGE_LOCK):
+        yield

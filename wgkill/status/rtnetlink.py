@@ -4,7 +4,7 @@ over one ``AF_NETLINK`` socket and unpacked with ``struct``.
 Why not pyroute2: its import alone costs over 100 ms, four times the article's whole rule cycle, on
 every monitoring check (issue 21); these four dumps and a lookup take about a millisecond. The parsing
 is separate from the socket (``parse_*`` take the bytes the kernel sent) so unit tests feed it
-captured replies; the records are named tuples, a tenth of a dataclass's cost to define. Message
+captured replies; the records are dataclasses (``typing.NamedTuple`` would import typing). Message
 layouts: linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h, linux/fib_rules.h.
 """
 
