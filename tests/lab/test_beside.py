@@ -13,7 +13,16 @@ from collections.abc import Callable
 
 from wgkill_lab.netns import ETC_NETNS, ISP4, VPN4, WEB4, Lab, Tunnel, _run, wait_until
 
-from .checks import assert_through_tunnel, backend_args, block_text, hooks, names_peer, state, wgkill_lines
+from .checks import (
+    Handshakes,
+    assert_through_tunnel,
+    backend_args,
+    block_text,
+    hooks,
+    names_peer,
+    state,
+    wgkill_lines,
+)
 
 BRIDGE4, CONTAINER4 = "192.0.2.65", "192.0.2.66"
 BRIDGE6, CONTAINER6 = "2001:db8:b::1", "2001:db8:b::66"
@@ -123,7 +132,7 @@ def test_two_tunnels_compose_and_the_second_keeps_only_its_endpoint_when_the_fir
     peer = lab.client("wg", "show", split.iface, "peers").stdout.strip()
     lab.client("wg", "set", split.iface, "peer", peer, "endpoint", f"{VPN4}:{split.port}")
     # its own UDP now leaves by the uplink, as its own block lets it: the second tunnel goes on
-    _wait_reachable(lab, split.server4, "the second tunnel's peer by the uplink", within=3)
+    _wait_reachable(lab, split.server4, "the second tunnel's peer by the uplink")
     assert _second_seen(lab) > 0, lab.counters()
     _only_its_own_endpoint_traffic(lab, split)
 
@@ -148,14 +157,16 @@ def test_second_tunnel_with_an_on_link_endpoint_beside_a_full_tunnel(any_lab: La
     lab.wg_quick("up", split)
     _wait_reachable(lab, split.server4, "the second tunnel's peer, first bring-up")
     lab.kill_daemon(split)  # a reconnect: wg0's block already names wg1's endpoint
+    handshakes = Handshakes(lab, split.port)
     lab.wg_quick("up", split)
-    _wait_reachable(lab, split.server4, "the second tunnel's peer after a reconnect", within=3)
+    _wait_reachable(lab, split.server4, "the second tunnel's peer after a reconnect")
+    handshakes.assert_none_refused()  # at once: its first handshake was not held for the retry
     lab.reset_counters()
     assert _ping(lab, split.server4)
     assert _second_seen(lab) > 0  # by the uplink, as the route says
     assert_through_tunnel(lab)  # everything else still through wg0
     lab.client("ip", "link", "set", full.iface, "down")  # wg0 drops: wg1 goes on, nothing else
-    _wait_reachable(lab, split.server4, "the second tunnel's peer after the first dropped", within=3)
+    _wait_reachable(lab, split.server4, "the second tunnel's peer after the first dropped")
     _only_its_own_endpoint_traffic(lab, split)
     lab.client("ip", "link", "set", full.iface, "up")
     lab.wg_quick("down", split)
