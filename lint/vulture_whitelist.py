@@ -26,3 +26,4 @@ shlex.shlex.whitespace_split  # wgkill/confedit.py sets it; shlex reads it
 status.__getattr__  # PEP 562: Python calls it for the names wgkill.status loads on first use
 
 Parser._get_formatter  # argparse calls it for every help text and usage line
+object.__hash__  # wgkill/recordclass.py sets it on records; hash(), sets and dict keys read it

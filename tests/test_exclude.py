@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import goldenfiles
@@ -18,6 +17,7 @@ from wgkill.firewall.iptables import FilterSnapshot, parse_save
 from wgkill.firewall.iptables_exclude import apply_payload
 from wgkill.names import exclude_chain_names
 from wgkill.policy import build_policy
+from wgkill.recordclass import asdict
 from wgkill.tunnel import LivePeer, TunnelFacts
 from wgkill.wgconf import Endpoint
 

@@ -1,13 +1,13 @@
 """ipset restore payloads and the routes record, without touching the system (the lab runs them)."""
 
 import json
-from dataclasses import asdict
 
 import pytest
 
 from wgkill import ipset, names, routes
 from wgkill.errors import StateError, UsageError
 from wgkill.firewall.iptables_routes import chain_bodies
+from wgkill.recordclass import asdict
 from wgkill.records import route_record_from_json
 
 LONGEST = "a" * 15

@@ -4,7 +4,6 @@ Regenerate after an intended change with WGKILL_UPDATE_GOLDEN=1 and review the d
 """
 
 import json
-from dataclasses import asdict
 
 import goldenfiles
 import pytest
@@ -13,6 +12,7 @@ from payload_cases import CASES, FEATURES, facts, render_body
 from wgkill.errors import ConfigError
 from wgkill.firewall.iptables import FilterSnapshot, IptablesFamily, chain_specs, parse_save
 from wgkill.policy import build_policy, decide_split, dns_qname_hex
+from wgkill.recordclass import asdict
 from wgkill.records import policy_from_json
 from wgkill.templating import render
 from wgkill.tunnel import TunnelFacts

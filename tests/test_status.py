@@ -12,7 +12,6 @@ import struct
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -23,6 +22,7 @@ from wgkill import status
 from wgkill.cli import status as cli
 from wgkill.errors import UsageError
 from wgkill.firewall.iptables import chain_facts, is_wgkill_jump
+from wgkill.recordclass import replace
 from wgkill.records import DnsState, EndpointRule
 from wgkill.state import FamilyRecord, State
 from wgkill.status import (

@@ -18,10 +18,10 @@ import errno
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PrerequisiteError, UsageError, WgkillError
+from .recordclass import dataclass
 
 MOUNTINFO = "/proc/self/mountinfo"
 CANDIDATES = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")  # unified host first, then hybrid

@@ -16,12 +16,11 @@ down re-renders the others' blocks from their recorded policies
 holds. A state without a recorded policy (wgkill 0.1) is left as it is.
 """
 
-from dataclasses import dataclass, replace
-
 from . import state as statefile
 from .errors import FirewallError, PrerequisiteError, StateError, UsageError
 from .names import validate_interface
 from .policy import FamilyPolicy, PeerEndpoint
+from .recordclass import dataclass, replace
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import itertools
 import os
 import re
 import shlex
-from dataclasses import dataclass
 
 from .errors import ConfigError
+from .recordclass import dataclass
 from .wgconf import BLANKS, Line, place, read_lines
 
 HOOK_KEYS = frozenset({"preup", "postup", "predown", "postdown"})

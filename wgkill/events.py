@@ -18,8 +18,9 @@ import os
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from .recordclass import dataclass, field
 
 NETLINK_ROUTE, NETLINK_NETFILTER = 0, 12
 NFNLGRP_NFTABLES = 7

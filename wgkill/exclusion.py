@@ -7,10 +7,10 @@ file: a record whose fields are not what wgkill writes is refused.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from .errors import StateError, WgkillError
 from .names import validate_interface
+from .recordclass import dataclass, field
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a hook pays ~4 ms)
 if TYPE_CHECKING:

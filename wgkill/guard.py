@@ -42,7 +42,6 @@ import select
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import events
@@ -51,6 +50,7 @@ from .errors import StateError, UsageError, WgkillError
 from .firewall import backend_class
 from .kernel import ipv6_available, require_root
 from .names import GUARD_RECORD, validate_interface
+from .recordclass import dataclass, field
 
 SETTLE = 0.005  # seconds without a further event before checking: one burst, one check
 SETTLE_MAX = 0.03  # but never wait longer than this after the first event

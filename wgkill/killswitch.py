@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import compose, dns, hostpins, prefixes
@@ -32,6 +31,7 @@ from .policy import (
     lan_ranges,
     mark_overlaps,
 )
+from .recordclass import dataclass, field
 from .replay import replay, replayable
 from .runner import run, which
 from .tunnel import read_tunnel

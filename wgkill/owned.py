@@ -35,12 +35,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import state as statefile
 from .errors import StateError, UsageError, WgkillError
 from .names import GUARD_RECORD, guard_table_name, nft_table_name, validate_interface
+from .recordclass import dataclass, field
 
 if TYPE_CHECKING:
     from .firewall.libnft import Context

@@ -11,7 +11,6 @@ else is rejected, in IPv6 too even when the tunnel carries none.
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from .dns import DnsPlan
 from .errors import ConfigError, UsageError
@@ -25,6 +24,7 @@ from .names import (
     validate_interface_pattern,
 )
 from .prefixes import PrefixList, merge
+from .recordclass import dataclass
 from .records import EndpointRule as EndpointRule
 from .records import FamilyPolicy as FamilyPolicy
 from .records import PeerEndpoint as PeerEndpoint

@@ -11,10 +11,10 @@ decide them, so that ``state`` can parse them.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, replace
 
 from .errors import StateError, UsageError, WgkillError
 from .names import chain_name, route_chain_names, validate_interface, validate_interface_pattern
+from .recordclass import dataclass, field, replace
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a hook pays ~4 ms)
 if TYPE_CHECKING:

@@ -8,14 +8,13 @@ engine, no ``iptables-save``); only when that fails (rules partly gone, a jump
 duplicated by hand) is the table read and the removal worked out afresh.
 """
 
-from dataclasses import dataclass, field
-
 from . import hostpins
 from . import state as statefile
 from .errors import FirewallError, PrerequisiteError, StateError, WgkillError
 from .firewall import Removed, backend, check_recorded, installed
 from .kernel import require_root
 from .names import validate_interface
+from .recordclass import dataclass, field
 
 
 @dataclass

@@ -18,7 +18,6 @@ import socket
 import stat
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,6 +26,7 @@ from .errors import ConfigError, UsageError
 from .fileio import write_atomic
 from .names import validate_interface
 from .prefixes import load_file
+from .recordclass import dataclass, field
 from .runner import run, which
 from .templating import render
 from .wgconf import Endpoint

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +65,7 @@ from .errors import FirewallError, PrerequisiteError, StateError
 from .firewall import backend as make_backend
 from .firewall import backend_class
 from .names import validate_interface
+from .recordclass import replace
 from .records import (
     ROUTE_RECORD_VERSION,
     UNREACHABLE_METRIC,

@@ -5,7 +5,6 @@ System changes are announced as ``[#] command`` (wg-quick's convention) through
 """
 
 import os
-import shlex
 from collections.abc import Callable, Sequence
 
 from .errors import PrerequisiteError, WgkillError
@@ -21,6 +20,8 @@ class CommandError(WgkillError):
         self.returncode = returncode
         self.stderr = stderr
         said = " ".join(stderr.split())[:300] or f"exit status {returncode}"
+        import shlex  # only when something failed or is traced: a hook that succeeds skips it
+
         super().__init__(f"{shlex.join(self.argv)}: {said}")
 
 
@@ -81,6 +82,8 @@ def run(argv: Sequence[str], *, stdin: str | None = None, change: bool = False) 
     import subprocess  # imported when used: the hooks' path often runs no binary at all
 
     if change and trace is not None:
+        import shlex
+
         trace(f"[#] {shlex.join([os.path.basename(argv[0]), *argv[1:]])}")
     try:
         done = subprocess.run(

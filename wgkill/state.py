@@ -26,12 +26,12 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import fileio
 from .errors import StateError
 from .exclusion import ExclusionRecord
+from .recordclass import asdict, dataclass, field
 from .records import (
     BACKENDS,
     EndpointRule,

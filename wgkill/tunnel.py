@@ -5,9 +5,8 @@ its UAPI socket, so one code path serves both. The dump's first line carries
 the private key; it is dropped on the spot and never logged or stored.
 """
 
-from dataclasses import dataclass
-
 from .errors import TunnelError
+from .recordclass import dataclass
 from .runner import CommandError, run, which
 from .wgconf import Endpoint, parse_endpoint
 

@@ -27,10 +27,10 @@ endpoint and allowed IPs.
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .recordclass import dataclass, field
 
 INTERFACE = "[interface]"
 PEER = "[peer]"

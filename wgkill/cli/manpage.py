@@ -15,11 +15,11 @@ import importlib
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from importlib.metadata import distribution
 from pathlib import Path
 
 from .. import __version__, errors
+from ..recordclass import dataclass
 
 SECTION = "8"
 DISTRIBUTION = "wgkill"

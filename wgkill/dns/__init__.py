@@ -15,10 +15,10 @@ import ipaddress
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import ModuleType
 
 from ..errors import ConfigError, UsageError
+from ..recordclass import dataclass
 from ..runner import find
 from ..wgconf import WgQuickConfig, dns_address
 

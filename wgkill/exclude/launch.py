@@ -20,7 +20,6 @@ import os
 import pwd
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -29,6 +28,7 @@ from ..cgroups import Cgroup, command_of, unified_root
 from ..errors import CommandNotFoundError, ExecError, PrerequisiteError, UsageError
 from ..kernel import require_root
 from ..names import exclude_cgroup
+from ..recordclass import dataclass
 from ..runner import find
 from . import ExclusionRecord, recorded_exclusions
 

@@ -10,9 +10,8 @@ pays only for the one its state records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..errors import UsageError
+from ..recordclass import dataclass
 from ..runner import find
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a hook pays ~4 ms)

@@ -6,7 +6,7 @@ from ``status``; ``wgkill.status`` judges them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ..recordclass import dataclass, field
 
 
 @dataclass

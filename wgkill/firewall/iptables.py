@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ApplyFailed, FirewallError, PrerequisiteError, StateError, WgkillError
@@ -25,6 +24,7 @@ from ..names import (
     route_chain_names,
     set_name,
 )
+from ..recordclass import dataclass, field
 from ..runner import CommandError, find, run, which
 from ..templating import render
 from . import Removed

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass
 
 from .. import runner
 from ..errors import FirewallError
+from ..recordclass import dataclass
 from ..runner import CommandError, which
 
 SONAME = "libnftables.so.1"

@@ -1,8 +1,7 @@
 """The nft backend's rule text: a policy rendered into the table's one transaction (pure).
 
 Kept apart from ``nft`` (apply, remove, inspect) so that wgkill-down and
-wgkill-status, which only remove and read tables, never define these records:
-each dataclass costs a hook process about half a millisecond to create.
+wgkill-status, which only remove and read tables, never define these records.
 
 Endpoint-name lookups while blocked: nftables has no string match, but a
 query carries its one question at a fixed offset (after the 8-byte UDP header
@@ -15,9 +14,8 @@ length byte or the terminating zero and is refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-
 from ..names import nft_interface_pattern, nft_table_name
+from ..recordclass import dataclass, field, replace
 from .nft_text import rule_counts
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a hook pays ~4 ms)

@@ -8,10 +8,10 @@ situation by hand.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 
 from .. import state as statefile
 from ..firewall.facts import ChainFacts, SetFacts
+from ..recordclass import dataclass, field
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a check pays ~4 ms)
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ import socket
 import struct
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import cast
 
+from ..recordclass import dataclass
 from .facts import (
     DEFAULT_PROBE_PORT,
     DEFAULT_PROBE_TIMEOUT,
@@ -96,7 +96,8 @@ def probe_in_cgroup(cgroup_procs: str, specs: Sequence[ProbeSpec],
     """``probe`` run by a child process moved into the cgroup first (sockets take the cgroup of
     the process that creates them); the results come back as JSON through a pipe."""
     import json
-    from dataclasses import asdict
+
+    from ..recordclass import asdict
 
     read_end, write_end = os.pipe()
     pid = os.fork()

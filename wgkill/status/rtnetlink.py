@@ -4,8 +4,9 @@ over one ``AF_NETLINK`` socket and unpacked with ``struct``.
 Why not pyroute2: its import alone costs over 100 ms, four times the article's whole rule cycle, on
 every monitoring check (issue 21); these four dumps and a lookup take about a millisecond. The parsing
 is separate from the socket (``parse_*`` take the bytes the kernel sent) so unit tests feed it
-captured replies; the records are dataclasses (``typing.NamedTuple`` would import typing). Message
-layouts: linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h, linux/fib_rules.h.
+captured replies; the records are ``recordclass`` dataclasses (``typing.NamedTuple`` would import
+typing). Message layouts: linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h,
+linux/fib_rules.h.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import errno
 import os
 import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+
+from ..recordclass import dataclass
 
 NETLINK_ROUTE = 0
 AF_UNSPEC, AF_INET, AF_INET6 = socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6

@@ -8,9 +8,9 @@ nothing, so unit tests feed it synthetic facts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from enum import IntEnum
 
+from ..recordclass import dataclass, field
 from .facts import (
     RESOLVED_STUBS,
     HostFacts,
