@@ -21,7 +21,6 @@ import pwd
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from .. import state as statefile
 from ..cgroups import Cgroup, command_of, unified_root
@@ -31,6 +30,10 @@ from ..names import exclude_cgroup
 from ..recordclass import dataclass
 from ..runner import find
 from . import ExclusionRecord, recorded_exclusions
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a hook pays ~4 ms)
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 LOG_NAME = "exclude.log"
 KEPT_FROM_CALLER = ("TERM", "LANG")
