@@ -133,13 +133,3 @@ def test_replace_refuses_an_unknown_field(api: tuple[ModuleType, dict[str, Any]]
     module, c = api
     with pytest.raises(TypeError):
         module.replace(c["Point"](1), z=3)
-
-
-def test_the_hook_path_does_not_import_dataclasses() -> None:
-    """What the module is for: a hook imports neither dataclasses nor inspect."""
-    import subprocess
-    import sys
-    code = "import sys, wgkill.cli.up, wgkill.cli.down, wgkill.cli.status; " \
-           "print(sorted({'dataclasses', 'inspect', 'typing'} & set(sys.modules)))"
-    done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 
 from . import state as statefile
+from .digest import sha256_hex
 from .errors import StateError, UsageError, WgkillError
 from .names import GUARD_RECORD, guard_table_name, nft_table_name, validate_interface
 from .recordclass import dataclass, field
@@ -145,9 +146,7 @@ class Holder:
             except OSError:
                 wanted[name] = None
                 continue
-            import hashlib
-
-            digest = hashlib.sha256(raw).hexdigest()
+            digest = sha256_hex(raw)
             cached = self._texts.get(name)
             if cached is not None and cached[0] == digest:
                 wanted[name] = cached[1]

@@ -10,13 +10,13 @@ never the record of what was applied (that is the state file).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from . import __version__, prefixes
 from . import state as statefile
+from .digest import sha256_hex
 from .errors import StateError
 from .templating import template_dir
 
@@ -41,7 +41,7 @@ def _templates_fingerprint() -> str:
 
 def cache_key(policy: object) -> str:
     material = f"{__version__}\n{_templates_fingerprint()}\n{policy!r}"
-    return hashlib.sha256(material.encode()).hexdigest()
+    return sha256_hex(material.encode())
 
 
 def _path(interface: str) -> Path:
@@ -65,7 +65,7 @@ def save(interface: str, entry: dict[str, Any]) -> None:
 
 
 def _list_path(path: str) -> Path:
-    name = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:24]
+    name = sha256_hex(os.path.abspath(path).encode())[:24]
     return statefile.state_dir() / CACHE_DIR / f"prefixes-{name}.json"
 
 
@@ -75,7 +75,7 @@ def prefix_list(path: str, *, save_new: bool = True) -> prefixes.PrefixList:
     100,000 prefixes load in about 0.02 s, against 0.1-0.3 s to parse; issue 21). ``save_new``:
     keep a newly parsed list for the next run (not on --dry-run, which changes nothing)."""
     text = prefixes.read_file(path)
-    key = hashlib.sha256(f"{__version__}\n{text}".encode()).hexdigest()
+    key = sha256_hex(f"{__version__}\n{text}".encode())
     cached = _load_list(_list_path(path), key)
     if cached is not None:
         return cached

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from ..errors import FirewallError
 from ..names import jump_spec, route_chain_names, route_jump_comment, set_name
 from ..runner import CommandError, run
 from ..templating import render
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a hook pays ~4 ms)
 if TYPE_CHECKING:
     from .iptables import FilterSnapshot, IptablesFamily
 
