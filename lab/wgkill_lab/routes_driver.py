@@ -15,11 +15,11 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 from wgkill import ipset, names, prefixes, routes, runner
 from wgkill.errors import StateError, WgkillError
+from wgkill.recordclass import asdict
 from wgkill.records import route_record_from_json
 from wgkill.tunnel import read_tunnel
 
