@@ -26,6 +26,9 @@ ARTICLE_UP = ("{tool} -I OUTPUT ! -o {i} -m mark ! --mark $(wg show {i} fwmark) 
 ARTICLE_DOWN = ARTICLE_UP.replace(" -I ", " -D ")
 
 
+CYCLE_TARGET = {"nft": 1.5, "iptables": 2.0}  # issue 21: the hook cycle's ratio to the article's lines
+
+
 def _time(lab: Lab, variants: dict[str, list[list[str]]]) -> dict[str, list[float]]:
     spec = json.dumps({"rounds": ROUNDS, "warmup": WARMUP, "variants": variants})
     done = lab.client(PY, str(BENCH / "timer.py"), stdin=spec, timeout=600)
@@ -130,8 +133,9 @@ def main() -> int:
     for backend, r in rows.items():
         ratio = r["wgkill"] / r["article"]
         status = r["wgkill-status"] / r["article"]
+        target = CYCLE_TARGET[backend]
         lines.append(f"| {backend} | {r['wgkill'] * 1000:.0f} ms | {r['article'] * 1000:.0f} ms | "
-                     f"{ratio:.2f}{X} | ≤ 1.5{X} ({'met' if ratio <= 1.5 else 'missed'}) | "
+                     f"{ratio:.2f}{X} | ≤ {target:g}{X} ({'met' if ratio <= target else 'missed'}) | "
                      f"{r['bare nft -f up + down'] * 1000:.0f} ms | {r['two python3 -I -S'] * 1000:.0f} ms | "
                      f"{r['wgkill-status'] * 1000:.0f} ms | {status:.2f}{X} | "
                      f"≤ 1.5{X} ({'met' if status <= 1.5 else 'missed'}) |")

@@ -249,14 +249,13 @@ def note_repairs(record: GuardRecord, interfaces: list[str]) -> None:
 
 
 def held_tables() -> set[str] | None:
-    """The names of the inet tables now (the guard's copies among them); None if unreadable."""
-    from .firewall.libnft import Context, NftError
+    """The names of the inet tables now (the guard's copies among them); None if unreadable.
+    Through the process's shared context: listing owns nothing, and freeing a context of its own
+    would cost wgkill-status as much as the listing."""
+    from .firewall.libnft import NftError, run_text
 
-    ctx = Context.open()
     try:
-        text = ctx.cmd("list tables inet\n")
+        text = run_text("list tables inet\n")
     except (NftError, WgkillError):
         return None
-    finally:
-        ctx.close()
     return {line.split("#")[0].split()[-1] for line in text.splitlines() if line.startswith("table inet ")}

@@ -166,12 +166,13 @@ class NftBackend(Backend):
                 if line.startswith("table inet ")}
 
     def listing(self, table: str) -> dict[str, list[str]] | None:
-        """Our table's chains and their rules as nft prints them; None if the table is gone."""
-        if table not in self.tables():
-            return None
+        """Our table's chains and their rules as nft prints them; None if the table is gone (asked
+        only when the listing fails: nft's error text is not the place to learn that)."""
         try:
             text = run_text(f"list table inet {table}\n")
         except NftError as exc:
+            if table not in self.tables():
+                return None
             raise FirewallError(f"nft: cannot read table {table}: {exc}") from exc
         return parse_listing(text).get(table, {})
 
