@@ -143,15 +143,17 @@ def test_recorded_policy_round_trips_and_tampering_is_refused() -> None:
 
 @pytest.mark.parametrize(("given", "canonical"), [
     ("0x80000/0xff0000", "0x80000/0xff0000"), ("524288/16711680", "0x80000/0xff0000"),
-    ("0x1", "0x1/0xffffffff")])
+    ("0x1", "0x1/0xffffffff"), ("010/0X0F", "0x8/0xf"), ("0/0xff", "0x0/0xff")])  # strtoul base 0: octal
 def test_allow_mark_is_written_as_iptables_prints_it(given: str, canonical: str) -> None:
     from wgkill.records import parse_mark
 
     assert parse_mark(given) == canonical
 
 
-@pytest.mark.parametrize("bad", ["0x80000/0x10000", "x/0xff", "0x1/0", "0x100000000/0xffff", "-1/0xf", ""])
+@pytest.mark.parametrize("bad", ["0x80000/0x10000", "x/0xff", "0x1/0", "0x100000000/0xffff", "-1/0xf", "",
+                                 "0b1/0xff", "0o7/0xff", "1_000", "08", "0x", " 1", "+1", "\u0661"])
 def test_allow_mark_refuses_what_cannot_match(bad: str) -> None:
+    """Python's own number forms (0b, 0o, underscores, other digits) are not what iptables reads."""
     from wgkill.errors import UsageError
     from wgkill.records import parse_mark
 

@@ -30,13 +30,23 @@ UNREACHABLE_METRIC = 4294967295
 _RETIRED_ROUTE_FIELDS = frozenset({"set_name", "jumps"})
 
 
+def _c_number(text: str) -> int:
+    """A number as iptables' ``--mark`` reads it (C's ``strtoul`` with base 0): ``0x`` hex, a
+    leading ``0`` octal, else decimal; not Python's ``0b``, ``0o`` or ``1_000``."""
+    if text[:2] in ("0x", "0X") and text[2:] and all(c in "0123456789abcdefABCDEF" for c in text[2:]):
+        return int(text[2:], 16)
+    if not text.isascii() or not text.isdigit():
+        raise ValueError(text)
+    return int(text, 8) if text.startswith("0") else int(text)
+
+
 def parse_mark(text: str) -> str:
     """``--allow-mark VALUE/MASK`` (or a bare VALUE, mask 0xffffffff) in one canonical form,
     ``0xV/0xM`` as iptables-save prints it; a value with bits outside its mask is refused."""
     value_text, _, mask_text = text.partition("/")
     try:
-        value = int(value_text, 0)
-        mask = int(mask_text, 0) if mask_text else 0xFFFFFFFF
+        value = _c_number(value_text)
+        mask = _c_number(mask_text) if mask_text else 0xFFFFFFFF
     except ValueError as exc:
         raise UsageError(f"--allow-mark {text!r}: expected VALUE/MASK, e.g. 0x80000/0xff0000") from exc
     if not (0 <= value < 2**32 and 0 < mask < 2**32) or value & ~mask:

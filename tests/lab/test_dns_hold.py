@@ -35,7 +35,7 @@ def test_guard_puts_back_a_rewritten_resolv_conf_and_no_query_leaks(any_lab: Lab
     lab.wait_handshake(tunnel)
     ours = conf.read_text()
     assert "nameserver 192.0.2.129" in ours
-    guard = Guard(lab, interval=1.0)  # the guard's default poll: resolv.conf sends no event
+    guard = Guard(lab, interval=1.0)  # the default interval; the rewrite is heard by inotify, not polled
     isp.clear()
 
     _rewrite_from_inside(lab, DHCP)  # the guard's line below is the witness that it took

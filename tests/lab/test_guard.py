@@ -6,7 +6,7 @@ millisecond), one common action of another tool, and the isp's counter as the
 far side's testimony. The guard's own log line says what it found and how long
 the repair took; both and the far-side count are printed (the figures for the
 note; tests assert behaviour, bench/guard_repair.py measures). Every backend:
-nft, iptables-nft (whose rules nft monitor sees too) and iptables-legacy
+nft, iptables-nft (whose rules the nftables netlink events report too) and iptables-legacy
 (found by the poll: no event).
 """
 
