@@ -22,7 +22,7 @@ HEAVY = {
     "tempfile": "fileio",
     "importlib.resources": "templating.template_dir",
     "jinja2": "the render cache (jinja2 only on a miss)",
-    "pyroute2": "status.rtnetlink",
+    "pyroute2": "rtnetlink",
 }
 
 

@@ -1,4 +1,4 @@
-"""wgkill-status's own rtnetlink reader, fed answers captured from a lab namespace.
+"""wgkill's rtnetlink reader (status, the guard, --routes), fed answers captured from a lab namespace.
 
 tests/samples/rtnetlink-lab.json holds the kernel's replies to the very requests the reader sends;
 the facts expected here are what pyroute2 read from the same namespace, so the reader is a drop-in
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from wgkill.status import netlink, rtnetlink
+from wgkill import rtnetlink
+from wgkill.status import netlink
 from wgkill.status.facts import LinkFacts
 
 SAMPLE = Path(__file__).parent / "samples" / "rtnetlink-lab.json"

@@ -41,7 +41,8 @@ sysctl, and the record says ``backend: nft`` with no iptables chains.
 
 ``ip`` is used rather than pyroute2: two rule reads and two ``ip -batch``
 processes take 9-20 ms, pyroute2 165-200 ms of which 150-190 ms is its import
-(bench/split_scale.py). iptables goes through one ``iptables-restore -w -n``
+(bench/split_scale.py); whether a link is up is one dump of wgkill's own
+``rtnetlink`` reader. iptables goes through one ``iptables-restore -w -n``
 per family.
 
 Order (the caller syncs the set and engages the kill switch first): routes in
@@ -133,9 +134,13 @@ def _rules(family: int) -> list[dict[str, Any]]:
 
 
 def link_up(interface: str) -> bool:
-    """Whether ``interface`` exists and is administratively up (``ip -j link show``)."""
-    links = _read_json([_ip(), "-j", "link", "show", "dev", validate_interface(interface)])
-    return any("UP" in link.get("flags", []) for link in links)
+    """Whether ``interface`` exists and is administratively up (IFF_UP), from one rtnetlink dump:
+    the guard asks on every check, where an ``ip`` child per block cost a process each time."""
+    from .rtnetlink import IFF_UP, Rtnetlink
+
+    validate_interface(interface)
+    with Rtnetlink() as netlink:
+        return any(link.name == interface and link.flags & IFF_UP for link in netlink.links())
 
 
 def _table_routes(family: int, table: int) -> list[dict[str, Any]]:

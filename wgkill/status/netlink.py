@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import WgkillError
+from ..rtnetlink import AF_INET, AF_INET6, IFF_UP, KernelError, Rtnetlink, Rule
 from .facts import LinkFacts, family_name
-from .rtnetlink import AF_INET, AF_INET6, KernelError, Rtnetlink, Rule
 
 WG_SOCKETS = Path("/var/run/wireguard")
 MAIN_TABLE = 254
-IFF_UP = 0x1
 FIB_RULE_INVERT = 0x2
 RTN_UNICAST = 1
 NO_SUPPRESS = 0xFFFFFFFF

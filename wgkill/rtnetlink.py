@@ -17,9 +17,10 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 
-from ..recordclass import dataclass
+from .recordclass import dataclass
 
 NETLINK_ROUTE = 0
+IFF_UP = 0x1  # ifinfomsg flags: administratively up (``ip link set up``)
 AF_UNSPEC, AF_INET, AF_INET6 = socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
