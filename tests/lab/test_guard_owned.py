@@ -162,8 +162,8 @@ def test_wg_quick_down_with_the_guard_gives_the_uplink_back_at_once(lab: Lab) ->
     down = lab.wg_quick("down", tunnel)
     # neither table is left the moment wg-quick down returns
     assert wgkill_lines(lab) == [], (down.stderr, guard.lines)
-    assert lab.whoami(4, timeout=2) == CLIENT4
-    assert lab.whoami(6, timeout=2) == CLIENT6
+    assert lab.whoami(4) == CLIENT4  # (at once: the line above; a slow answer is not a leak)
+    assert lab.whoami(6) == CLIENT6
     assert any(": block released" in line for line in guard.lines)
     assert guard.stop() == 0
 

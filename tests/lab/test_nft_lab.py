@@ -69,7 +69,7 @@ def test_contrast_a_foreign_accept_on_top_opens_the_iptables_block(iptables_lab:
     for argv in FOREIGN["accept-on-top-of-output"]:
         lab.client(*argv)
     lab.reset_counters()
-    assert lab.whoami(4, timeout=3) is not None and lab.whoami(6, timeout=3) is not None
+    assert lab.whoami(4) is not None and lab.whoami(6) is not None
     leaks = lab.leaks()
     assert leaks["ipv4"] > 0 and leaks["ipv6"] > 0, leaks  # the leak the nft backend prevents
     lab.wg_quick("down", tunnel)
