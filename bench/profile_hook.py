@@ -4,7 +4,7 @@ Run by ``bench/run.py`` in the client namespace as ``profile_hook.py up|down IFA
 (ARGS go to the CLI as they are, e.g. ``--allowed-ips-file PATH --routes``).
 It times the imports of the CLI module, then calls the CLI body with light
 wrappers around the things that can cost: child processes
-(``subprocess.run``), jinja2 (import, template compilation, rendering), the
+(``runner._spawn``), jinja2 (import, template compilation, rendering), the
 state file (lock, atomic write) and, for split tunnels, the prefix file's
 parsing, the merge with AllowedIPs, the set sync and the routes (each of the
 last two includes its own child processes). Everything else is "other Python".
@@ -14,7 +14,6 @@ measured separately (``python -c pass``).
 
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -50,19 +49,20 @@ def main() -> int:
     import wgkill.prefixes
     import wgkill.rendercache
     import wgkill.routes
+    import wgkill.runner
     import wgkill.state
     import wgkill.templating
 
-    real_run = subprocess.run
+    real_spawn = wgkill.runner._spawn  # the one place a wgkill process starts a child
 
-    def child(argv: Any, *args: Any, **kwargs: Any) -> Any:
+    def child(argv: list[str], stdin: bytes | None) -> tuple[int, bytes, bytes]:
         begin = time.perf_counter()
         try:
-            return real_run(argv, *args, **kwargs)
+            return real_spawn(argv, stdin)
         finally:
             children.append((os.path.basename(argv[0]), time.perf_counter() - begin))
 
-    subprocess.run = child  # type: ignore[assignment]
+    wgkill.runner._spawn = child
 
     real_environment = wgkill.templating.environment
 

@@ -1068,7 +1068,7 @@ def hook_budget(hooks: dict[str, Any], parts: dict[str, float],
         "interpreters": 2 * bare,
         "bash": 2 * parts["bash -c true"],
         # a fresh ``python -c 'import wgkill.cli.up'`` minus the bare interpreter, once per hook: the
-        # in-process figure misses what profile_hook.py itself imported first (json, subprocess, typing)
+        # in-process figure misses what profile_hook.py itself imported first (json, typing)
         "imports": 2 * max(0.0, parts["python -c 'import wgkill.cli.up'"] - bare),
         "jinja2": sum(prof[v].get("templates (all: import, compile, render)", 0) for v in ("up", "down")),
         "children": kids,

@@ -1,5 +1,6 @@
-"""The rtnetlink messages status reads (links, addresses, routes, policy rules, one route lookup), asked
-over one ``AF_NETLINK`` socket and unpacked with ``struct``.
+"""The rtnetlink messages wgkill reads (links, addresses, routes, policy rules, one route lookup), asked
+over one ``AF_NETLINK`` socket and unpacked with ``struct``: wgkill-status's facts, and whether a
+link is up for the guard and ``--routes`` (``routes.link_up``).
 
 Why not pyroute2: its import alone costs over 100 ms, four times the article's whole rule cycle, on
 every monitoring check (issue 21); these four dumps and a lookup take about a millisecond. The parsing

@@ -167,18 +167,19 @@ def simulate_reboot(lab: Lab) -> None:
     assert wgkill_lines(lab) == []
 
 
-class Handshakes:
-    """The client's own count of WireGuard handshake initiations (message type 1) to the server's
-    ``port`` out the uplink, taken twice in one table: first in the output hook, before any block
-    (sent), and last, after every block (passed). Both are read in one listing, so what a block
+class UplinkUdp:
+    """The client's own count of its UDP to the server's ``port`` out the uplink (every datagram,
+    or with ``initiations`` WireGuard's handshake initiations alone, message type 1), taken twice in
+    one table: first in the output hook, before any block (sent: what the far side would see without
+    one), and last, after every block (passed). Both are read in one listing, so what a block
     refused is their difference, counted where it happens, with no clock: a refused first
     handshake is what made a reconnect wait for WireGuard's 5 s retry."""
 
-    def __init__(self, lab: Lab, port: int) -> None:
-        self.lab, self.table = lab, f"wgklab-hs-{port}"
-        initiation = f'oifname "uplink0" udp dport {port} @th,64,32 0x1000000 counter'
+    def __init__(self, lab: Lab, port: int, *, initiations: bool = False) -> None:
+        self.lab, self.table = lab, f"wgklab-{'hs' if initiations else 'udp'}-{port}"
+        match = f'oifname "uplink0" udp dport {port}' + (" @th,64,32 0x1000000" if initiations else "")
         chains = "".join(f"\tchain {name} {{\n\t\ttype filter hook output priority {priority};"
-                         f" policy accept;\n\t\t{initiation}\n\t}}\n"
+                         f" policy accept;\n\t\t{match} counter\n\t}}\n"
                          for name, priority in (("sent", -400), ("passed", 400)))
         lab.client("nft", "-f", "-", stdin=f"table inet {self.table} {{\n{chains}}}\n")
 
@@ -188,19 +189,22 @@ class Handshakes:
         sent, passed = (int(n) for n in re.findall(r"counter packets (\d+)", listed))
         return sent, passed
 
+    def sent(self) -> int:
+        return self.counts()[0]
+
     def assert_none_refused(self) -> None:
-        """At least one initiation was sent, and every one passed. A refused one stays counted as
-        sent and never as passed; the wait only lets one caught between the two chains finish."""
+        """At least one was sent, and every one passed. A refused one stays counted as sent and
+        never as passed; the wait only lets one caught between the two chains finish."""
         def all_passed() -> bool:
             sent, passed = self.counts()
             return 0 < sent == passed
         try:
-            wait_until(all_passed, 2, "every handshake initiation sent out the uplink passing the blocks")
+            wait_until(all_passed, 2, f"every datagram counted in {self.table} passing the blocks")
         except LabError:
-            pytest.fail(f"handshake initiations (sent, passed): {self.counts()}")
+            pytest.fail(f"{self.table} (sent, passed): {self.counts()}")
 
 
-def assert_first_fetch_through_tunnel(lab: Lab, handshakes: Handshakes) -> None:
+def assert_first_fetch_through_tunnel(lab: Lab, handshakes: UplinkUdp) -> None:
     """No handshake initiation was refused on the way out (none waits for WireGuard's retry),
     and the first requests after ``wg-quick up`` returns, IPv4 then IPv6, are answered through
     the tunnel."""

@@ -7,14 +7,13 @@ that counter counting that UDP, and the client counts what it sent that way
 (before its block): a test waits until some was sent, never a fixed time.
 """
 
-import re
 import sys
 from collections.abc import Callable
 
 from wgkill_lab.netns import ETC_NETNS, ISP4, VPN4, WEB4, Lab, Tunnel, _run, wait_until
 
 from .checks import (
-    Handshakes,
+    UplinkUdp,
     assert_through_tunnel,
     backend_args,
     block_text,
@@ -48,20 +47,6 @@ def _count_second(lab: Lab, tunnel: Tunnel) -> None:
 
 def _second_seen(lab: Lab) -> int:
     return lab.counters()["ipv4"].get("second", 0)
-
-
-def _sent_by_uplink(lab: Lab, port: int) -> Callable[[], int]:
-    """The client's own count of its UDP to the server's ``port`` routed out the uplink, taken at
-    the first output hook, before any block can drop it: what the far side would see without one."""
-    table = f"wgklab-sent-{port}"
-    lab.client("nft", "-f", "-", stdin=f"table inet {table} {{\n\tchain out {{\n"
-               "\t\ttype filter hook output priority -400; policy accept;\n"
-               f'\t\toifname "uplink0" ip daddr {VPN4} udp dport {port} counter\n\t}}\n}}\n')
-
-    def count() -> int:
-        listed = lab.client("nft", "list", "chain", "inet", table, "out").stdout
-        return int(re.findall(r"counter packets (\d+)", listed)[0])
-    return count
 
 
 def _tries(sent: Callable[[], int], more: int, what: str) -> None:
@@ -110,7 +95,7 @@ def test_two_tunnels_compose_and_the_second_keeps_only_its_endpoint_when_the_fir
     full = lab.add_tunnel()
     split = lab.add_tunnel(allowed_ips="192.0.2.145/32")  # the second server's own address
     _count_second(lab, split)
-    sent = _sent_by_uplink(lab, split.port)
+    sent = UplinkUdp(lab, split.port).sent  # before any block: what was sent that way
     lab.client(sys.executable, "-I", "-c", "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
                f".sendto(b'x', ('{VPN4}', {split.port}))")  # no block yet: one datagram, and both
     assert _second_seen(lab) == 1 and sent() == 1, lab.counters()  # witnesses count it
@@ -157,7 +142,7 @@ def test_second_tunnel_with_an_on_link_endpoint_beside_a_full_tunnel(any_lab: La
     lab.wg_quick("up", split)
     _wait_reachable(lab, split.server4, "the second tunnel's peer, first bring-up")
     lab.kill_daemon(split)  # a reconnect: wg0's block already names wg1's endpoint
-    handshakes = Handshakes(lab, split.port)
+    handshakes = UplinkUdp(lab, split.port, initiations=True)
     lab.wg_quick("up", split)
     _wait_reachable(lab, split.server4, "the second tunnel's peer after a reconnect")
     handshakes.assert_none_refused()  # at once: its first handshake was not held for the retry
@@ -261,7 +246,7 @@ def _tailscale(lab: Lab) -> Tunnel:
 def test_tailscale_connects_during_a_drop_only_with_allow_mark(lab: Lab) -> None:
     full = lab.add_tunnel()
     ts = _tailscale(lab)
-    sent = _sent_by_uplink(lab, ts.port)
+    sent = UplinkUdp(lab, ts.port).sent
     # allowed first: that the far side's counter counts its underlay is shown before it must read 0
     for options, connects in ((("--allow-iface", ts.iface, "--allow-mark", "0x80000/0xff0000"), True),
                               (("--allow-iface", ts.iface), False)):

@@ -11,7 +11,7 @@ test sends the rest).
 from wgkill_lab.netns import Lab, Tunnel
 
 from .checks import (
-    Handshakes,
+    UplinkUdp,
     assert_blocked,
     assert_first_fetch_through_tunnel,
     simulate_reboot,
@@ -30,7 +30,7 @@ def _crashed(lab: Lab) -> Tunnel:
 
 def _reconnects_at_once(lab: Lab, tunnel: Tunnel) -> None:
     assert_blocked(lab)
-    handshakes = Handshakes(lab, tunnel.port)
+    handshakes = UplinkUdp(lab, tunnel.port, initiations=True)
     lab.wg_quick("up", tunnel)  # the block is held: the first handshake must get out
     assert_first_fetch_through_tunnel(lab, handshakes)
     lab.wg_quick("down", tunnel)
